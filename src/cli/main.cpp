@@ -1,0 +1,151 @@
+// understudy: command-line entry point. `run` a node, `check` a config, ask a running node its
+// `status`, make a `keygen`; `fault` and `crash` drive the fault points for tests (docs/FAULTS.md).
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "config/config.hpp"
+#include "crypto/key.hpp"
+#include "node/node.hpp"
+
+namespace {
+
+using us::config::Config;
+
+// Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 refused to start, 4 fail-stop.
+constexpr int kExitConfig = 2;
+
+std::optional<Config> load_or_report(const std::string& path) {
+  auto cfg = us::config::load_config(path);
+  if (!cfg) {
+    std::cerr << cfg.error().line() << "\n";
+    return std::nullopt;
+  }
+  return std::move(*cfg);
+}
+
+spdlog::level::level_enum to_spdlog(us::config::LogLevel l) {
+  switch (l) {
+    case us::config::LogLevel::Trace:
+      return spdlog::level::trace;
+    case us::config::LogLevel::Debug:
+      return spdlog::level::debug;
+    case us::config::LogLevel::Info:
+      return spdlog::level::info;
+    case us::config::LogLevel::Warn:
+      return spdlog::level::warn;
+    case us::config::LogLevel::Error:
+      return spdlog::level::err;
+  }
+  return spdlog::level::info;
+}
+
+int cmd_run(const std::string& path) {
+  auto cfg = load_or_report(path);
+  if (!cfg) return kExitConfig;
+  auto logger = spdlog::stderr_color_mt(us::config::to_string(cfg->node.role));
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
+  spdlog::set_level(to_spdlog(cfg->log.level));
+  spdlog::flush_on(spdlog::level::info);
+  us::node::Node node(std::move(*cfg));
+  if (auto r = node.init(); !r) {
+    spdlog::error("cannot start: {}", r.error());
+    return 1;
+  }
+  return node.run();
+}
+
+int cmd_status(const std::string& path, bool json) {
+  auto cfg = load_or_report(path);
+  if (!cfg) return kExitConfig;
+  auto reply = us::node::control_request(cfg->node.control_socket.string(), {{"cmd", "status"}});
+  if (!reply) {
+    std::cerr << "status: " << reply.error() << " (is the node running?)\n";
+    return 1;
+  }
+  const auto& s = *reply;
+  if (json) {
+    std::cout << s.dump() << "\n";
+    return 0;
+  }
+  std::cout << "role:        " << s.value("role", "?") << "\n"
+            << "mode:        " << s.value("mode", "?") << "\n"
+            << "front:       " << (s.value("front", false) ? "yes" : "no") << " (advertised "
+            << s.value("advertised", "?") << ")\n"
+            << "peer:        " << s.value("peer", "?") << "\n"
+            << "connections: " << s.value("connections", 0) << "\n"
+            << "failovers:   " << s.value("failovers", 0) << "\n";
+  return 0;
+}
+
+int cmd_control(const std::string& path, const nlohmann::json& request) {
+  auto cfg = load_or_report(path);
+  if (!cfg) return kExitConfig;
+  auto reply = us::node::control_request(cfg->node.control_socket.string(), request);
+  if (!reply) {
+    std::cerr << reply.error() << "\n";
+    return 1;
+  }
+  std::cout << reply->dump() << "\n";
+  return reply->value("ok", false) ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "understudy: client-transparent failover of in-flight HTTP requests between two nodes"};
+  app.require_subcommand(1);
+  std::string config;
+
+  auto* run = app.add_subcommand("run", "Run a node in the foreground (logs to stderr; SIGTERM stops it)");
+  run->add_option("--config", config, "TOML config file")->required()->check(CLI::ExistingFile);
+
+  auto* check = app.add_subcommand("check", "Validate a config: exit 0, or exit 2 and one line naming the key");
+  check->add_option("--config", config, "TOML config file")->required();
+
+  bool json = false;
+  auto* status = app.add_subcommand("status", "Ask the running node of this config how it is");
+  status->add_option("--config", config, "TOML config file")->required();
+  status->add_flag("--json", json, "One JSON object (role, mode, front, peer, connections, failovers, counters)");
+
+  app.add_subcommand("keygen", "Print a new pre-shared peer key (64 hex characters)");
+
+  std::string point;
+  auto* fault = app.add_subcommand("fault", "Arm a fault point in the running node: it dies there (tests)");
+  fault->add_option("--config", config, "TOML config file")->required();
+  fault->add_option("point", point, "point[:nth], e.g. primary.reply_read or primary.reply_written:40; empty disarms");
+
+  auto* crash = app.add_subcommand("crash", "Make the running node die now like a failed host (tests)");
+  crash->add_option("--config", config, "TOML config file")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitConfig;
+  }
+
+  if (*run) return cmd_run(config);
+  if (*check) {
+    auto cfg = us::config::load_config(config);
+    if (!cfg) {
+      std::cout << cfg.error().line() << "\n";
+      return kExitConfig;
+    }
+    std::cout << "ok: " << config << " (" << us::config::to_string(cfg->node.role) << ", advertised "
+              << cfg->service.advertised.to_string() << ")\n";
+    return 0;
+  }
+  if (*status) return cmd_status(config, json);
+  if (app.got_subcommand("keygen")) {
+    std::cout << us::crypto::generate_key_hex() << "\n";
+    return 0;
+  }
+  if (*fault) return cmd_control(config, {{"cmd", "fault"}, {"point", point}});
+  if (*crash) return cmd_control(config, {{"cmd", "crash"}});
+  return kExitConfig;
+}

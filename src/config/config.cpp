@@ -1,0 +1,427 @@
+#include "config/config.hpp"
+
+#include <toml++/toml.h>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <system_error>
+
+#include "crypto/key.hpp"
+
+namespace us::config {
+
+namespace fs = std::filesystem;
+using wire::Endpoint;
+using wire::Ipv4Addr;
+
+namespace {
+
+// The schema. Unknown tables and keys are rejected so a typo cannot silently become a default.
+struct TableSchema {
+  std::string_view name;
+  bool required;
+  std::initializer_list<std::string_view> keys;
+};
+constexpr std::string_view kService = "service", kNode = "node", kPeer = "peer",
+                           kHeartbeat = "heartbeat", kTun = "tun", kLimits = "limits", kLog = "log";
+const TableSchema kSchema[] = {
+    {kService, true, {"advertised", "interface"}},
+    {kNode, true, {"role", "address", "server", "control_socket", "startup_wait_ms"}},
+    {kPeer, true, {"address", "port", "key_file"}},
+    {kHeartbeat, true, {"interval_ms", "timeout_ms"}},
+    {kTun, false, {"name", "address", "prefix", "mtu"}},
+    {kLimits, false, {"max_connections", "request_cache_bytes", "replication_window_bytes"}},
+    {kLog, false, {"level"}},
+};
+
+constexpr size_t kMaxIfName = 15;        // IFNAMSIZ - 1
+constexpr size_t kMaxSocketPath = 107;   // sizeof(sockaddr_un::sun_path) - 1
+constexpr uintmax_t kMaxKeyFile = 4096;  // a key file is 65 bytes; refuse to slurp anything big
+
+const char* type_name(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::none:
+      return "nothing";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+  }
+  return "an unknown type";
+}
+
+std::string quote(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
+
+bool is_unicast(Ipv4Addr a) {
+  const uint32_t v = a.v;
+  return v != 0 && v != 0xffffffffu && (v >> 28) != 0xe;  // not 0.0.0.0, broadcast, 224/4
+}
+
+bool in_subnet(Ipv4Addr a, Ipv4Addr net, unsigned prefix) {
+  const uint32_t mask = prefix == 0 ? 0 : ~uint32_t{0} << (32 - prefix);
+  return (a.v & mask) == (net.v & mask);
+}
+
+// Reads typed values and keeps the first error, so the checks read as a flat list in schema order.
+class Reader {
+ public:
+  explicit Reader(const toml::table& root) : root_(root) {}
+
+  std::optional<ConfigError> error;
+
+  void fail(std::string key, std::string message) {
+    if (!error) error = ConfigError{std::move(key), std::move(message)};
+  }
+
+  void check_unknown() {
+    for (auto&& [k, v] : root_) {
+      const TableSchema* schema = find(k.str());
+      if (schema == nullptr) {
+        fail(std::string(k.str()), v.is_table() ? "unknown table" : "unknown key");
+        continue;
+      }
+      if (!v.is_table()) {
+        fail(std::string(k.str()),
+             std::string("expected a table (got ") + type_name(v.type()) + ")");
+        continue;
+      }
+      for (auto&& [sub, unused] : *v.as_table()) {
+        (void)unused;
+        bool known = false;
+        for (std::string_view allowed : schema->keys) known = known || allowed == sub.str();
+        if (!known) fail(dotted(schema->name, sub.str()), "unknown key");
+      }
+    }
+    for (const TableSchema& s : kSchema)
+      if (s.required && !root_.contains(s.name))
+        fail(std::string(s.name), "required table missing");
+  }
+
+  std::optional<std::string> string(std::string_view table, std::string_view key, bool required) {
+    const toml::node* n = get(table, key, required);
+    if (n == nullptr) return std::nullopt;
+    if (!n->is_string()) return wrong_type(table, key, "a string", *n);
+    return n->as_string()->get();
+  }
+
+  std::optional<int64_t> integer(std::string_view table, std::string_view key, bool required,
+                                 int64_t min, int64_t max) {
+    const toml::node* n = get(table, key, required);
+    if (n == nullptr) return std::nullopt;
+    if (!n->is_integer()) return wrong_type(table, key, "an integer", *n);
+    const int64_t v = n->as_integer()->get();
+    if (v < min || v > max) {
+      fail(dotted(table, key), "must be between " + std::to_string(min) + " and " +
+                                   std::to_string(max) + " (got " + std::to_string(v) + ")");
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<Ipv4Addr> ip(std::string_view table, std::string_view key, bool required,
+                             bool unicast) {
+    auto text = string(table, key, required);
+    if (!text) return std::nullopt;
+    auto a = Ipv4Addr::parse(*text);
+    if (!a) {
+      fail(dotted(table, key), "expected a dotted-quad IPv4 address (got " + quote(*text) + ")");
+      return std::nullopt;
+    }
+    if (unicast && !is_unicast(*a)) {
+      fail(dotted(table, key), "must be a unicast address (got " + quote(*text) + ")");
+      return std::nullopt;
+    }
+    return a;
+  }
+
+  std::optional<Endpoint> endpoint(std::string_view table, std::string_view key, bool required) {
+    auto text = string(table, key, required);
+    if (!text) return std::nullopt;
+    if (auto e = Endpoint::parse(*text)) {
+      if (is_unicast(e->ip)) return e;
+      fail(dotted(table, key), "must be a unicast address (got " + quote(*text) + ")");
+      return std::nullopt;
+    }
+    // Endpoint::parse says only "no"; say which half is wrong.
+    const auto colon = text->rfind(':');
+    std::string why;
+    if (colon == std::string::npos)
+      why = "expected IPv4:port";
+    else if (!Ipv4Addr::parse(std::string_view(*text).substr(0, colon)))
+      why = "expected a dotted-quad IPv4 address before ':'";
+    else
+      why = "port must be between 1 and 65535";
+    fail(dotted(table, key), why + " (got " + quote(*text) + ")");
+    return std::nullopt;
+  }
+
+  // Interface names: the kernel's limit, and nothing that could be a path.
+  std::optional<std::string> ifname(std::string_view table, std::string_view key, bool required) {
+    auto name = string(table, key, required);
+    if (!name) return std::nullopt;
+    bool bad = name->empty() || name->size() > kMaxIfName || *name == "." || *name == "..";
+    for (char c : *name) bad = bad || c == '/' || c == ':' || c <= ' ' || c == 0x7f;
+    if (bad) {
+      fail(dotted(table, key),
+           "must be an interface name of 1 to 15 characters without '/', ':' "
+           "or whitespace (got " +
+               quote(*name) + ")");
+      return std::nullopt;
+    }
+    return name;
+  }
+
+  static std::string dotted(std::string_view table, std::string_view key) {
+    return std::string(table) + "." + std::string(key);
+  }
+
+ private:
+  static const TableSchema* find(std::string_view name) {
+    for (const TableSchema& s : kSchema)
+      if (s.name == name) return &s;
+    return nullptr;
+  }
+
+  const toml::node* get(std::string_view table, std::string_view key, bool required) {
+    const toml::table* t = root_[table].as_table();
+    const toml::node* n = t ? t->get(key) : nullptr;
+    // A missing required table was already reported by check_unknown.
+    if (n == nullptr && required && t != nullptr) fail(dotted(table, key), "required key missing");
+    return n;
+  }
+
+  std::nullopt_t wrong_type(std::string_view table, std::string_view key, const char* want,
+                            const toml::node& n) {
+    fail(dotted(table, key),
+         std::string("expected ") + want + " (got " + type_name(n.type()) + ")");
+    return std::nullopt;
+  }
+
+  const toml::table& root_;
+};
+
+fs::path resolve(const fs::path& base_dir, const fs::path& p) {
+  return p.is_absolute() ? p : (base_dir / p).lexically_normal();
+}
+
+std::optional<LogLevel> parse_level(std::string_view s) {
+  if (s == "trace") return LogLevel::Trace;
+  if (s == "debug") return LogLevel::Debug;
+  if (s == "info") return LogLevel::Info;
+  if (s == "warn") return LogLevel::Warn;
+  if (s == "error") return LogLevel::Error;
+  return std::nullopt;
+}
+
+// Reads a small text file; the error says why in words.
+Result<std::string, std::string> read_small_file(const fs::path& p, uintmax_t max_size) {
+  std::error_code ec;
+  const auto st = fs::status(p, ec);
+  if (ec) return Err{"cannot read " + quote(p.string()) + ": " + ec.message()};
+  if (!fs::is_regular_file(st)) return Err{quote(p.string()) + " is not a regular file"};
+  const auto size = fs::file_size(p, ec);
+  if (ec) return Err{"cannot read " + quote(p.string()) + ": " + ec.message()};
+  if (size > max_size)
+    return Err{quote(p.string()) + " is too large (" + std::to_string(size) + " bytes)"};
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return Err{"cannot read " + quote(p.string()) + ": " + std::strerror(errno)};
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) return Err{"cannot read " + quote(p.string()) + ": read error"};
+  return buf.str();
+}
+
+Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path& base_dir) {
+  Reader r(root);
+  Config c;
+  r.check_unknown();
+  if (r.error) return Err{*r.error};
+
+  constexpr int64_t kU32 = std::numeric_limits<uint32_t>::max();
+  constexpr int64_t kI64 = std::numeric_limits<int64_t>::max();
+
+  if (auto v = r.endpoint(kService, "advertised", true)) c.service.advertised = *v;
+  if (auto v = r.ifname(kService, "interface", true)) c.service.interface = *v;
+
+  if (auto v = r.string(kNode, "role", true)) {
+    if (*v == "primary")
+      c.node.role = Role::Primary;
+    else if (*v == "backup")
+      c.node.role = Role::Backup;
+    else
+      r.fail("node.role", "must be \"primary\" or \"backup\" (got " + quote(*v) + ")");
+  }
+  if (auto v = r.ip(kNode, "address", true, true)) c.node.address = *v;
+  if (auto v = r.endpoint(kNode, "server", true)) c.node.server = *v;
+  if (auto v = r.string(kNode, "control_socket", false)) {
+    if (v->empty())
+      r.fail("node.control_socket", "must not be empty");
+    else
+      c.node.control_socket = resolve(base_dir, *v);
+  }
+  if (auto v = r.integer(kNode, "startup_wait_ms", false, 0, kU32))
+    c.node.startup_wait_ms = static_cast<uint32_t>(*v);
+
+  if (auto v = r.ip(kPeer, "address", true, true)) c.peer.address = *v;
+  if (auto v = r.integer(kPeer, "port", false, 1, 65535)) c.peer.port = static_cast<uint16_t>(*v);
+  if (auto v = r.string(kPeer, "key_file", true)) {
+    if (v->empty())
+      r.fail("peer.key_file", "must not be empty");
+    else
+      c.peer.key_file = resolve(base_dir, *v);
+  }
+
+  if (auto v = r.integer(kHeartbeat, "interval_ms", true, 1, kU32))
+    c.heartbeat.interval_ms = static_cast<uint32_t>(*v);
+  if (auto v = r.integer(kHeartbeat, "timeout_ms", true, 1, kU32))
+    c.heartbeat.timeout_ms = static_cast<uint32_t>(*v);
+
+  if (auto v = r.ifname(kTun, "name", false)) c.tun.name = *v;
+  if (auto v = r.ip(kTun, "address", false, true)) c.tun.address = *v;
+  if (auto v = r.integer(kTun, "prefix", false, 8, 30)) c.tun.prefix = static_cast<uint8_t>(*v);
+  if (auto v = r.integer(kTun, "mtu", false, 576, 9000)) c.tun.mtu = static_cast<uint16_t>(*v);
+
+  if (auto v = r.integer(kLimits, "max_connections", false, 1, kI64)) c.limits.max_connections = *v;
+  if (auto v = r.integer(kLimits, "request_cache_bytes", false, 1, kI64))
+    c.limits.request_cache_bytes = *v;
+  if (auto v = r.integer(kLimits, "replication_window_bytes", false, 1, kI64))
+    c.limits.replication_window_bytes = *v;
+
+  if (auto v = r.string(kLog, "level", false)) {
+    if (auto level = parse_level(*v))
+      c.log.level = *level;
+    else
+      r.fail("log.level", "must be one of trace, debug, info, warn, error (got " + quote(*v) + ")");
+  }
+  if (r.error) return Err{*r.error};
+
+  // Cross-key rules.
+  if (c.node.address == c.peer.address)
+    return Err{ConfigError{
+        "peer.address", "must differ from node.address (both " + c.peer.address.to_string() + ")"}};
+  // The advertised IP moves between the nodes; it cannot be either node's own address.
+  for (auto [name, addr] :
+       {std::pair{"node.address", c.node.address}, std::pair{"peer.address", c.peer.address}}) {
+    if (c.service.advertised.ip == addr)
+      return Err{ConfigError{"service.advertised", std::string("IP must differ from ") + name +
+                                                       " (both " + addr.to_string() + ")"}};
+  }
+  if (c.node.server == c.service.advertised)
+    return Err{ConfigError{"node.server", "must differ from service.advertised (both " +
+                                              c.node.server.to_string() + ")"}};
+  // Failure detection needs at least two missed heartbeats before declaring the peer dead.
+  if (uint64_t{c.heartbeat.timeout_ms} < 2 * uint64_t{c.heartbeat.interval_ms})
+    return Err{ConfigError{"heartbeat.timeout_ms",
+                           "must be at least 2 x interval_ms (got " +
+                               std::to_string(c.heartbeat.timeout_ms) + ", interval " +
+                               std::to_string(c.heartbeat.interval_ms) + ")"}};
+  // The TUN subnet is routed to us; overlapping the LAN or service would swallow real traffic.
+  for (auto [name, addr] :
+       {std::pair{"service.advertised", c.service.advertised.ip},
+        std::pair{"node.address", c.node.address}, std::pair{"peer.address", c.peer.address}}) {
+    if (in_subnet(addr, c.tun.address, c.tun.prefix))
+      return Err{ConfigError{"tun.address",
+                             c.tun.address.to_string() + "/" + std::to_string(c.tun.prefix) +
+                                 " must not contain " + name + " (" + addr.to_string() + ")"}};
+  }
+
+  if (c.node.control_socket.empty())
+    c.node.control_socket =
+        fs::path("/run/understudy") / (std::string(to_string(c.node.role)) + ".sock");
+  if (c.node.control_socket.native().size() > kMaxSocketPath)
+    return Err{ConfigError{"node.control_socket",
+                           "path is too long for a Unix socket (" +
+                               std::to_string(c.node.control_socket.native().size()) +
+                               " bytes, at most " + std::to_string(kMaxSocketPath) + ")"}};
+
+  auto text = read_small_file(c.peer.key_file, kMaxKeyFile);
+  if (!text) return Err{ConfigError{"peer.key_file", text.error()}};
+  auto key = crypto::parse_key(*text);
+  if (!key)
+    return Err{ConfigError{
+        "peer.key_file", quote(c.peer.key_file.string()) + " holds no valid key: " + key.error()}};
+  c.peer.key.assign(key->begin(), key->end());
+  return c;
+}
+
+}  // namespace
+
+const char* to_string(Role r) {
+  switch (r) {
+    case Role::Primary:
+      return "primary";
+    case Role::Backup:
+      return "backup";
+  }
+  return "unknown";
+}
+
+const char* to_string(LogLevel l) {
+  switch (l) {
+    case LogLevel::Trace:
+      return "trace";
+    case LogLevel::Debug:
+      return "debug";
+    case LogLevel::Info:
+      return "info";
+    case LogLevel::Warn:
+      return "warn";
+    case LogLevel::Error:
+      return "error";
+  }
+  return "unknown";
+}
+
+std::string ConfigError::line() const {
+  return key + ": " + message;
+}
+
+Result<Config, ConfigError> parse_config(std::string_view toml_text, const fs::path& base_dir) {
+  // toml++ reports syntax errors by exception; nothing escapes this function.
+  try {
+    toml::table root = toml::parse(toml_text);
+    return parse_table(root, base_dir);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    return Err{ConfigError{"(syntax)", "line " + std::to_string(where.line) + ", column " +
+                                           std::to_string(where.column) + ": " +
+                                           std::string(e.description())}};
+  } catch (const std::exception& e) {
+    return Err{ConfigError{"(internal)", e.what()}};
+  }
+}
+
+Result<Config, ConfigError> load_config(const fs::path& file) {
+  std::error_code ec;
+  fs::path abs = fs::absolute(file, ec);
+  if (ec)
+    return Err{
+        ConfigError{"(file)", "cannot resolve " + quote(file.string()) + ": " + ec.message()}};
+  abs = abs.lexically_normal();
+  auto text = read_small_file(abs, 1 << 20);
+  if (!text) return Err{ConfigError{"(file)", text.error()}};
+  auto cfg = parse_config(*text, abs.parent_path());
+  if (cfg) cfg->source = abs;
+  return cfg;
+}
+
+}  // namespace us::config

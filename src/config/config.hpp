@@ -1,0 +1,76 @@
+// The node's TOML configuration: schema, defaults and validation. Keys are fixed by the config
+// issue; the example lives in the test (tests/unit/config_test.cpp). Every error names a dotted
+// key.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "wire/address.hpp"
+
+namespace us::config {
+
+enum class Role { Primary, Backup };
+const char* to_string(Role);
+
+enum class LogLevel { Trace, Debug, Info, Warn, Error };
+const char* to_string(LogLevel);
+
+struct Config {
+  struct Service {
+    wire::Endpoint advertised;  // the IP:port clients use
+    std::string interface;      // LAN interface shared with the peer
+  } service;
+  struct Node {
+    Role role = Role::Primary;
+    wire::Ipv4Addr address;                // this node's own LAN address
+    wire::Endpoint server;                 // the local web server we forward to
+    std::filesystem::path control_socket;  // default /run/understudy/<role>.sock
+    uint32_t startup_wait_ms = 3000;       // how long a starting node waits for its peer
+  } node;
+  struct Peer {
+    wire::Ipv4Addr address;
+    uint16_t port = 7400;            // UDP and TCP between the nodes
+    std::filesystem::path key_file;  // resolved against the config's directory
+    std::vector<uint8_t> key;        // decoded, 32 bytes
+  } peer;
+  struct Heartbeat {
+    uint32_t interval_ms = 0;
+    uint32_t timeout_ms = 0;
+  } heartbeat;
+  struct Tun {
+    std::string name = "understudy0";
+    wire::Ipv4Addr address{198, 19, 0, 1};
+    uint8_t prefix = 16;
+    uint16_t mtu = 1400;
+  } tun;
+  struct Limits {
+    uint64_t max_connections = 16384;
+    uint64_t request_cache_bytes = 268435456;
+    uint64_t replication_window_bytes = 262144;
+  } limits;
+  struct Log {
+    LogLevel level = LogLevel::Info;
+  } log;
+  std::filesystem::path source;  // the file loaded (absolute); empty from parse_config
+};
+
+struct ConfigError {
+  std::string key;  // dotted key, or "(syntax)" / "(file)"
+  std::string message;
+  // "heartbeat.timeout_ms: must be at least 2 x interval_ms (got 30, interval 20)"
+  std::string line() const;
+};
+
+// Reads, parses and validates `file`, and loads the peer key. Relative paths in it are relative to
+// the file's directory.
+Result<Config, ConfigError> load_config(const std::filesystem::path& file);
+
+// As load_config, from text; relative paths are resolved against base_dir. The key file is read.
+Result<Config, ConfigError> parse_config(std::string_view toml_text,
+                                         const std::filesystem::path& base_dir);
+
+}  // namespace us::config

@@ -1,0 +1,738 @@
+#include "message/message_layer.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "http/error_reply.hpp"
+#include "node/fault.hpp"
+
+namespace us::message {
+
+using packet::ConnKey;
+using packet::Mode;
+using packet::Role;
+
+namespace {
+constexpr size_t kVerifyHead = 64 * 1024;  // reply bytes compared verbatim on regeneration
+
+struct MdFree {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+using MdPtr = std::unique_ptr<EVP_MD_CTX, MdFree>;
+
+MdPtr new_sha256() {
+  MdPtr p(EVP_MD_CTX_new());
+  if (!p || EVP_DigestInit_ex(p.get(), EVP_sha256(), nullptr) != 1) std::abort();
+  return p;
+}
+
+std::array<uint8_t, 32> digest(EVP_MD_CTX* ctx) {
+  std::array<uint8_t, 32> out{};
+  MdPtr copy(EVP_MD_CTX_new());
+  EVP_MD_CTX_copy_ex(copy.get(), ctx);
+  unsigned len = 0;
+  EVP_DigestFinal_ex(copy.get(), out.data(), &len);
+  return out;
+}
+
+// Where the value of the Date header sits in a reply head, if anywhere: the one header nginx
+// changes between two identical replies.
+std::pair<size_t, size_t> date_value_range(std::string_view head) {
+  auto end = head.find("\r\n\r\n");
+  auto pos = head.find("\r\nDate: ");
+  if (pos == std::string_view::npos || (end != std::string_view::npos && pos > end)) return {0, 0};
+  size_t begin = pos + 8;
+  size_t stop = head.find("\r\n", begin);
+  if (stop == std::string_view::npos) stop = head.size();
+  return {begin, stop};
+}
+}  // namespace
+
+// The part of a reply that this node already holds when it must regenerate it after a takeover.
+struct PartialReply {
+  std::string head;      // first kVerifyHead bytes
+  MdPtr tail;            // SHA-256 of the bytes after the head
+  uint64_t length = 0;
+
+  void add(std::span<const uint8_t> bytes) {
+    size_t to_head = std::min(bytes.size(), kVerifyHead - std::min(kVerifyHead, head.size()));
+    head.append(reinterpret_cast<const char*>(bytes.data()), to_head);
+    if (to_head < bytes.size()) {
+      if (!tail) tail = new_sha256();
+      EVP_DigestUpdate(tail.get(), bytes.data() + to_head, bytes.size() - to_head);
+    }
+    length += bytes.size();
+  }
+};
+
+// Checks a regenerated reply against the bytes the client may already have.
+struct Regeneration {
+  PartialReply expected;
+  PartialReply seen;
+  uint64_t remaining = 0;
+
+  // Returns false on a mismatch.
+  bool consume(std::span<const uint8_t> bytes) {
+    seen.add(bytes);
+    remaining -= bytes.size();
+    size_t n = std::min(seen.head.size(), expected.head.size());
+    auto [db, de] = date_value_range(expected.head);
+    auto [sb, se] = date_value_range(seen.head);
+    for (size_t i = 0; i < n; ++i) {
+      bool masked = de > db && i >= db && i < de && sb == db && se == de;
+      if (!masked && seen.head[i] != expected.head[i]) return false;
+    }
+    if (remaining == 0 && expected.tail) {
+      if (!seen.tail || digest(seen.tail.get()) != digest(expected.tail.get())) return false;
+    }
+    return true;
+  }
+};
+
+struct MessageLayer::Conn {
+  ConnKey key;
+  wire::Endpoint fake;
+  sys::Fd fd;
+  bool serving = false;  // this node answers (primary, or a backup after a takeover)
+
+  // Client -> server.
+  http::RequestFramer reqf;
+  uint64_t req_read = 0;
+  bool client_eof = false;
+  uint64_t expected = 0;  // requests announced to respf
+  std::deque<http::RequestInfo> unanswered;
+  std::optional<http::FrameError> req_error;
+  uint64_t error_index = 0;
+  std::string cache;  // backup: request-stream bytes from cache_base on
+  uint64_t cache_base = 0;
+
+  // Upstream (the local web server).
+  sys::Fd up;
+  bool up_connecting = false;
+  std::string up_out;
+  http::ResponseFramer respf;
+  uint64_t up_origin = 0;  // reply-stream offset of the upstream's first byte
+  std::optional<Regeneration> regen;
+
+  // Reply stream to the client.
+  uint64_t reply_total = 0;    // produced (serving) or received (mirror)
+  uint64_t reply_acked = 0;    // serving in duplex: the backup holds up to here
+  uint64_t reply_written = 0;  // into the client socket
+  std::string out;             // reply bytes [out_base, reply_total)
+  uint64_t out_base = 0;
+  uint64_t replies_done = 0;
+  PartialReply partial;  // mirror: the reply after the last ReplyEnd
+  std::optional<uint64_t> close_at;
+  bool close_acked = false;
+  bool fin_sent = false;
+  bool error_sent = false;
+};
+
+MessageLayer::MessageLayer(sys::EventLoop& loop, packet::PacketLayer& pl, PeerLink& link,
+                           Settings s)
+    : loop_(loop), pl_(pl), link_(link), s_(s), buf_(64 * 1024) {}
+
+MessageLayer::~MessageLayer() = default;
+
+Result<Ok, std::string> MessageLayer::start() {
+  listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!listener_) return Err{sys::errno_text("socket")};
+  int one = 1;
+  ::setsockopt(listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(s_.listen.ip.v);
+  a.sin_port = htons(s_.listen.port);
+  if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    return Err{sys::errno_text(("bind " + s_.listen.to_string()).c_str())};
+  if (::listen(listener_.get(), 4096) != 0) return Err{sys::errno_text("listen")};
+  loop_.add(listener_.get(), EPOLLIN, [this](uint32_t) { on_accept(); });
+  return Ok{};
+}
+
+bool MessageLayer::replicating() const {
+  return s_.role == Role::Primary && mode_ == Mode::Duplex;
+}
+
+MessageLayer::Conn& MessageLayer::conn_for(const ConnKey& key) {
+  auto& slot = conns_[key];
+  if (!slot) {
+    slot = std::make_unique<Conn>();
+    slot->key = key;
+  }
+  return *slot;
+}
+
+MessageLayer::Conn* MessageLayer::find(const ConnKey& key) {
+  auto it = conns_.find(key);
+  return it == conns_.end() ? nullptr : it->second.get();
+}
+
+void MessageLayer::on_accept() {
+  for (;;) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&a), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    sys::Fd owned(fd);
+    wire::Endpoint fake{wire::Ipv4Addr(ntohl(a.sin_addr.s_addr)), ntohs(a.sin_port)};
+    const packet::Flow* flow = pl_.find_by_fake(fake);
+    if (!flow) {
+      spdlog::warn("message: accepted {} with no flow; closing", fake.to_string());
+      continue;
+    }
+    if (conns_.size() >= s_.max_connections && !find(flow->key)) {
+      spdlog::warn("message: connection limit {} reached; refusing {}", s_.max_connections,
+                   flow->key.to_string());
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    Conn& c = conn_for(flow->key);
+    c.fake = fake;
+    c.fd = std::move(owned);
+    ++counters_.accepted;
+    ConnKey key = c.key;
+    loop_.add(c.fd.get(), EPOLLIN, [this, key](uint32_t ev) { on_client_event(key, ev); });
+    SPDLOG_DEBUG("message: accepted {}", key.to_string());
+    bool serve = s_.role == Role::Primary || mode_ == Mode::Simplex;
+    if (serve && !c.serving) {
+      if (s_.role == Role::Backup) {
+        take_over_conn(c);
+      } else {
+        c.serving = true;
+      }
+    }
+    if (!write_client(c)) continue;
+    update_interest(c);
+  }
+}
+
+void MessageLayer::on_client_event(const ConnKey& key, uint32_t events) {
+  Conn* c = find(key);
+  if (!c) return;
+  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !read_client(*c)) return;
+  if ((events & EPOLLOUT) && !write_client(*c)) return;
+  update_interest(*c);
+}
+
+bool MessageLayer::read_client(Conn& c) {
+  for (int rounds = 0; rounds < 16 && !c.client_eof; ++rounds) {
+    ssize_t n = ::read(c.fd.get(), buf_.data(), buf_.size());
+    if (n > 0) {
+      if (!on_client_bytes(c, {buf_.data(), static_cast<size_t>(n)})) return false;
+      continue;
+    }
+    if (n == 0) {
+      c.client_eof = true;
+      // The FIN is a byte of the client's stream: the backup holds it too.
+      pl_.note_local_has(c.fake, wire::SeqNum(c.key.isn + 1 + static_cast<uint32_t>(c.req_read) + 1));
+      maybe_finish(c);
+      return write_client(c);
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+    SPDLOG_DEBUG("message: {} reset by client", c.key.to_string());
+    destroy(c, false);
+    return false;
+  }
+  return true;
+}
+
+bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
+  uint64_t start = c.req_read;
+  c.req_read += data.size();
+  if (!c.serving) {
+    c.cache.append(reinterpret_cast<const char*>(data.data()), data.size());
+    pl_.note_local_has(c.fake, wire::SeqNum(c.key.isn + 1 + static_cast<uint32_t>(c.req_read)));
+  }
+  if (c.req_error) return true;  // after a bad request nothing more is read as HTTP
+  if (c.serving && !c.up && !open_upstream(c)) return false;
+  std::vector<http::RequestInfo> done;
+  auto r = c.reqf.feed(data, done);
+  for (auto& ri : done) {
+    c.unanswered.push_back(ri);
+    ++counters_.requests;
+    if (!c.serving) fault::hit("backup.request_complete");
+  }
+  expect_new_requests(c);
+  uint64_t forward_end = c.req_read;
+  if (!r) {
+    c.req_error = r.error();
+    c.error_index = c.reqf.completed();
+    forward_end = c.reqf.partial() ? std::max(start, c.reqf.partial()->begin) : start;
+    ++counters_.bad_requests;
+    spdlog::warn("http: client {}: request {}: {}; answering {} and closing",
+                 c.key.to_string(), c.error_index, r.error().reason, r.error().status);
+  }
+  if (!c.serving && c.reqf.partial()) fault::hit("backup.request_partial");
+  trim_cache(c);
+  if (c.serving) {
+    if (forward_end > start) {
+      c.up_out.append(reinterpret_cast<const char*>(data.data()), forward_end - start);
+      if (!write_upstream(c)) return false;
+    }
+    if (c.req_error && !maybe_error_reply(c)) return false;
+  }
+  return true;
+}
+
+void MessageLayer::expect_new_requests(Conn& c) {
+  if (!c.serving) return;
+  for (auto& ri : c.unanswered) {
+    if (ri.index == c.expected) {
+      c.respf.expect(ri.method);
+      ++c.expected;
+    }
+  }
+  if (c.reqf.headers_complete() && c.reqf.partial()->index == c.expected) {
+    c.respf.expect(c.reqf.partial()->method);
+    ++c.expected;
+  }
+}
+
+bool MessageLayer::open_upstream(Conn& c) {
+  c.respf = http::ResponseFramer();
+  c.expected = c.replies_done;
+  c.up_origin = c.reply_total - (c.regen ? c.regen->expected.length : 0);
+  expect_new_requests(c);
+  c.up.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(s_.server.ip.v);
+  a.sin_port = htons(s_.server.port);
+  if (!c.up || (::connect(c.up.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 &&
+                errno != EINPROGRESS)) {
+    spdlog::error("message: cannot connect to server {}: {}", s_.server.to_string(),
+                  std::strerror(errno));
+    ++counters_.upstream_errors;
+    c.up.reset();
+    destroy(c, true);
+    return false;
+  }
+  int one = 1;
+  ::setsockopt(c.up.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  c.up_connecting = true;
+  ConnKey key = c.key;
+  loop_.add(c.up.get(), EPOLLOUT | EPOLLIN, [this, key](uint32_t ev) { on_upstream_event(key, ev); });
+  return true;
+}
+
+void MessageLayer::on_upstream_event(const ConnKey& key, uint32_t events) {
+  Conn* c = find(key);
+  if (!c || !c->up) return;
+  if (c->up_connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(c->up.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      spdlog::error("message: server {} for {}: {}", s_.server.to_string(), key.to_string(),
+                    std::strerror(err));
+      ++counters_.upstream_errors;
+      on_upstream_eof(*c, true);
+      return;
+    }
+    c->up_connecting = false;
+  }
+  if ((events & EPOLLOUT) && !write_upstream(*c)) return;
+  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !read_upstream(*c)) return;
+  update_interest(*c);
+}
+
+bool MessageLayer::write_upstream(Conn& c) {
+  if (!c.up || c.up_connecting) return true;
+  while (!c.up_out.empty()) {
+    ssize_t n = ::send(c.up.get(), c.up_out.data(), c.up_out.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      c.up_out.erase(0, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    return on_upstream_eof(c, true);
+  }
+  update_interest(c);
+  return true;
+}
+
+bool MessageLayer::read_upstream(Conn& c) {
+  for (int rounds = 0; rounds < 16 && c.up; ++rounds) {
+    size_t pending = c.reply_total - c.reply_written;
+    if (pending >= s_.window) return true;
+    size_t want = std::min(buf_.size(), s_.window - pending);
+    ssize_t n = ::read(c.up.get(), buf_.data(), want);
+    if (n > 0) {
+      if (!on_upstream_bytes(c, {buf_.data(), static_cast<size_t>(n)})) return false;
+      continue;
+    }
+    if (n == 0) return on_upstream_eof(c, false);
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+    return on_upstream_eof(c, true);
+  }
+  return true;
+}
+
+bool MessageLayer::on_upstream_bytes(Conn& c, std::span<const uint8_t> data) {
+  if (replicating()) fault::hit("primary.reply_read");
+  uint64_t up_start = c.respf.offset();
+  std::vector<http::ResponseInfo> done;
+  auto r = c.respf.feed(data, done);
+  if (!r) {
+    spdlog::error("http: server reply for {}: {}; resetting the connection", c.key.to_string(),
+                  r.error().reason);
+    ++counters_.upstream_errors;
+    destroy(c, true);
+    return false;
+  }
+  // Emit in pieces so every ReplyEnd follows exactly the bytes of its reply.
+  size_t pos = 0;
+  auto emit_until = [&](uint64_t up_end) -> bool {
+    size_t stop = static_cast<size_t>(std::min<uint64_t>(up_end - up_start, data.size()));
+    if (stop <= pos) return true;
+    auto piece = data.subspan(pos, stop - pos);
+    pos = stop;
+    if (c.regen) {
+      size_t skip = static_cast<size_t>(std::min<uint64_t>(piece.size(), c.regen->remaining));
+      if (!c.regen->consume(piece.first(skip))) {
+        ++counters_.regen_mismatch;
+        spdlog::error(
+            "message: {}: regenerated reply {} differs from the bytes the client may hold; "
+            "resetting the connection (I5)",
+            c.key.to_string(), c.replies_done);
+        destroy(c, true);
+        return false;
+      }
+      if (c.regen->remaining == 0) {
+        spdlog::info("message: {}: reply {} regenerated; first {} bytes verified",
+                     c.key.to_string(), c.replies_done, c.regen->expected.length);
+        ++counters_.regenerated;
+        c.regen.reset();
+      }
+      piece = piece.subspan(skip);
+    }
+    return emit_reply(c, piece);
+  };
+  for (auto& ri : done) {
+    if (!emit_until(ri.end)) return false;
+    if (!ri.interim && !on_final_reply(c, ri)) return false;
+    if (!c.up) return true;  // the connection is closing: the rest is not ours to send
+  }
+  return emit_until(up_start + data.size());
+}
+
+bool MessageLayer::on_final_reply(Conn& c, const http::ResponseInfo& r) {
+  if (c.regen) {
+    // The regenerated reply ended before covering what the client may have: it differs.
+    ++counters_.regen_mismatch;
+    spdlog::error("message: {}: regenerated reply {} is shorter than the original; resetting (I5)",
+                  c.key.to_string(), c.replies_done);
+    destroy(c, true);
+    return false;
+  }
+  uint64_t end = c.up_origin + r.end;
+  c.replies_done = r.index + 1;
+  ++counters_.replies;
+  while (!c.unanswered.empty() && c.unanswered.front().index <= r.index) c.unanswered.pop_front();
+  if (replicating())
+    link_.send({peer::Type::ReplyEnd, c.key, end, r.index, {}});
+  if (!r.keep_alive) {
+    start_close(c, end);
+    close_upstream(c);
+    return write_client(c);
+  }
+  if (c.req_error && !maybe_error_reply(c)) return false;
+  maybe_finish(c);
+  return true;
+}
+
+bool MessageLayer::emit_reply(Conn& c, std::span<const uint8_t> bytes) {
+  if (bytes.empty()) return true;
+  if (c.out.empty()) c.out_base = c.reply_total;
+  c.out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  uint64_t offset = c.reply_total;
+  c.reply_total += bytes.size();
+  if (replicating()) {
+    link_.send({peer::Type::Reply, c.key, offset, 0, bytes});
+  } else {
+    c.reply_acked = c.reply_total;
+  }
+  return write_client(c);
+}
+
+// A bad request gets its error reply once every earlier request has its reply, so both nodes put
+// the same bytes at the same place in the stream.
+bool MessageLayer::maybe_error_reply(Conn& c) {
+  if (!c.req_error || c.error_sent || c.close_at || c.replies_done != c.error_index) return true;
+  c.error_sent = true;
+  close_upstream(c);
+  std::string reply = http::error_reply(c.req_error->status);
+  uint64_t begin = c.reply_total;
+  if (!emit_reply(c, {reinterpret_cast<const uint8_t*>(reply.data()), reply.size()})) return false;
+  c.replies_done = c.error_index + 1;
+  if (replicating())
+    link_.send({peer::Type::ReplyEnd, c.key, begin + reply.size(), c.error_index, {}});
+  start_close(c, c.reply_total);
+  return write_client(c);
+}
+
+bool MessageLayer::on_upstream_eof(Conn& c, bool error) {
+  std::vector<http::ResponseInfo> done;
+  bool mid_reply = c.respf.in_message();
+  auto r = c.respf.finish(done);
+  for (auto& ri : done) {
+    if (!ri.interim && !on_final_reply(c, ri)) return false;
+  }
+  close_upstream(c);
+  if (c.close_at) return write_client(c);
+  if (!r && mid_reply) {
+    spdlog::error("message: {}: server closed in the middle of reply {}; resetting (I5)",
+                  c.key.to_string(), c.replies_done);
+    ++counters_.upstream_errors;
+    destroy(c, true);
+    return false;
+  }
+  bool outstanding = !c.unanswered.empty() || c.reqf.partial().has_value();
+  if (outstanding || error) {
+    spdlog::warn("message: {}: server closed with {} request(s) unanswered; closing",
+                 c.key.to_string(), c.unanswered.size());
+    start_close(c, c.reply_total);
+  }
+  return write_client(c);
+}
+
+void MessageLayer::maybe_finish(Conn& c) {
+  if (!c.serving || !c.client_eof || c.close_at) return;
+  if (!c.unanswered.empty() || c.respf.in_message()) return;
+  start_close(c, c.reply_total);
+}
+
+void MessageLayer::start_close(Conn& c, uint64_t offset) {
+  if (c.close_at) return;
+  c.close_at = offset;
+  if (replicating()) {
+    link_.send({peer::Type::Close, c.key, offset, 0, {}});
+  } else {
+    c.close_acked = true;
+  }
+}
+
+bool MessageLayer::write_client(Conn& c) {
+  if (!c.fd) return true;
+  uint64_t limit = c.serving ? std::min(c.reply_acked, c.reply_total) : c.reply_total;
+  while (c.reply_written < limit) {
+    size_t from = static_cast<size_t>(c.reply_written - c.out_base);
+    ssize_t n = ::send(c.fd.get(), c.out.data() + from, static_cast<size_t>(limit - c.reply_written),
+                       MSG_NOSIGNAL);
+    if (n > 0) {
+      c.reply_written += static_cast<uint64_t>(n);
+      if (c.serving && replicating()) fault::hit("primary.reply_written");
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    SPDLOG_DEBUG("message: {} write: {}", c.key.to_string(), std::strerror(errno));
+    destroy(c, false);
+    return false;
+  }
+  size_t consumed = static_cast<size_t>(c.reply_written - c.out_base);
+  if (consumed == c.out.size() || consumed > (1u << 20)) {
+    c.out.erase(0, consumed);
+    c.out_base = c.reply_written;
+  }
+  bool close_ok = c.serving ? c.close_acked : true;
+  if (c.close_at && close_ok && !c.fin_sent && c.reply_written >= *c.close_at) {
+    ::shutdown(c.fd.get(), SHUT_WR);
+    c.fin_sent = true;
+  }
+  if (c.fin_sent && c.client_eof) {
+    destroy(c, false);
+    return false;
+  }
+  return true;
+}
+
+void MessageLayer::trim_cache(Conn& c) {
+  if (c.serving) return;
+  while (!c.unanswered.empty() && c.unanswered.front().index < c.replies_done)
+    c.unanswered.pop_front();
+  uint64_t keep_from;
+  if (!c.unanswered.empty()) {
+    keep_from = c.unanswered.front().begin;
+  } else if (c.reqf.partial()) {
+    keep_from = c.reqf.partial()->begin;
+  } else {
+    keep_from = c.reqf.offset();
+  }
+  if (keep_from > c.cache_base) {
+    size_t drop = static_cast<size_t>(std::min<uint64_t>(keep_from - c.cache_base, c.cache.size()));
+    c.cache.erase(0, drop);
+    c.cache_base += drop;
+  }
+}
+
+void MessageLayer::on_peer_message(const peer::ConnMessage& m) {
+  if (m.type == peer::Type::ReplyAck) {
+    Conn* c = find(m.key);
+    if (!c) return;
+    if (m.value > c->reply_total + 1) {
+      ++counters_.protocol_errors;
+      spdlog::error("peer: ReplyAck beyond the reply stream for {}", m.key.to_string());
+      return;
+    }
+    if (m.value > c->reply_written && std::min(m.value, c->reply_total) > c->reply_written)
+      fault::hit("primary.reply_acked");
+    c->reply_acked = std::max(c->reply_acked, std::min(m.value, c->reply_total));
+    if (c->close_at && m.value > *c->close_at) c->close_acked = true;
+    if (write_client(*c)) update_interest(*c);
+    return;
+  }
+  if (s_.role != Role::Backup || mode_ != Mode::Duplex) return;
+  Conn& c = conn_for(m.key);
+  switch (m.type) {
+    case peer::Type::Reply: {
+      if (m.value > c.reply_total) {
+        ++counters_.protocol_errors;
+        spdlog::error("peer: gap in the reply stream of {} ({} > {})", m.key.to_string(), m.value,
+                      c.reply_total);
+        return;
+      }
+      uint64_t skip = c.reply_total - m.value;
+      if (skip >= m.data.size()) return;
+      auto bytes = m.data.subspan(static_cast<size_t>(skip));
+      if (c.out.empty()) c.out_base = c.reply_total;
+      c.out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      c.reply_total += bytes.size();
+      c.partial.add(bytes);
+      ack_dirty_.insert(m.key);
+      fault::hit("backup.reply_received");
+      break;
+    }
+    case peer::Type::ReplyEnd:
+      c.replies_done = std::max(c.replies_done, m.index + 1);
+      c.partial = PartialReply{};
+      trim_cache(c);
+      return;
+    case peer::Type::Close:
+      c.close_at = m.value;
+      ack_dirty_.insert(m.key);
+      break;
+    case peer::Type::Abort:
+      destroy(c, true);
+      return;
+    default:
+      return;
+  }
+  if (write_client(c)) update_interest(c);
+}
+
+void MessageLayer::flush() {
+  for (const auto& key : ack_dirty_) {
+    Conn* c = find(key);
+    if (!c) continue;
+    uint64_t v = c->reply_total;
+    if (c->close_at && c->reply_total >= *c->close_at) v = *c->close_at + 1;
+    link_.send({peer::Type::ReplyAck, key, v, 0, {}});
+  }
+  ack_dirty_.clear();
+}
+
+void MessageLayer::take_over() {
+  mode_ = Mode::Simplex;
+  ack_dirty_.clear();
+  std::vector<ConnKey> keys;
+  for (auto& [k, c] : conns_) keys.push_back(k);
+  for (auto& k : keys) {
+    Conn* c = find(k);
+    if (c && c->fd) take_over_conn(*c);
+  }
+}
+
+void MessageLayer::take_over_conn(Conn& c) {
+  c.serving = true;
+  c.reply_acked = c.reply_total;
+  if (c.close_at) {
+    c.close_acked = true;
+    if (write_client(c)) update_interest(c);
+    return;
+  }
+  trim_cache(c);
+  if (c.partial.length > 0) {
+    c.regen.emplace();
+    c.regen->expected = std::move(c.partial);
+    c.regen->remaining = c.regen->expected.length;
+    c.partial = PartialReply{};
+  }
+  bool pending = !c.unanswered.empty() || c.reqf.partial().has_value() || c.req_error;
+  spdlog::info("message: {}: taking over: {} replies done, {} request(s) pending, {} reply bytes held",
+               c.key.to_string(), c.replies_done,
+               c.unanswered.size() + (c.reqf.partial() ? 1 : 0), c.regen ? c.regen->expected.length : 0);
+  if (pending && !c.req_error) {
+    c.up_out = std::move(c.cache);
+    c.cache.clear();
+    if (!open_upstream(c)) return;
+  } else if (c.req_error) {
+    if (!maybe_error_reply(c)) return;
+  }
+  c.cache.clear();
+  maybe_finish(c);
+  if (write_client(c)) update_interest(c);
+}
+
+void MessageLayer::peer_lost() {
+  mode_ = Mode::Simplex;
+  std::vector<ConnKey> keys;
+  for (auto& [k, c] : conns_) keys.push_back(k);
+  for (auto& k : keys) {
+    Conn* c = find(k);
+    if (!c) continue;
+    c->reply_acked = c->reply_total;
+    if (c->close_at) c->close_acked = true;
+    if (write_client(*c)) update_interest(*c);
+  }
+}
+
+void MessageLayer::close_upstream(Conn& c) {
+  if (!c.up) return;
+  loop_.remove(c.up.get());
+  c.up.reset();
+  c.up_connecting = false;
+  c.up_out.clear();
+}
+
+void MessageLayer::destroy(Conn& c, bool reset) {
+  if (c.fd) {
+    if (reset) {
+      linger l{1, 0};
+      ::setsockopt(c.fd.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      ++counters_.aborted;
+      if (replicating()) link_.send({peer::Type::Abort, c.key, 0, 0, {}});
+    }
+    loop_.remove(c.fd.get());
+  }
+  close_upstream(c);
+  ack_dirty_.erase(c.key);
+  conns_.erase(c.key);  // destroys c
+}
+
+void MessageLayer::update_interest(Conn& c) {
+  if (c.fd) {
+    uint32_t ev = c.client_eof ? 0u : static_cast<uint32_t>(EPOLLIN);
+    uint64_t limit = c.serving ? std::min(c.reply_acked, c.reply_total) : c.reply_total;
+    if (c.reply_written < limit) ev |= EPOLLOUT;
+    loop_.modify(c.fd.get(), ev);
+  }
+  if (c.up) {
+    uint32_t ev = 0;
+    if (c.up_connecting || !c.up_out.empty()) ev |= EPOLLOUT;
+    if (c.reply_total - c.reply_written < s_.window) ev |= EPOLLIN;
+    loop_.modify(c.up.get(), ev);
+  }
+}
+
+}  // namespace us::message

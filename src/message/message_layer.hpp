@@ -1,0 +1,106 @@
+// The message layer (the paper's "TCP proxy"): the local end of every client connection, accepted
+// from the TUN side. It frames HTTP messages (http/framer), forwards requests to the local web
+// server, and replicates replies:
+//
+//   primary: client bytes -> server;  server bytes -> Reply to backup -> (ReplyAck) -> client socket
+//   backup:  client bytes -> request cache;  Reply bytes -> mirror socket (its kernel keeps the same
+//            stream; the packet layer holds the segments);  ReplyEnd trims the cache
+//   backup after a takeover: cached requests with no complete reply go to its own server; a reply
+//            cut mid-way is regenerated and the bytes the client may already have are checked,
+//            not resent (DESIGN.md section 3, "Large messages").
+//
+// Reply bytes are released to the client only once the backup holds them (I2); replies and the
+// connection close are replicated in order over one channel, so markers follow their data.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/result.hpp"
+#include "http/framer.hpp"
+#include "packet/packet_layer.hpp"
+#include "peer/messages.hpp"
+#include "sys/event_loop.hpp"
+
+namespace us::message {
+
+// The replication channel as the message layer sees it.
+class PeerLink {
+ public:
+  virtual ~PeerLink() = default;
+  virtual void send(const peer::ConnMessage& m) = 0;
+};
+
+struct Settings {
+  packet::Role role = packet::Role::Primary;
+  wire::Endpoint listen;  // TUN side
+  wire::Endpoint server;  // the local web server
+  size_t window = 256 * 1024;  // reply bytes per connection not yet written to the client
+  size_t max_connections = 16384;
+};
+
+struct Counters {
+  uint64_t accepted = 0, requests = 0, replies = 0, bad_requests = 0, upstream_errors = 0;
+  uint64_t regenerated = 0, regen_mismatch = 0, aborted = 0, protocol_errors = 0;
+};
+
+class MessageLayer {
+ public:
+  MessageLayer(sys::EventLoop& loop, packet::PacketLayer& pl, PeerLink& link, Settings s);
+  ~MessageLayer();
+  Result<Ok, std::string> start();
+
+  void set_mode(packet::Mode m) { mode_ = m; }
+  void on_peer_message(const peer::ConnMessage& m);
+  void take_over();  // backup: the primary died
+  void peer_lost();  // primary: the backup died
+  void flush();      // coalesced ReplyAcks
+  size_t connections() const { return conns_.size(); }
+  const Counters& counters() const { return counters_; }
+
+  struct Conn;
+
+ private:
+  bool replicating() const;
+  Conn& conn_for(const packet::ConnKey& key);
+  Conn* find(const packet::ConnKey& key);
+  void on_accept();
+  void on_client_event(const packet::ConnKey& key, uint32_t events);
+  void on_upstream_event(const packet::ConnKey& key, uint32_t events);
+  bool read_client(Conn& c);
+  bool on_client_bytes(Conn& c, std::span<const uint8_t> data);
+  void expect_new_requests(Conn& c);
+  bool open_upstream(Conn& c);
+  bool write_upstream(Conn& c);
+  bool read_upstream(Conn& c);
+  bool on_upstream_bytes(Conn& c, std::span<const uint8_t> data);
+  bool on_upstream_eof(Conn& c, bool error);
+  bool on_final_reply(Conn& c, const http::ResponseInfo& r);
+  bool emit_reply(Conn& c, std::span<const uint8_t> bytes);
+  bool maybe_error_reply(Conn& c);
+  void maybe_finish(Conn& c);
+  void start_close(Conn& c, uint64_t offset);
+  bool write_client(Conn& c);
+  void trim_cache(Conn& c);
+  void take_over_conn(Conn& c);
+  void close_upstream(Conn& c);
+  void destroy(Conn& c, bool reset);
+  void update_interest(Conn& c);
+
+  sys::EventLoop& loop_;
+  packet::PacketLayer& pl_;
+  PeerLink& link_;
+  Settings s_;
+  packet::Mode mode_ = packet::Mode::Starting;
+  sys::Fd listener_;
+  std::unordered_map<packet::ConnKey, std::unique_ptr<Conn>, packet::ConnKeyHash> conns_;
+  std::unordered_set<packet::ConnKey, packet::ConnKeyHash> ack_dirty_;
+  Counters counters_;
+  std::vector<uint8_t> buf_;
+};
+
+}  // namespace us::message

@@ -1,0 +1,22 @@
+// Fault points: named places in the daemon where a test can make this node die the way a host dies
+// (interface down first, so nothing more leaves it, then SIGKILL). Armed from the environment
+// (UNDERSTUDY_FAULT=point[:nth]) or by the control command `fault`. The names and the Table 2 rows
+// they reach are listed in docs/FAULTS.md.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace us::fault {
+
+// Arms `point`: the nth hit (1 = first) kills the node. An empty point disarms.
+void arm(std::string point, uint64_t nth);
+// Parses "point" or "point:nth"; false if malformed.
+bool arm_from_spec(std::string_view spec);
+void set_interface(std::string ifname);
+std::string armed();
+void hit(std::string_view point);
+// Dies now, as at a fault point (the control command `crash`).
+[[noreturn]] void crash_now(std::string_view why);
+
+}  // namespace us::fault

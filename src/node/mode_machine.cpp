@@ -1,0 +1,243 @@
+#include "node/mode_machine.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+namespace us::node {
+
+using packet::Mode;
+using packet::Role;
+
+namespace {
+
+int64_t ms(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+}  // namespace
+
+const char* to_string(Action a) {
+  switch (a) {
+    case Action::None:
+      return "none";
+    case Action::EnterDuplex:
+      return "enter-duplex";
+    case Action::TakeOver:
+      return "take-over";
+    case Action::PeerLost:
+      return "peer-lost";
+    case Action::EnterSimplexAlone:
+      return "enter-simplex-alone";
+    case Action::Refuse:
+      return "refuse";
+    case Action::FailStop:
+      return "fail-stop";
+  }
+  return "?";
+}
+
+ModeMachine::ModeMachine(Role role, std::chrono::milliseconds heartbeat_timeout,
+                         std::chrono::milliseconds startup_wait, TimePoint start)
+    : role_(role),
+      heartbeat_timeout_(heartbeat_timeout),
+      startup_wait_(startup_wait),
+      start_(start) {}
+
+bool ModeMachine::front() const {
+  if (stopped_) return false;
+  switch (mode_) {
+    case Mode::Starting:
+      return false;
+    case Mode::Duplex:
+      return role_ == Role::Backup;  // DESIGN.md section 1: in duplex the backup is the front
+    case Mode::Simplex:
+      return true;
+  }
+  return false;
+}
+
+Action ModeMachine::on_heartbeat(const PeerView& peer, TimePoint now) {
+  if (stopped_) return Action::None;
+  switch (mode_) {
+    case Mode::Starting:
+      if (auto refused = check_starting_peer(peer, "heartbeat")) return *refused;
+      // Heartbeats alone do not make duplex: without the replication channel the backup could not
+      // keep the replies it would need after a takeover.
+      heard(now);
+      last_peer_mode_ = peer.mode;
+      return Action::None;
+
+    case Mode::Duplex:
+      if (peer.boot_id != duplex_boot_) {
+        // A new incarnation lost every cached request and replicated reply: for the connections in
+        // flight the peer we were duplex with is dead (paper section 2), so fail over now rather
+        // than after the timeout.
+        peer_alive_ = false;
+        return fail_over(fmt::format("{} restarted: boot {} -> {}, its state is lost",
+                                     packet::to_string(peer.role), duplex_boot_, peer.boot_id));
+      }
+      if (peer.mode == Mode::Simplex) {
+        // The peer declared us dead (our heartbeats did not reach it) and now serves alone and owns
+        // the advertised address. Two fronts would split the clients' connections; the paper's
+        // fail-stop clusters are enforced by intentional termination, so this node stops.
+        return transition(mode_, Action::FailStop,
+                          fmt::format("{} (boot {}) went simplex: it declared us dead; stopping so "
+                                      "that one node serves",
+                                      packet::to_string(peer.role), peer.boot_id));
+      }
+      heard(now);
+      return Action::None;
+
+    case Mode::Simplex:
+      heard(now);
+      note_ignored_peer(peer, "heartbeat");
+      return Action::None;
+  }
+  return Action::None;
+}
+
+Action ModeMachine::on_channel_up(const PeerView& peer, TimePoint now) {
+  if (stopped_) return Action::None;
+  switch (mode_) {
+    case Mode::Starting:
+      if (auto refused = check_starting_peer(peer, "hello")) return *refused;
+      // Starting or Duplex: a peer that reached duplex first (its channel_up came before ours).
+      heard(now);  // the hello counts as a heartbeat
+      duplex_boot_ = peer.boot_id;
+      channel_down_since_.reset();
+      return transition(
+          Mode::Duplex, Action::EnterDuplex,
+          fmt::format("channel up with {}, boot {}", packet::to_string(peer.role), peer.boot_id));
+
+    case Mode::Duplex:
+      // Ignored: a channel that went down lost replicated replies; coming back does not restore
+      // them, so the backup's fail-stop clock keeps running.
+      SPDLOG_DEBUG("mode: duplex: ignoring channel up from {} (boot {})",
+                   packet::to_string(peer.role), peer.boot_id);
+      return Action::None;
+
+    case Mode::Simplex:
+      note_ignored_peer(peer, "channel");
+      return Action::None;
+  }
+  return Action::None;
+}
+
+Action ModeMachine::on_channel_down(TimePoint now) {
+  if (stopped_) return Action::None;
+  if (mode_ != Mode::Duplex) return Action::None;
+  if (role_ == Role::Primary) {
+    // The primary waits for the heartbeat timeout: either the backup died (heartbeats stop) or it
+    // fail-stops itself (heartbeats stop too).
+    spdlog::info("mode: duplex: replication channel down; waiting for the backup's heartbeats");
+    return Action::None;
+  }
+  if (!channel_down_since_) {
+    channel_down_since_ = now;
+    spdlog::info(
+        "mode: duplex: replication channel down; fail-stop in {} ms if the primary stays alive",
+        heartbeat_timeout_.count());
+  }
+  return Action::None;
+}
+
+Action ModeMachine::on_tick(TimePoint now) {
+  if (stopped_) return Action::None;
+  if (last_heard_) peer_alive_ = now - *last_heard_ <= heartbeat_timeout_;
+  switch (mode_) {
+    case Mode::Starting: {
+      if (now - start_ < startup_wait_) return Action::None;
+      // A live peer that is not simplex means both nodes are up but the channel is not (yet). If
+      // both went simplex alone, both would answer ARP for the advertised address. Tie-break: the
+      // backup keeps waiting (the primary goes simplex and the backup then refuses on its next
+      // heartbeat); the primary waits only for a peer still duplex with our previous incarnation,
+      // which fails over as soon as it hears our new boot_id.
+      if (peer_alive_ && (role_ == Role::Backup || last_peer_mode_ == Mode::Duplex)) {
+        return Action::None;
+      }
+      return transition(
+          Mode::Simplex, Action::EnterSimplexAlone,
+          fmt::format("no replication channel within the startup wait of {} ms{}",
+                      startup_wait_.count(), peer_alive_ ? ", the backup is still starting" : ""));
+    }
+
+    case Mode::Duplex:
+      // Heartbeats first: silence after the channel went down is a dead peer, not a cut channel.
+      if (!peer_alive_) {
+        return fail_over(
+            fmt::format("no heartbeat from {} for {} ms",
+                        packet::to_string(role_ == Role::Primary ? Role::Backup : Role::Primary),
+                        ms(now - *last_heard_)));
+      }
+      if (channel_down_since_ && now - *channel_down_since_ > heartbeat_timeout_) {
+        // The primary is alive but cannot replicate to us: we cannot be a backup. Stop, so that the
+        // primary's heartbeat timeout makes it take over (paper: "intentional termination").
+        return transition(mode_, Action::FailStop,
+                          fmt::format("replication channel down for {} ms while the primary's "
+                                      "heartbeats continue: fail-stop so the primary serves alone",
+                                      ms(now - *channel_down_since_)));
+      }
+      return Action::None;
+
+    case Mode::Simplex:
+      return Action::None;
+  }
+  return Action::None;
+}
+
+std::optional<Action> ModeMachine::check_starting_peer(const PeerView& peer, const char* what) {
+  if (peer.role == role_) {
+    return transition(mode_, Action::Refuse,
+                      fmt::format("both nodes are configured as {} ({} from boot {})",
+                                  packet::to_string(role_), what, peer.boot_id));
+  }
+  if (peer.mode == Mode::Simplex) {
+    return transition(mode_, Action::Refuse,
+                      fmt::format("peer serves alone (simplex, {} from {} boot {}); a restarted "
+                                  "node cannot rejoin until reintegration exists: stop the "
+                                  "peer's service or restart both",
+                                  what, packet::to_string(peer.role), peer.boot_id));
+  }
+  return std::nullopt;
+}
+
+Action ModeMachine::fail_over(std::string reason) {
+  ++failovers_;
+  peer_alive_ = false;
+  channel_down_since_.reset();
+  return transition(Mode::Simplex, role_ == Role::Backup ? Action::TakeOver : Action::PeerLost,
+                    std::move(reason));
+}
+
+void ModeMachine::note_ignored_peer(const PeerView& peer, const char* what) {
+  if (ignored_boot_ == peer.boot_id) return;
+  ignored_boot_ = peer.boot_id;
+  spdlog::info(
+      "mode: simplex: {} (boot {}, {}) appeared ({}) but cannot rejoin until reintegration exists",
+      packet::to_string(peer.role), peer.boot_id, packet::to_string(peer.mode), what);
+}
+
+void ModeMachine::heard(TimePoint now) {
+  last_heard_ = now;
+  peer_alive_ = true;
+}
+
+Action ModeMachine::transition(Mode next, Action action, std::string reason) {
+  const bool stop = action == Action::Refuse || action == Action::FailStop;
+  const char* from = packet::to_string(mode_);
+  const char* to = stop ? "stopped" : packet::to_string(next);
+  if (stop) {
+    spdlog::error("mode: {} -> {} ({})", from, to, reason);
+    stopped_ = true;
+    refuse_reason_ = std::move(reason);
+  } else if (action == Action::TakeOver || action == Action::PeerLost) {
+    spdlog::warn("mode: {} -> {} ({})", from, to, reason);
+  } else {
+    spdlog::info("mode: {} -> {} ({})", from, to, reason);
+  }
+  mode_ = next;
+  return action;
+}
+
+}  // namespace us::node

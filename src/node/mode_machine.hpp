@@ -1,0 +1,101 @@
+// The mode machine: which mode this node is in (the paper's section 2: duplex while both servers
+// are alive, simplex when one is left) and what the node must do when heartbeats or the replication
+// channel say something. No I/O and no clock inside: every event carries `now`, and the result is
+// an Action the node carries out (drive the PacketLayer, send a gratuitous ARP, exit). Read
+// DESIGN.md section 1 first.
+//
+//   starting --channel up, peer starting/duplex--> duplex --heartbeat timeout / peer rebooted-->
+//   simplex starting --startup_wait, no channel (a backup waits while a starting primary is
+//   heard)----> simplex starting --peer simplex / same role--> stopped (Refuse) duplex   --backup:
+//   channel down but heartbeats go on / peer went simplex--> stopped (FailStop)
+//
+// "stopped" is not a packet::Mode: the node exits (fail-stop, the paper's "intentional termination
+// of a cluster"); mode() keeps the last mode, front() turns false and every later event returns
+// None.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "packet/packet_layer.hpp"
+
+namespace us::node {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+
+// What an authenticated heartbeat or the replication channel's hello says about the peer.
+struct PeerView {
+  packet::Role role;
+  packet::Mode mode;
+  uint64_t boot_id;  // changes on every start of the peer's daemon
+};
+
+enum class Action {
+  None,
+  EnterDuplex,        // starting -> duplex: PacketLayer::set_mode(Duplex); the backup becomes front
+  TakeOver,           // backup, duplex -> simplex: PacketLayer::take_over(), gratuitous ARP
+  PeerLost,           // primary, duplex -> simplex: PacketLayer::peer_lost(), gratuitous ARP
+  EnterSimplexAlone,  // starting -> simplex, no peer came: serve alone, gratuitous ARP
+  Refuse,             // starting: must not serve (see refuse_reason()); exit with an error
+  FailStop,           // duplex: stop this node so the peer serves alone (see refuse_reason())
+};
+const char* to_string(Action);
+
+class ModeMachine {
+ public:
+  ModeMachine(packet::Role role, std::chrono::milliseconds heartbeat_timeout,
+              std::chrono::milliseconds startup_wait, TimePoint start);
+
+  packet::Mode mode() const { return mode_; }
+  packet::Role role() const { return role_; }
+  // Owns the advertised address: Simplex, or the Backup in Duplex (DESIGN.md section 1). Never
+  // after Refuse / FailStop.
+  bool front() const;
+  // Whether a peer was heard within heartbeat_timeout, as of the last event. False right after a
+  // failover (the peer we were duplex with is gone), even if the heartbeat that caused it came from
+  // a rebooted peer.
+  bool peer_alive() const { return peer_alive_; }
+  uint64_t failovers() const { return failovers_; }
+  // True after Refuse or FailStop: the node must exit; every later event returns None.
+  bool stopped() const { return stopped_; }
+  // Why the node stopped; set with Action::Refuse / Action::FailStop, empty otherwise.
+  const std::string& refuse_reason() const { return refuse_reason_; }
+
+  // An authenticated heartbeat arrived.
+  Action on_heartbeat(const PeerView& peer, TimePoint now);
+  // The authenticated replication channel completed its handshake; `peer` is what its hello said.
+  Action on_channel_up(const PeerView& peer, TimePoint now);
+  // The replication channel closed or failed.
+  Action on_channel_down(TimePoint now);
+  // Called every few milliseconds: timeouts fire here.
+  Action on_tick(TimePoint now);
+
+ private:
+  // Checks done on every peer message while starting: Refuse, or nullopt to go on.
+  std::optional<Action> check_starting_peer(const PeerView& peer, const char* what);
+  Action fail_over(std::string reason);
+  void note_ignored_peer(const PeerView& peer, const char* what);
+  void heard(TimePoint now);
+  // The one place the state changes. Logs "mode: A -> B (reason)"; Refuse / FailStop go to
+  // "stopped".
+  Action transition(packet::Mode next, Action action, std::string reason);
+
+  packet::Role role_;
+  std::chrono::milliseconds heartbeat_timeout_;
+  std::chrono::milliseconds startup_wait_;
+  TimePoint start_;
+  packet::Mode mode_ = packet::Mode::Starting;
+  bool stopped_ = false;
+  bool peer_alive_ = false;
+  uint64_t failovers_ = 0;
+  std::string refuse_reason_;
+  std::optional<TimePoint> last_heard_;  // last heartbeat (or channel up) from a peer
+  packet::Mode last_peer_mode_ = packet::Mode::Starting;  // starting: what the last heartbeat said
+  uint64_t duplex_boot_ = 0;                              // the peer's boot_id when duplex began
+  std::optional<TimePoint> channel_down_since_;  // backup, duplex: the replication channel is down
+  std::optional<uint64_t> ignored_boot_;         // last peer boot_id logged as unable to rejoin
+};
+
+}  // namespace us::node

@@ -1,0 +1,562 @@
+#include "node/node.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+
+#include "crypto/frame_auth.hpp"
+#include "crypto/key.hpp"
+#include "message/message_layer.hpp"
+#include "node/fault.hpp"
+#include "node/mode_machine.hpp"
+#include "packet/packet_layer.hpp"
+#include "peer/channel.hpp"
+#include "peer/messages.hpp"
+#include "sys/event_loop.hpp"
+#include "sys/netdev.hpp"
+#include "wire/arp.hpp"
+#include "wire/tcp.hpp"
+
+namespace us::node {
+
+using packet::Mode;
+using packet::Role;
+using namespace std::chrono_literals;
+
+namespace {
+// Relay datagram overhead on the LAN: IP + UDP headers, frame header and tag.
+constexpr int kRelayOverhead = 20 + 8 + static_cast<int>(crypto::kFrameHeader + crypto::kFrameTag);
+
+Role to_role(config::Role r) { return r == config::Role::Primary ? Role::Primary : Role::Backup; }
+
+crypto::Key to_key(const std::vector<uint8_t>& v) {
+  crypto::Key k{};
+  std::copy_n(v.begin(), std::min(v.size(), k.size()), k.begin());
+  return k;
+}
+
+uint64_t make_boot_id() {
+  // Increases across restarts, so a replayed heartbeat of an earlier run is recognisably old.
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+}  // namespace
+
+struct Node::Impl : packet::Emitter, message::PeerLink {
+  config::Config cfg;
+  Role role;
+  uint64_t boot_id = make_boot_id();
+  sys::EventLoop loop;
+  sys::LinkInfo link;
+  std::optional<sys::LanTap> tap;
+  std::optional<sys::RawSender> raw;
+  std::optional<sys::Tun> tun;
+  sys::Fd udp, control, sigfd;
+  crypto::Key master{};
+  crypto::Key isn_key{};
+  std::optional<crypto::FrameAuth> dgram_auth;
+  uint64_t dgram_counter = 1;
+  uint64_t peer_boot = 0, peer_counter = 0;
+  std::unique_ptr<packet::PacketLayer> pl;
+  std::unique_ptr<message::MessageLayer> ml;
+  std::unique_ptr<peer::Channel> channel;
+  std::unique_ptr<ModeMachine> mm;
+  std::vector<uint8_t> rx, scratch;
+  int exit_code = 0;
+  sys::TimePoint started = sys::Clock::now();
+  sys::TimePoint last_heartbeat_sent{};
+  sys::TimePoint last_expire{};
+  uint64_t dgram_rejected = 0, arp_replies = 0, garps = 0;
+  std::function<void()> ticker;
+
+  explicit Impl(config::Config c) : cfg(std::move(c)), role(to_role(cfg.node.role)), rx(65536) {}
+
+  // --- Emitter -------------------------------------------------------------------------------
+  void to_kernel(std::span<const uint8_t> p) override { tun->write(p); }
+  void to_client(std::span<const uint8_t> p) override { raw->send(p); }
+  void to_primary(std::span<const uint8_t> p) override {
+    if (p.size() > 40) fault::hit("backup.before_relay");
+    send_datagram(peer::Type::Relay, p);
+  }
+  void backup_has(const packet::ConnKey& key, wire::SeqNum seq) override {
+    send_conn({peer::Type::Has, key, seq.raw(), 0, {}});
+  }
+  // --- PeerLink ------------------------------------------------------------------------------
+  void send(const peer::ConnMessage& m) override { send_conn(m); }
+
+  void send_conn(const peer::ConnMessage& m) {
+    if (!channel || !channel->up()) return;
+    scratch.clear();
+    peer::encode(scratch, m);
+    channel->send(m.type, scratch);
+  }
+
+  void send_datagram(peer::Type type, std::span<const uint8_t> payload) {
+    std::vector<uint8_t> frame;
+    frame.reserve(payload.size() + crypto::kFrameHeader + crypto::kFrameTag);
+    dgram_auth->seal(frame, static_cast<uint8_t>(type), dgram_counter++, payload);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(cfg.peer.address.v);
+    to.sin_port = htons(cfg.peer.port);
+    ::sendto(udp.get(), frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  }
+
+  uint32_t server_isn(const packet::ConnKey& k) const {
+    uint8_t msg[16];
+    auto put32 = [&](int at, uint32_t v) {
+      for (int i = 0; i < 4; ++i) msg[at + i] = static_cast<uint8_t>(v >> (24 - 8 * i));
+    };
+    put32(0, k.ip.v);
+    put32(4, k.port);
+    put32(8, k.isn);
+    put32(12, cfg.service.advertised.ip.v ^ cfg.service.advertised.port);
+    uint8_t mac[32];
+    unsigned len = 0;
+    HMAC(EVP_sha256(), isn_key.data(), static_cast<int>(isn_key.size()), msg, sizeof msg, mac, &len);
+    return (uint32_t{mac[0]} << 24) | (uint32_t{mac[1]} << 16) | (uint32_t{mac[2]} << 8) | mac[3];
+  }
+
+  Result<Ok, std::string> init();
+  Result<Ok, std::string> open_udp();
+  Result<Ok, std::string> open_control();
+  void on_udp();
+  void on_lan();
+  void on_arp();
+  void on_tun();
+  void on_control();
+  void on_channel_message(peer::Type type, std::span<const uint8_t> payload);
+  void tick();
+  void act(Action a);
+  void announce();
+  nlohmann::json status() const;
+};
+
+Result<Ok, std::string> Node::Impl::init() {
+  fault::set_interface(cfg.service.interface);
+  if (const char* spec = std::getenv("UNDERSTUDY_FAULT"); spec && *spec) {
+    if (!fault::arm_from_spec(spec)) return Err{std::string("UNDERSTUDY_FAULT: expected point[:nth], got ") + spec};
+  }
+  master = to_key(cfg.peer.key);
+  isn_key = crypto::derive_key(master, "understudy isn v1");
+  dgram_auth.emplace(crypto::derive_key(master, "understudy datagram v1"));
+
+  auto li = sys::link_info(cfg.service.interface);
+  if (!li) return Err{"service.interface: " + li.error()};
+  link = *li;
+  auto offloads = sys::enabled_offloads(cfg.service.interface);
+  if (!offloads.empty()) {
+    std::string list;
+    for (auto& o : offloads) list += (list.empty() ? "" : ", ") + o;
+    return Err{"service.interface: " + cfg.service.interface + " has offloads on (" + list +
+               "): the packet layer needs whole, checksummed packets; run: ethtool -K " +
+               cfg.service.interface + " tx off tso off gso off sg off gro off"};
+  }
+  if (cfg.tun.mtu + kRelayOverhead > link.mtu)
+    return Err{"tun.mtu: " + std::to_string(cfg.tun.mtu) + " + relay overhead " +
+               std::to_string(kRelayOverhead) + " exceeds the MTU " + std::to_string(link.mtu) +
+               " of " + cfg.service.interface};
+  {
+    std::ifstream fwd("/proc/sys/net/ipv4/ip_forward");
+    int v = 0;
+    if (fwd >> v && v != 0)
+      return Err{"net.ipv4.ip_forward is 1: the kernel would forward the advertised address's "
+                 "traffic itself; set it to 0"};
+  }
+  auto t = sys::LanTap::open(link, cfg.service.advertised);
+  if (!t) return Err{t.error()};
+  tap.emplace(std::move(*t));
+  auto r = sys::RawSender::open();
+  if (!r) return Err{r.error()};
+  raw.emplace(std::move(*r));
+  auto tn = sys::Tun::open(cfg.tun.name, cfg.tun.address, cfg.tun.prefix, cfg.tun.mtu);
+  if (!tn) return Err{"tun: " + tn.error()};
+  tun.emplace(std::move(*tn));
+
+  packet::Settings ps;
+  ps.role = role;
+  ps.advertised = cfg.service.advertised;
+  ps.listen = {cfg.tun.address, cfg.service.advertised.port};
+  // Made-up client addresses: the TUN subnet above its own address.
+  ps.fake_first = wire::Ipv4Addr(cfg.tun.address.v + 256);
+  uint32_t size = cfg.tun.prefix >= 32 ? 1 : (uint32_t{1} << (32 - cfg.tun.prefix));
+  ps.fake_count = size > 512 ? size - 512 : 1;
+  ps.server_isn = [this](const packet::ConnKey& k) { return server_isn(k); };
+  ps.max_flows = static_cast<size_t>(cfg.limits.max_connections);
+  pl = std::make_unique<packet::PacketLayer>(ps, *this);
+
+  message::Settings ms;
+  ms.role = role;
+  ms.listen = ps.listen;
+  ms.server = cfg.node.server;
+  ms.window = static_cast<size_t>(cfg.limits.replication_window_bytes);
+  ms.max_connections = static_cast<size_t>(cfg.limits.max_connections);
+  ml = std::make_unique<message::MessageLayer>(loop, *pl, *this, ms);
+  if (auto s = ml->start(); !s) return Err{"message layer: " + s.error()};
+
+  mm = std::make_unique<ModeMachine>(role, std::chrono::milliseconds(cfg.heartbeat.timeout_ms),
+                                     std::chrono::milliseconds(cfg.node.startup_wait_ms),
+                                     sys::Clock::now());
+  if (auto u = open_udp(); !u) return u;
+  peer::ChannelSettings cs{role, cfg.node.address, cfg.peer.address, cfg.peer.port, master, boot_id,
+                           [this] { return mm->mode(); }};
+  channel = std::make_unique<peer::Channel>(
+      loop, cs,
+      peer::Channel::Events{
+          [this](const peer::Hello& h) {
+            act(mm->on_channel_up({h.role, h.mode, h.boot_id}, sys::Clock::now()));
+          },
+          [this](peer::Type type, std::span<const uint8_t> p) { on_channel_message(type, p); },
+          [this](const std::string&) { act(mm->on_channel_down(sys::Clock::now())); }});
+  if (auto c = channel->start(); !c) return Err{c.error()};
+  if (auto c = open_control(); !c) return c;
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  sigfd.reset(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  loop.add(sigfd.get(), EPOLLIN, [this](uint32_t) {
+    signalfd_siginfo si{};
+    if (::read(sigfd.get(), &si, sizeof si) > 0)
+      spdlog::info("node: signal {}: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    loop.stop();
+  });
+  loop.add(tap->ip_fd(), EPOLLIN, [this](uint32_t) { on_lan(); });
+  loop.add(tap->arp_fd(), EPOLLIN, [this](uint32_t) { on_arp(); });
+  loop.add(tun->fd(), EPOLLIN, [this](uint32_t) { on_tun(); });
+  loop.on_idle([this] {
+    pl->flush();
+    ml->flush();
+    channel->flush();
+  });
+  auto interval = std::chrono::milliseconds(std::max<uint32_t>(1, cfg.heartbeat.interval_ms / 2));
+  ticker = [this, interval] {
+    tick();
+    loop.after(interval, ticker);
+  };
+  loop.after(0ms, ticker);
+  spdlog::info("node: {} on {} ({}), advertised {}, server {}, peer {}:{}, boot {}",
+               packet::to_string(role), cfg.service.interface, link.mac.to_string(),
+               cfg.service.advertised.to_string(), cfg.node.server.to_string(),
+               cfg.peer.address.to_string(), cfg.peer.port, boot_id);
+  return Ok{};
+}
+
+Result<Ok, std::string> Node::Impl::open_udp() {
+  udp.reset(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!udp) return Err{sys::errno_text("udp socket")};
+  int buf = 8 << 20;
+  ::setsockopt(udp.get(), SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf);
+  ::setsockopt(udp.get(), SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(cfg.node.address.v);
+  a.sin_port = htons(cfg.peer.port);
+  if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    return Err{sys::errno_text(("node.address: bind " + cfg.node.address.to_string() + ":" +
+                                std::to_string(cfg.peer.port))
+                                   .c_str())};
+  loop.add(udp.get(), EPOLLIN, [this](uint32_t) { on_udp(); });
+  return Ok{};
+}
+
+Result<Ok, std::string> Node::Impl::open_control() {
+  const auto& path = cfg.node.control_socket;
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  ::unlink(path.c_str());
+  control.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+  if (::bind(control.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    return Err{sys::errno_text(("node.control_socket: bind " + path.string()).c_str())};
+  ::chmod(path.c_str(), 0600);
+  ::listen(control.get(), 16);
+  loop.add(control.get(), EPOLLIN, [this](uint32_t) { on_control(); });
+  return Ok{};
+}
+
+void Node::Impl::on_lan() {
+  auto now = sys::Clock::now();
+  for (int i = 0; i < 256; ++i) {
+    auto pkt = tap->recv_ip(rx);
+    if (pkt.empty()) return;
+    pl->on_client_packet(pkt, packet::Source::Lan, now);
+  }
+}
+
+void Node::Impl::on_tun() {
+  auto now = sys::Clock::now();
+  for (int i = 0; i < 256; ++i) {
+    auto pkt = tun->read(rx);
+    if (pkt.empty()) return;
+    pl->on_kernel_packet(pkt, now);
+  }
+}
+
+void Node::Impl::on_arp() {
+  for (int i = 0; i < 64; ++i) {
+    auto frame = tap->recv_arp(rx);
+    if (frame.empty()) return;
+    if (frame.size() < wire::kEthernetHeaderLen) continue;
+    auto arp = wire::parse_arp(frame.subspan(wire::kEthernetHeaderLen));
+    if (!arp || arp->op != wire::arp_op::Request) continue;
+    if (arp->target_ip != cfg.service.advertised.ip || !mm->front()) continue;
+    if (arp->sender_ip == arp->target_ip) continue;  // someone else's announcement
+    wire::ArpRepr reply{wire::arp_op::Reply, link.mac, cfg.service.advertised.ip,
+                        arp->sender_mac, arp->sender_ip};
+    tap->send_arp_frame(wire::build_arp_frame(arp->sender_mac, link.mac, reply));
+    ++arp_replies;
+  }
+}
+
+void Node::Impl::announce() {
+  // Gratuitous ARP (RFC 5227 announcement), repeated: one may be lost, and a client that kept the
+  // old owner's MAC would send to a dead host.
+  auto frame = wire::build_arp_frame(wire::MacAddr::broadcast(), link.mac,
+                                     wire::gratuitous_arp(link.mac, cfg.service.advertised.ip));
+  tap->send_arp_frame(frame);
+  ++garps;
+  for (auto delay : {20ms, 100ms, 500ms}) {
+    loop.after(delay, [this, frame] {
+      if (mm->front()) {
+        tap->send_arp_frame(frame);
+        ++garps;
+      }
+    });
+  }
+  spdlog::info("node: front for {}: gratuitous ARP sent", cfg.service.advertised.ip.to_string());
+}
+
+void Node::Impl::on_udp() {
+  auto now = sys::Clock::now();
+  for (int i = 0; i < 256; ++i) {
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    ssize_t n = ::recvfrom(udp.get(), rx.data(), rx.size(), 0, reinterpret_cast<sockaddr*>(&from),
+                           &len);
+    if (n <= 0) return;
+    if (ntohl(from.sin_addr.s_addr) != cfg.peer.address.v) {
+      ++dgram_rejected;
+      continue;
+    }
+    auto opened = dgram_auth->open({rx.data(), static_cast<size_t>(n)});
+    if (!opened) {
+      if (dgram_rejected++ % 100 == 0)
+        spdlog::warn("peer: rejected an unauthenticated datagram from {} ({}); {} so far",
+                     cfg.peer.address.to_string(), crypto::to_string(opened.error()),
+                     dgram_rejected);
+      continue;
+    }
+    auto type = static_cast<peer::Type>(opened->type);
+    if (type == peer::Type::Heartbeat) {
+      auto hb = peer::decode_heartbeat(opened->payload);
+      if (!hb) continue;
+      // Replayed heartbeats must not keep a dead peer "alive": boot ids and counters only grow.
+      if (hb->boot_id < peer_boot || (hb->boot_id == peer_boot && opened->counter <= peer_counter)) {
+        ++dgram_rejected;
+        continue;
+      }
+      peer_boot = hb->boot_id;
+      peer_counter = opened->counter;
+      act(mm->on_heartbeat({hb->role, hb->mode, hb->boot_id}, now));
+    } else if (type == peer::Type::Relay) {
+      // The payload is a client packet; copy it out, the packet layer rewrites in place.
+      std::vector<uint8_t> pkt(opened->payload.begin(), opened->payload.end());
+      if (pkt.size() > 40 && role == Role::Primary) fault::hit("primary.before_ack");
+      pl->on_client_packet(pkt, packet::Source::Relay, now);
+    }
+  }
+}
+
+void Node::Impl::on_channel_message(peer::Type type, std::span<const uint8_t> payload) {
+  auto m = peer::decode_conn(type, payload);
+  if (!m) {
+    spdlog::error("peer: malformed channel message type {}", static_cast<int>(type));
+    return;
+  }
+  if (type == peer::Type::Has) {
+    if (role == Role::Primary) pl->on_backup_has(m->key, wire::SeqNum(static_cast<uint32_t>(m->value)), sys::Clock::now());
+    return;
+  }
+  ml->on_peer_message(*m);
+}
+
+void Node::Impl::tick() {
+  auto now = sys::Clock::now();
+  if (now - last_heartbeat_sent >= std::chrono::milliseconds(cfg.heartbeat.interval_ms)) {
+    last_heartbeat_sent = now;
+    scratch.clear();
+    peer::encode(scratch, peer::Heartbeat{role, mm->mode(), boot_id});
+    auto copy = scratch;
+    send_datagram(peer::Type::Heartbeat, copy);
+  }
+  act(mm->on_tick(now));
+  if (now - last_expire >= 1s) {
+    last_expire = now;
+    pl->expire(now);
+  }
+}
+
+void Node::Impl::act(Action a) {
+  auto now = sys::Clock::now();
+  switch (a) {
+    case Action::None:
+      return;
+    case Action::EnterDuplex:
+      pl->set_mode(Mode::Duplex);
+      ml->set_mode(Mode::Duplex);
+      if (role == Role::Backup) announce();
+      return;
+    case Action::EnterSimplexAlone:
+      pl->set_mode(Mode::Simplex);
+      ml->set_mode(Mode::Simplex);
+      announce();
+      return;
+    case Action::TakeOver:
+      spdlog::warn("node: primary lost: taking over {} connection(s)", pl->open_flows());
+      pl->take_over(now);
+      ml->take_over();
+      announce();
+      return;
+    case Action::PeerLost:
+      spdlog::warn("node: backup lost: serving alone");
+      pl->peer_lost(now);
+      ml->peer_lost();
+      announce();
+      return;
+    case Action::Refuse:
+      spdlog::error("node: refusing to start: {}", mm->refuse_reason());
+      exit_code = 3;
+      loop.stop();
+      return;
+    case Action::FailStop:
+      spdlog::critical("node: fail-stop: {}", mm->refuse_reason());
+      exit_code = 4;
+      loop.stop();
+      return;
+  }
+}
+
+nlohmann::json Node::Impl::status() const {
+  const auto& pc = pl->counters();
+  const auto& mc = ml->counters();
+  return {
+      {"role", packet::to_string(role)},
+      {"mode", packet::to_string(mm->mode())},
+      {"front", mm->front()},
+      {"peer", mm->peer_alive() ? "alive" : "dead"},
+      {"connections", ml->connections()},
+      {"flows", pl->open_flows()},
+      {"failovers", mm->failovers()},
+      {"boot_id", boot_id},
+      {"advertised", cfg.service.advertised.to_string()},
+      {"uptime_ms", std::chrono::duration_cast<std::chrono::milliseconds>(sys::Clock::now() - started).count()},
+      {"fault_armed", fault::armed()},
+      {"channel_up", channel->up()},
+      {"packet",
+       {{"client_packets", pc.client_packets}, {"relayed", pc.relayed}, {"to_kernel", pc.to_kernel},
+        {"to_client", pc.to_client}, {"dropped_malformed", pc.dropped_malformed},
+        {"dropped_bad_checksum", pc.dropped_bad_checksum},
+        {"dropped_unknown_flow", pc.dropped_unknown_flow},
+        {"dropped_not_front", pc.dropped_not_front}, {"dropped_table_full", pc.dropped_table_full},
+        {"acks_clamped", pc.acks_clamped}, {"syn_acks_held", pc.syn_acks_held},
+        {"fake_acks", pc.fake_acks}, {"kernel_acks_clamped", pc.kernel_acks_clamped},
+        {"acks_fabricated", pc.acks_fabricated}, {"retained_sent", pc.retained_sent},
+        {"flows_opened", pc.flows_opened}}},
+      {"message",
+       {{"accepted", mc.accepted}, {"requests", mc.requests}, {"replies", mc.replies},
+        {"bad_requests", mc.bad_requests}, {"upstream_errors", mc.upstream_errors},
+        {"regenerated", mc.regenerated}, {"regen_mismatch", mc.regen_mismatch},
+        {"aborted", mc.aborted}, {"protocol_errors", mc.protocol_errors}}},
+      {"peer_channel", {{"rejected_frames", channel->rejected()}, {"rejected_datagrams", dgram_rejected}}},
+      {"arp", {{"replies", arp_replies}, {"gratuitous", garps}}},
+  };
+}
+
+void Node::Impl::on_control() {
+  for (;;) {
+    int fd = ::accept4(control.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    sys::Fd c(fd);
+    // Short blocking exchange: a local admin tool, one line each way.
+    timeval tv{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string line;
+    char ch;
+    while (line.size() < 4096 && ::read(fd, &ch, 1) == 1 && ch != '\n') line.push_back(ch);
+    nlohmann::json reply;
+    auto req = nlohmann::json::parse(line, nullptr, false);
+    std::string cmd = req.is_object() && req.contains("cmd") && req["cmd"].is_string()
+                          ? req["cmd"].get<std::string>()
+                          : "";
+    if (cmd == "status") {
+      reply = status();
+    } else if (cmd == "fault") {
+      std::string spec = req.value("point", "");
+      if (spec.empty()) {
+        fault::arm("", 1);
+        reply = {{"ok", true}, {"armed", ""}};
+      } else if (fault::arm_from_spec(spec)) {
+        reply = {{"ok", true}, {"armed", fault::armed()}};
+      } else {
+        reply = {{"ok", false}, {"error", "expected point[:nth]"}};
+      }
+    } else if (cmd == "crash") {
+      std::string out = nlohmann::json{{"ok", true}}.dump() + "\n";
+      ::write(fd, out.data(), out.size());
+      fault::crash_now("control command crash");
+    } else {
+      reply = {{"ok", false}, {"error", "unknown command; use status, fault, crash"}};
+    }
+    std::string out = reply.dump() + "\n";
+    ::write(fd, out.data(), out.size());
+  }
+}
+
+Node::Node(config::Config cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
+Node::~Node() = default;
+Result<Ok, std::string> Node::init() { return impl_->init(); }
+int Node::run() {
+  impl_->loop.run();
+  return impl_->exit_code;
+}
+
+Result<nlohmann::json, std::string> control_request(const std::string& socket_path,
+                                                     const nlohmann::json& request) {
+  sys::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, socket_path.c_str(), sizeof a.sun_path - 1);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    return Err{sys::errno_text(("no node at " + socket_path).c_str())};
+  timeval tv{2, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out = request.dump() + "\n";
+  if (::write(fd.get(), out.data(), out.size()) != static_cast<ssize_t>(out.size()))
+    return Err{sys::errno_text("write")};
+  std::string line;
+  char ch;
+  while (::read(fd.get(), &ch, 1) == 1 && ch != '\n') line.push_back(ch);
+  auto j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded()) return Err{std::string("no reply from the node")};
+  return j;
+}
+
+}  // namespace us::node

@@ -1,0 +1,98 @@
+// Per-connection state of the packet layer. Two sequence spaces meet here: the client-facing one
+// (what the client sees; identical on both nodes, I3) and the local kernel's (each node's own TUN-side
+// connection). Client sequence numbers pass through untouched; server sequence numbers are shifted
+// by a per-connection offset chosen so that both nodes present the same ISN.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "wire/address.hpp"
+#include "wire/seq.hpp"
+
+namespace us::packet {
+
+using TimePoint = std::chrono::steady_clock::time_point;
+
+// I4: how both nodes name a connection.
+struct ConnKey {
+  wire::Ipv4Addr ip;
+  uint16_t port = 0;
+  uint32_t isn = 0;
+  friend constexpr auto operator<=>(const ConnKey&, const ConnKey&) = default;
+  std::string to_string() const;
+};
+
+struct ConnKeyHash {
+  size_t operator()(const ConnKey& k) const {
+    return std::hash<uint64_t>{}((uint64_t{k.ip.v} << 16 | k.port) ^ (uint64_t{k.isn} << 29));
+  }
+};
+
+struct EndpointHash {
+  size_t operator()(const wire::Endpoint& e) const {
+    return std::hash<uint64_t>{}(uint64_t{e.ip.v} << 16 | e.port);
+  }
+};
+
+// A kernel segment kept, already rewritten for the client, until the client acknowledges it, so a
+// backup taking over can send it at once instead of waiting for its kernel's backed-off timer.
+struct RetainedSegment {
+  wire::SeqNum seq;
+  wire::SeqNum end;
+  std::vector<uint8_t> packet;
+};
+
+struct Flow {
+  ConnKey key;
+  wire::Endpoint client;
+  wire::Endpoint fake;  // the made-up source the local kernel sees
+  wire::SeqNum server_isn;  // client-facing ISN (deterministic, I3)
+
+  // Kernel side, learnt from the local kernel's segments.
+  bool kernel_isn_known = false;
+  wire::SeqOffset kernel_to_client;  // client-facing = kernel_to_client.apply(kernel seq)
+  wire::SeqNum kernel_snd_nxt;       // client-facing: end of the highest kernel segment
+  wire::SeqNum kernel_rcv_nxt;       // client seq: the kernel's latest ACK number
+  uint16_t kernel_window = 0;        // raw field
+  uint8_t window_shift = 0;          // scale the client applies to our window field
+  bool client_offered_wscale = false;
+
+  // Client side.
+  bool client_ack_seen = false;
+  wire::SeqNum client_acked;  // client-facing: highest ACK from the client
+  uint16_t client_window = 0;
+  bool have_kernel_ack_given = false;
+  wire::SeqNum kernel_ack_given;  // client-facing: highest ACK handed to the local kernel
+
+  // Primary in duplex: ACK gating (I1). The client is never acknowledged past what the backup has.
+  bool backup_has_known = false;
+  wire::SeqNum backup_has;  // client seq
+  bool ack_sent_known = false;
+  wire::SeqNum ack_sent;  // client seq: highest ACK number sent to the client
+  std::optional<std::vector<uint8_t>> held_syn_ack;
+
+  // Backup: what this node holds, reported to the primary.
+  bool local_has_known = false;
+  wire::SeqNum local_has;
+  wire::SeqNum local_has_reported;
+  bool local_has_reported_known = false;
+  bool local_has_dirty = false;
+  std::deque<RetainedSegment> retained;
+  wire::SeqNum retained_end;
+
+  // Lifecycle.
+  std::optional<wire::SeqNum> client_fin;  // client seq of the FIN
+  std::optional<wire::SeqNum> kernel_fin;  // client-facing seq of the FIN
+  bool reset = false;
+  std::optional<TimePoint> closed_at;
+  TimePoint last_seen;
+
+  bool fully_closed() const;
+};
+
+}  // namespace us::packet

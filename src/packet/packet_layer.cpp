@@ -1,0 +1,442 @@
+#include "packet/packet_layer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "wire/tcp_options.hpp"
+
+namespace us::packet {
+
+using wire::Endpoint;
+using wire::SeqNum;
+using wire::SeqOffset;
+namespace tf = wire::tcp_flags;
+
+std::string ConnKey::to_string() const {
+  return ip.to_string() + ":" + std::to_string(port) + "/isn=" + std::to_string(isn);
+}
+
+bool Flow::fully_closed() const {
+  if (reset) return true;
+  return client_fin && kernel_fin && client_ack_seen && client_acked > *kernel_fin &&
+         kernel_rcv_nxt > *client_fin;
+}
+
+const char* to_string(Role r) { return r == Role::Primary ? "primary" : "backup"; }
+const char* to_string(Mode m) {
+  switch (m) {
+    case Mode::Starting:
+      return "starting";
+    case Mode::Duplex:
+      return "duplex";
+    case Mode::Simplex:
+      return "simplex";
+  }
+  return "?";
+}
+
+PacketLayer::PacketLayer(Settings settings, Emitter& emit) : s_(std::move(settings)), emit_(emit) {}
+
+bool PacketLayer::front() const {
+  return mode_ == Mode::Simplex || (s_.role == Role::Backup && mode_ == Mode::Duplex);
+}
+
+void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, TimePoint now) {
+  now_ = now;
+  ++counters_.client_packets;
+  auto parsed = wire::parse_tcp_packet(bytes, /*verify_tcp_checksum=*/true);
+  if (!parsed) {
+    if (parsed.error() == wire::ParseError::BadChecksum) {
+      ++counters_.dropped_bad_checksum;
+    } else {
+      ++counters_.dropped_malformed;
+    }
+    SPDLOG_DEBUG("packet: dropped client packet: {}", wire::to_string(parsed.error()));
+    return;
+  }
+  wire::TcpPacket p = *parsed;
+  if (p.dst() != s_.advertised) {
+    ++counters_.dropped_malformed;
+    return;
+  }
+  if (source == Source::Lan) {
+    if (!front()) {
+      ++counters_.dropped_not_front;
+      return;
+    }
+    if (s_.role == Role::Backup && mode_ == Mode::Duplex) {
+      // Step 2 of the paper: the client's packet, unchanged, to the primary.
+      emit_.to_primary(p.ip.bytes());
+      ++counters_.relayed;
+    }
+  } else if (!(s_.role == Role::Primary && mode_ == Mode::Duplex)) {
+    ++counters_.dropped_not_front;
+    return;
+  }
+
+  Endpoint client = p.src();
+  auto it = by_client_.find(client);
+  Flow* f = it == by_client_.end() ? nullptr : it->second.get();
+  uint8_t fl = p.tcp.flags();
+  bool syn = (fl & tf::SYN) && !(fl & tf::ACK) && !(fl & tf::RST);
+  if (syn) {
+    if (f && f->key.isn != p.tcp.seq().raw()) {
+      SPDLOG_INFO("packet: {} reuses its port for a new connection; old flow {} dropped",
+                  client.to_string(), f->key.to_string());
+      drop_flow(*f);
+      f = nullptr;
+    }
+    if (!f) f = new_flow(p, now);
+    if (!f) return;
+  } else if (!f) {
+    ++counters_.dropped_unknown_flow;
+    return;
+  }
+  f->last_seen = now;
+  client_to_kernel(*f, p, syn);
+}
+
+Flow* PacketLayer::new_flow(const wire::TcpPacket& syn, TimePoint now) {
+  if (by_client_.size() >= s_.max_flows) {
+    ++counters_.dropped_table_full;
+    return nullptr;
+  }
+  auto f = std::make_unique<Flow>();
+  f->client = syn.src();
+  f->key = ConnKey{f->client.ip, f->client.port, syn.tcp.seq().raw()};
+  for (uint32_t tries = 0; tries < s_.fake_count; ++tries) {
+    Endpoint fake{wire::Ipv4Addr(s_.fake_first.v + (next_fake_++ % s_.fake_count)),
+                  f->client.port};
+    if (!by_fake_.contains(fake)) {
+      f->fake = fake;
+      break;
+    }
+  }
+  if (f->fake.port == 0) {
+    ++counters_.dropped_table_full;
+    return nullptr;
+  }
+  f->server_isn = SeqNum(s_.server_isn(f->key));
+  f->last_seen = now;
+  if (auto e = early_has_.find(f->key); e != early_has_.end()) {
+    f->backup_has_known = true;
+    f->backup_has = e->second.first;
+    early_has_.erase(e);
+  }
+  Flow* raw = f.get();
+  by_fake_[raw->fake] = raw;
+  by_key_[raw->key] = raw;
+  by_client_[raw->client] = std::move(f);
+  ++counters_.flows_opened;
+  SPDLOG_DEBUG("packet: new flow {} as {}", raw->key.to_string(), raw->fake.to_string());
+  return raw;
+}
+
+void PacketLayer::client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn) {
+  uint8_t fl = p.tcp.flags();
+  if (fl & tf::ACK) {
+    SeqNum ack = p.tcp.ack();
+    if (!f.client_ack_seen || ack > f.client_acked) {
+      f.client_acked = ack;
+      f.client_ack_seen = true;
+    }
+    f.client_window = p.tcp.window();
+    while (!f.retained.empty() && f.retained.front().end <= f.client_acked)
+      f.retained.pop_front();
+  }
+  if (fl & tf::FIN) f.client_fin = p.tcp.seq() + static_cast<uint32_t>(p.tcp.payload().size());
+  if (fl & tf::RST) {
+    f.reset = true;
+    if (!f.closed_at) f.closed_at = now_;
+  }
+  if (syn) {
+    auto opts = wire::parse_options(p.tcp.options());
+    f.client_offered_wscale = opts && opts->wscale.has_value();
+  }
+  // Timestamps are negotiated off (the SYN loses its TS option), so neither kernel's clock ever
+  // reaches the client and PAWS cannot reject the backup after a takeover (DESIGN.md section 3).
+  wire::strip_timestamps(p.tcp);
+
+  p.set_src(f.fake);
+  p.set_dst(s_.listen);
+  if (fl & tf::ACK) {
+    if (!f.kernel_isn_known) {
+      ++counters_.dropped_unknown_flow;
+      return;
+    }
+    SeqNum a = p.tcp.ack();
+    // Linux discards a segment, data included, whose ACK covers data it has not sent; when this
+    // node's kernel lags the client, acknowledge only what it has sent (the paper's fake-ACK rule).
+    if (a > f.kernel_snd_nxt) {
+      a = f.kernel_snd_nxt;
+      ++counters_.kernel_acks_clamped;
+    }
+    p.tcp.set_ack(f.kernel_to_client.unapply(a));
+    wire::translate_sack(p.tcp, SeqOffset{0u - f.kernel_to_client.v});
+    if (!f.have_kernel_ack_given || a > f.kernel_ack_given) {
+      f.kernel_ack_given = a;
+      f.have_kernel_ack_given = true;
+    }
+  }
+  emit_.to_kernel(p.ip.bytes());
+  ++counters_.to_kernel;
+}
+
+void PacketLayer::on_kernel_packet(std::span<uint8_t> bytes, TimePoint now) {
+  now_ = now;
+  auto parsed = wire::parse_tcp_packet(bytes, /*verify_tcp_checksum=*/false);
+  if (!parsed) {
+    ++counters_.dropped_kernel_unknown;
+    return;
+  }
+  wire::TcpPacket p = *parsed;
+  if (p.src() != s_.listen) {
+    ++counters_.dropped_kernel_unknown;
+    return;
+  }
+  auto it = by_fake_.find(p.dst());
+  if (it == by_fake_.end()) {
+    ++counters_.dropped_kernel_unknown;
+    return;
+  }
+  Flow& f = *it->second;
+  f.last_seen = now;
+  kernel_to_client(f, p);
+}
+
+void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
+  uint8_t fl = p.tcp.flags();
+  bool syn_ack = (fl & tf::SYN) && (fl & tf::ACK);
+  if (syn_ack && !f.kernel_isn_known) {
+    f.kernel_to_client = SeqOffset::between(f.server_isn, p.tcp.seq());
+    f.kernel_isn_known = true;
+    auto opts = wire::parse_options(p.tcp.options());
+    // RFC 7323 2.2: scaling applies only if both SYNs carried the option.
+    f.window_shift = (f.client_offered_wscale && opts && opts->wscale) ? *opts->wscale : 0;
+    f.kernel_snd_nxt = f.server_isn;
+    f.kernel_rcv_nxt = p.tcp.ack();
+    f.kernel_window = static_cast<uint16_t>(p.tcp.window() >> f.window_shift);
+  }
+  if (!f.kernel_isn_known) {
+    ++counters_.dropped_kernel_unknown;
+    return;
+  }
+  SeqNum seq = f.kernel_to_client.apply(p.tcp.seq());
+  SeqNum end = seq + p.tcp.seg_len();
+  if (end > f.kernel_snd_nxt) f.kernel_snd_nxt = end;
+  if (fl & tf::ACK) {
+    if (p.tcp.ack() > f.kernel_rcv_nxt) f.kernel_rcv_nxt = p.tcp.ack();
+    if (!syn_ack) f.kernel_window = p.tcp.window();
+    note_has(f, p.tcp.ack());
+  }
+  if (fl & tf::FIN) f.kernel_fin = seq + static_cast<uint32_t>(p.tcp.payload().size());
+  // A reset made by the backup's kernel alone never reaches the client and does not end the flow:
+  // the primary may still be serving it.
+  if ((fl & tf::RST) && !(s_.role == Role::Backup && mode_ == Mode::Duplex)) {
+    f.reset = true;
+    if (!f.closed_at) f.closed_at = now_;
+  }
+  p.tcp.set_seq(seq);
+  p.set_src(s_.advertised);
+  p.set_dst(f.client);
+
+  if (s_.role == Role::Backup && p.tcp.seg_len() > 0 && !(fl & tf::RST)) retain(f, seq, end, p);
+  maybe_fake_ack(f);
+
+  switch (mode_) {
+    case Mode::Starting:
+      return;
+    case Mode::Duplex:
+      if (s_.role == Role::Backup) return;  // step 9: the backup keeps, the primary sends
+      if (syn_ack && !(f.backup_has_known && f.backup_has > SeqNum(f.key.isn))) {
+        f.held_syn_ack = std::vector<uint8_t>(p.ip.bytes().begin(), p.ip.bytes().end());
+        ++counters_.syn_acks_held;
+        return;
+      }
+      if ((fl & tf::ACK) && !syn_ack) {
+        SeqNum allowed = f.backup_has_known ? f.backup_has : SeqNum(f.key.isn + 1);
+        if (p.tcp.ack() > allowed) {
+          // I1: the client must not hear "received" for bytes the backup lacks. Keep the right edge
+          // of the window where the kernel put it.
+          uint32_t diff = static_cast<uint32_t>(p.tcp.ack() - allowed);
+          uint32_t w = p.tcp.window() + (diff >> f.window_shift);
+          p.tcp.set_ack(allowed);
+          p.tcp.set_window(static_cast<uint16_t>(std::min<uint32_t>(w, 0xffff)));
+          ++counters_.acks_clamped;
+        }
+      }
+      break;
+    case Mode::Simplex:
+      break;
+  }
+  if (fl & tf::ACK) {
+    if (!f.ack_sent_known || p.tcp.ack() > f.ack_sent) f.ack_sent = p.tcp.ack();
+    f.ack_sent_known = true;
+  }
+  emit_.to_client(p.ip.bytes());
+  ++counters_.to_client;
+}
+
+void PacketLayer::retain(Flow& f, SeqNum seq, SeqNum end, const wire::TcpPacket& p) {
+  if (f.client_ack_seen && end <= f.client_acked) return;
+  if (!f.retained.empty() && end <= f.retained_end) return;  // a retransmission of bytes we hold
+  auto bytes = p.ip.bytes();
+  f.retained.push_back(RetainedSegment{seq, end, std::vector<uint8_t>(bytes.begin(), bytes.end())});
+  f.retained_end = end;
+}
+
+void PacketLayer::maybe_fake_ack(Flow& f) {
+  if (!f.client_ack_seen || !f.kernel_isn_known) return;
+  SeqNum target = SeqNum::min(f.client_acked, f.kernel_snd_nxt);
+  if (f.have_kernel_ack_given && target <= f.kernel_ack_given) return;
+  // The client acknowledged these bytes before this kernel sent them (the node lags): tell the
+  // kernel on the client's behalf, or it retransmits forever (the paper's "fake" ACK).
+  wire::TcpSegmentSpec spec;
+  spec.src = f.fake;
+  spec.dst = s_.listen;
+  spec.seq = f.kernel_rcv_nxt;
+  spec.ack = f.kernel_to_client.unapply(target);
+  spec.flags = tf::ACK;
+  spec.window = f.client_window;
+  auto pkt = wire::build_tcp_packet(spec);
+  emit_.to_kernel(pkt);
+  f.kernel_ack_given = target;
+  f.have_kernel_ack_given = true;
+  ++counters_.fake_acks;
+}
+
+void PacketLayer::note_has(Flow& f, SeqNum seq) {
+  if (s_.role != Role::Backup) return;
+  if (f.local_has_known && seq <= f.local_has) return;
+  f.local_has = seq;
+  f.local_has_known = true;
+  if (mode_ == Mode::Duplex) dirty_.insert(&f);
+}
+
+void PacketLayer::note_local_has(const Endpoint& fake, SeqNum seq) {
+  auto it = by_fake_.find(fake);
+  if (it != by_fake_.end()) note_has(*it->second, seq);
+}
+
+void PacketLayer::on_backup_has(const ConnKey& key, SeqNum seq, TimePoint now) {
+  now_ = now;
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) {
+    auto [e, fresh] = early_has_.try_emplace(key, seq, now);
+    if (!fresh) e->second = {SeqNum::max(e->second.first, seq), now};
+    return;
+  }
+  Flow& f = *it->second;
+  if (!f.backup_has_known || seq > f.backup_has) {
+    f.backup_has = seq;
+    f.backup_has_known = true;
+  }
+  release_gate(f);
+}
+
+void PacketLayer::release_gate(Flow& f) {
+  bool gated = mode_ == Mode::Duplex && s_.role == Role::Primary;
+  if (f.held_syn_ack) {
+    if (gated && !(f.backup_has_known && f.backup_has > SeqNum(f.key.isn))) return;
+    emit_.to_client(*f.held_syn_ack);
+    ++counters_.to_client;
+    f.held_syn_ack.reset();
+    f.ack_sent = SeqNum(f.key.isn + 1);
+    f.ack_sent_known = true;
+  }
+  if (!f.kernel_isn_known || !f.ack_sent_known) return;
+  SeqNum target = gated ? SeqNum::min(f.kernel_rcv_nxt, f.backup_has) : f.kernel_rcv_nxt;
+  if (target > f.ack_sent) send_ack_to_client(f, target);
+}
+
+void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack) {
+  wire::TcpSegmentSpec spec;
+  spec.src = s_.advertised;
+  spec.dst = f.client;
+  spec.seq = f.kernel_snd_nxt;
+  spec.ack = ack;
+  spec.flags = tf::ACK;
+  uint32_t behind = f.kernel_rcv_nxt > ack ? static_cast<uint32_t>(f.kernel_rcv_nxt - ack) : 0;
+  spec.window =
+      static_cast<uint16_t>(std::min<uint32_t>(f.kernel_window + (behind >> f.window_shift), 0xffff));
+  auto pkt = wire::build_tcp_packet(spec);
+  emit_.to_client(pkt);
+  ++counters_.to_client;
+  ++counters_.acks_fabricated;
+  if (!f.ack_sent_known || ack > f.ack_sent) f.ack_sent = ack;
+  f.ack_sent_known = true;
+}
+
+void PacketLayer::take_over(TimePoint now) {
+  now_ = now;
+  mode_ = Mode::Simplex;
+  dirty_.clear();
+  for (auto& [client, fp] : by_client_) {
+    Flow& f = *fp;
+    if (!f.kernel_isn_known || f.reset) continue;
+    for (auto& seg : f.retained) {
+      emit_.to_client(seg.packet);
+      ++counters_.retained_sent;
+      ++counters_.to_client;
+    }
+    // Acknowledge every client byte this node holds, also those the primary never acknowledged.
+    send_ack_to_client(f, f.kernel_rcv_nxt);
+  }
+}
+
+void PacketLayer::peer_lost(TimePoint now) {
+  now_ = now;
+  mode_ = Mode::Simplex;
+  dirty_.clear();
+  for (auto& [client, fp] : by_client_) {
+    fp->retained.clear();
+    if (!fp->reset) release_gate(*fp);
+  }
+}
+
+void PacketLayer::flush() {
+  for (Flow* f : dirty_) {
+    if (f->local_has_reported_known && f->local_has <= f->local_has_reported) continue;
+    emit_.backup_has(f->key, f->local_has);
+    f->local_has_reported = f->local_has;
+    f->local_has_reported_known = true;
+  }
+  dirty_.clear();
+}
+
+void PacketLayer::expire(TimePoint now) {
+  now_ = now;
+  std::vector<Flow*> dead;
+  for (auto& [client, fp] : by_client_) {
+    Flow& f = *fp;
+    if (!f.closed_at && f.fully_closed()) f.closed_at = now;
+    if (f.closed_at && now - *f.closed_at > s_.linger) dead.push_back(&f);
+  }
+  for (Flow* f : dead) drop_flow(*f);
+  std::erase_if(early_has_, [&](const auto& e) { return now - e.second.second > s_.linger; });
+}
+
+void PacketLayer::drop_flow(Flow& f) {
+  dirty_.erase(&f);
+  by_fake_.erase(f.fake);
+  by_key_.erase(f.key);
+  by_client_.erase(f.client);  // destroys f
+}
+
+const Flow* PacketLayer::find_by_fake(const Endpoint& fake) const {
+  auto it = by_fake_.find(fake);
+  return it == by_fake_.end() ? nullptr : it->second;
+}
+
+const Flow* PacketLayer::find_by_key(const ConnKey& key) const {
+  auto it = by_key_.find(key);
+  return it == by_key_.end() ? nullptr : it->second;
+}
+
+size_t PacketLayer::open_flows() const {
+  return static_cast<size_t>(std::count_if(by_client_.begin(), by_client_.end(),
+                                           [](const auto& e) { return !e.second->closed_at; }));
+}
+
+}  // namespace us::packet

@@ -1,0 +1,113 @@
+// The packet layer (the paper's "raw proxy"), with no I/O inside: it takes a packet and the time and
+// says what to emit through an Emitter. The node wires the Emitter to the TUN device, the raw socket
+// and the peer channels. Read flow.hpp first, then DESIGN.md sections 1-3.
+//
+//   client --(LAN, AF_PACKET)--> [front node] --relay (backup in duplex)--> [primary]
+//   each node: client packet -> rewrite (src := fake, dst := tun listen, ack -= offset) -> TUN -> kernel
+//   each node: kernel segment -> rewrite (src := advertised, dst := client, seq += offset) -> client
+//              (the backup in duplex keeps it instead of sending it)
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "packet/flow.hpp"
+#include "wire/tcp.hpp"
+
+namespace us::packet {
+
+enum class Role { Primary, Backup };
+enum class Mode { Starting, Duplex, Simplex };
+const char* to_string(Role);
+const char* to_string(Mode);
+
+enum class Source { Lan, Relay };
+
+class Emitter {
+ public:
+  virtual ~Emitter() = default;
+  virtual void to_kernel(std::span<const uint8_t> packet) = 0;
+  virtual void to_client(std::span<const uint8_t> packet) = 0;
+  virtual void to_primary(std::span<const uint8_t> packet) = 0;  // backup relays client packets
+  virtual void backup_has(const ConnKey& key, wire::SeqNum seq) = 0;  // backup -> primary
+};
+
+struct Settings {
+  Role role = Role::Primary;
+  wire::Endpoint advertised;
+  wire::Endpoint listen;       // where the message layer listens on the TUN side
+  wire::Ipv4Addr fake_first;   // first made-up client address
+  uint32_t fake_count = 65000; // made-up addresses to cycle through
+  std::function<uint32_t(const ConnKey&)> server_isn;  // keyed, identical on both nodes (I3)
+  std::chrono::seconds linger{30};  // how long a closed flow absorbs stray packets
+  size_t max_flows = 16384;
+};
+
+struct Counters {
+  uint64_t client_packets = 0, relayed = 0, to_kernel = 0, to_client = 0;
+  uint64_t dropped_malformed = 0, dropped_bad_checksum = 0, dropped_unknown_flow = 0;
+  uint64_t dropped_not_front = 0, dropped_kernel_unknown = 0, dropped_table_full = 0;
+  uint64_t acks_clamped = 0, syn_acks_held = 0, fake_acks = 0, kernel_acks_clamped = 0;
+  uint64_t acks_fabricated = 0, retained_sent = 0, flows_opened = 0;
+};
+
+class PacketLayer {
+ public:
+  PacketLayer(Settings settings, Emitter& emit);
+
+  Mode mode() const { return mode_; }
+  // Starting -> Duplex. Takeovers go through take_over() / peer_lost().
+  void set_mode(Mode m) { mode_ = m; }
+  bool front() const;
+
+  void on_client_packet(std::span<uint8_t> packet, Source source, TimePoint now);
+  void on_kernel_packet(std::span<uint8_t> packet, TimePoint now);
+
+  // Primary: the backup holds client bytes up to `seq` (its kernel or its message layer has them).
+  void on_backup_has(const ConnKey& key, wire::SeqNum seq, TimePoint now);
+  // Backup: the local message layer has read the client's stream up to `seq`.
+  void note_local_has(const wire::Endpoint& fake, wire::SeqNum seq);
+
+  // Backup: the primary died. Become the only node: send every kept segment now, acknowledge all
+  // client data this node holds (Table 2, primary rows).
+  void take_over(TimePoint now);
+  // Primary: the backup died. Stop gating and acknowledge what the kernel has.
+  void peer_lost(TimePoint now);
+
+  void flush();             // emit coalesced backup_has notices
+  void expire(TimePoint now);
+
+  const Flow* find_by_fake(const wire::Endpoint& fake) const;
+  const Flow* find_by_key(const ConnKey& key) const;
+  size_t open_flows() const;
+  const Counters& counters() const { return counters_; }
+
+ private:
+  Flow* new_flow(const wire::TcpPacket& syn, TimePoint now);
+  void client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn);
+  void kernel_to_client(Flow& f, wire::TcpPacket& p);
+  void retain(Flow& f, wire::SeqNum seq, wire::SeqNum end, const wire::TcpPacket& p);
+  void note_has(Flow& f, wire::SeqNum seq);
+  void maybe_fake_ack(Flow& f);
+  void send_ack_to_client(Flow& f, wire::SeqNum ack);
+  void release_gate(Flow& f);
+  void drop_flow(Flow& f);
+
+  Settings s_;
+  Emitter& emit_;
+  Mode mode_ = Mode::Starting;
+  Counters counters_;
+  std::unordered_map<wire::Endpoint, std::unique_ptr<Flow>, EndpointHash> by_client_;
+  std::unordered_map<wire::Endpoint, Flow*, EndpointHash> by_fake_;
+  std::unordered_map<ConnKey, Flow*, ConnKeyHash> by_key_;
+  // backup_has notices that arrived before the relayed SYN (they travel on another channel).
+  std::unordered_map<ConnKey, std::pair<wire::SeqNum, TimePoint>, ConnKeyHash> early_has_;
+  std::unordered_set<Flow*> dirty_;
+  uint32_t next_fake_ = 0;
+  TimePoint now_{};
+};
+
+}  // namespace us::packet

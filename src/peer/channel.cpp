@@ -1,0 +1,262 @@
+#include "peer/channel.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+namespace us::peer {
+namespace {
+constexpr size_t kMaxFrame = 2 * 1024 * 1024;  // bounds what an unauthenticated length may make us buffer
+
+sockaddr_in to_sockaddr(wire::Ipv4Addr ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(ip.v);
+  a.sin_port = htons(port);
+  return a;
+}
+}  // namespace
+
+Channel::Channel(sys::EventLoop& loop, ChannelSettings s, Events ev)
+    : loop_(loop),
+      s_(std::move(s)),
+      ev_(std::move(ev)),
+      hello_auth_(crypto::derive_key(s_.key, "understudy hello v1")) {}
+
+Channel::~Channel() {
+  if (fd_) loop_.remove(fd_.get());
+  if (listener_) loop_.remove(listener_.get());
+}
+
+Result<Ok, std::string> Channel::start() {
+  if (s_.role == packet::Role::Primary) {
+    listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    int one = 1;
+    ::setsockopt(listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    auto a = to_sockaddr(s_.local, s_.port);
+    if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      return Err{sys::errno_text(("bind peer channel " + s_.local.to_string()).c_str())};
+    if (::listen(listener_.get(), 4) != 0) return Err{sys::errno_text("listen")};
+    loop_.add(listener_.get(), EPOLLIN, [this](uint32_t) { on_listen(); });
+  } else {
+    connect();
+  }
+  return Ok{};
+}
+
+void Channel::connect() {
+  if (state_ != State::Idle) return;
+  sys::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  auto local = to_sockaddr(s_.local, 0);
+  ::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local);
+  auto a = to_sockaddr(s_.remote, s_.port);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
+    loop_.after(std::chrono::milliseconds(100), [this] { connect(); });
+    return;
+  }
+  state_ = State::Connecting;
+  attach(std::move(fd));
+}
+
+void Channel::on_listen() {
+  for (;;) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&a), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    sys::Fd owned(fd);
+    wire::Ipv4Addr from(ntohl(a.sin_addr.s_addr));
+    if (from != s_.remote) {
+      spdlog::warn("peer: refused a channel connection from {} (the peer is {})", from.to_string(),
+                   s_.remote.to_string());
+      ++rejected_;
+      continue;
+    }
+    if (state_ != State::Idle) {
+      spdlog::warn("peer: refused a second channel connection from {}", from.to_string());
+      ++rejected_;
+      continue;
+    }
+    state_ = State::Connecting;
+    attach(std::move(owned));
+    on_event(EPOLLOUT);
+  }
+}
+
+void Channel::attach(sys::Fd fd) {
+  fd_ = std::move(fd);
+  int one = 1;
+  ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  in_.clear();
+  out_.clear();
+  out_pos_ = 0;
+  loop_.add(fd_.get(), EPOLLIN | EPOLLOUT, [this](uint32_t ev) { on_event(ev); });
+}
+
+void Channel::on_event(uint32_t events) {
+  if (!fd_) return;
+  if (state_ == State::Connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      fail(std::string("connect: ") + std::strerror(err));
+      return;
+    }
+    if (RAND_bytes(my_nonce_.data(), static_cast<int>(my_nonce_.size())) != 1) std::abort();
+    Hello h{s_.role, s_.mode(), s_.boot_id, my_nonce_};
+    scratch_.clear();
+    encode(scratch_, h);
+    hello_auth_.seal(out_, static_cast<uint8_t>(Type::Hello), 0, scratch_);
+    state_ = State::HelloSent;
+  }
+  if (events & EPOLLIN) {
+    on_bytes();
+    if (!fd_) return;
+  }
+  flush();
+}
+
+void Channel::on_bytes() {
+  uint8_t buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd_.get(), buf, sizeof buf);
+    if (n > 0) {
+      in_.insert(in_.end(), buf, buf + n);
+      size_t pos = 0;
+      while (fd_) {
+        auto size = crypto::FrameAuth::frame_size({in_.data() + pos, in_.size() - pos});
+        if (!size) break;
+        if (*size > kMaxFrame) {
+          fail("frame larger than the channel allows");
+          return;
+        }
+        if (in_.size() - pos < *size) break;
+        handle_frame({in_.data() + pos, *size});
+        pos += *size;
+      }
+      if (!fd_) return;
+      in_.erase(in_.begin(), in_.begin() + static_cast<long>(pos));
+      continue;
+    }
+    if (n == 0) {
+      fail("closed by peer");
+      return;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    fail(std::string("read: ") + std::strerror(errno));
+    return;
+  }
+}
+
+void Channel::handle_frame(std::span<const uint8_t> frame) {
+  if (state_ == State::HelloSent) {
+    auto opened = hello_auth_.open(frame);
+    if (!opened || opened->type != static_cast<uint8_t>(Type::Hello)) {
+      ++rejected_;
+      fail(std::string("bad hello: ") +
+           (opened ? "not a hello" : crypto::to_string(opened.error())));
+      return;
+    }
+    auto h = decode_hello(opened->payload);
+    if (!h || h->role == s_.role) {
+      fail(h ? "the peer has our role" : "malformed hello");
+      return;
+    }
+    // Session keys bind both nonces, so an old session's frames cannot be replayed into this one.
+    std::vector<uint8_t> ctx;
+    const auto& primary_nonce = s_.role == packet::Role::Primary ? my_nonce_ : h->nonce;
+    const auto& backup_nonce = s_.role == packet::Role::Primary ? h->nonce : my_nonce_;
+    ctx.insert(ctx.end(), primary_nonce.begin(), primary_nonce.end());
+    ctx.insert(ctx.end(), backup_nonce.begin(), backup_nonce.end());
+    auto p2b = crypto::derive_key(s_.key, "understudy channel p2b v1", ctx);
+    auto b2p = crypto::derive_key(s_.key, "understudy channel b2p v1", ctx);
+    bool primary = s_.role == packet::Role::Primary;
+    send_auth_.emplace(primary ? p2b : b2p);
+    recv_auth_.emplace(primary ? b2p : p2b);
+    send_counter_ = recv_counter_ = 1;
+    state_ = State::Up;
+    ever_up_ = true;
+    spdlog::info("peer: channel up with {} (boot {})", s_.remote.to_string(), h->boot_id);
+    ev_.up(*h);
+    return;
+  }
+  if (state_ != State::Up) return;
+  auto opened = recv_auth_->open(frame);
+  if (!opened) {
+    ++rejected_;
+    fail(std::string("unauthenticated frame: ") + crypto::to_string(opened.error()));
+    return;
+  }
+  if (opened->counter != recv_counter_) {
+    ++rejected_;
+    fail("frame out of order or replayed");
+    return;
+  }
+  ++recv_counter_;
+  ev_.message(static_cast<Type>(opened->type), opened->payload);
+}
+
+void Channel::send(Type type, std::span<const uint8_t> payload) {
+  if (state_ != State::Up) return;
+  send_auth_->seal(out_, static_cast<uint8_t>(type), send_counter_++, payload);
+}
+
+void Channel::flush() {
+  if (!fd_ || state_ == State::Connecting) return;
+  while (out_pos_ < out_.size()) {
+    ssize_t n = ::send(fd_.get(), out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+    if (n > 0) {
+      out_pos_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    fail(std::string("write: ") + std::strerror(errno));
+    return;
+  }
+  if (out_pos_ == out_.size()) {
+    out_.clear();
+    out_pos_ = 0;
+  } else if (out_pos_ > (1u << 20)) {
+    out_.erase(out_.begin(), out_.begin() + static_cast<long>(out_pos_));
+    out_pos_ = 0;
+  }
+  update_interest();
+}
+
+void Channel::update_interest() {
+  if (!fd_) return;
+  uint32_t ev = EPOLLIN;
+  if (state_ == State::Connecting || out_pos_ < out_.size()) ev |= EPOLLOUT;
+  loop_.modify(fd_.get(), ev);
+}
+
+void Channel::fail(const std::string& why) {
+  bool was_up = state_ == State::Up;
+  if (fd_) {
+    loop_.remove(fd_.get());
+    fd_.reset();
+  }
+  send_auth_.reset();
+  recv_auth_.reset();
+  if (was_up || ever_up_) {
+    state_ = State::Closed;
+    spdlog::warn("peer: channel down: {}", why);
+    if (was_up) ev_.down(why);
+    return;
+  }
+  // Still starting: the peer may not be up yet; try again.
+  state_ = State::Idle;
+  SPDLOG_DEBUG("peer: channel attempt failed: {}", why);
+  if (s_.role == packet::Role::Backup)
+    loop_.after(std::chrono::milliseconds(100), [this] { connect(); });
+}
+
+}  // namespace us::peer

@@ -1,0 +1,72 @@
+// The replication channel: one TCP connection between the nodes' LAN addresses (the backup
+// connects, the primary accepts), every frame authenticated (crypto/frame_auth). The first frame
+// each way is a Hello under a fixed derived key; the rest use keys derived from both Hellos'
+// nonces, one per direction, with a counter that must advance by one: a frame that is forged,
+// replayed, reordered or reflected closes the channel.
+#pragma once
+#include <array>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crypto/frame_auth.hpp"
+#include "crypto/key.hpp"
+#include "peer/messages.hpp"
+#include "sys/event_loop.hpp"
+
+namespace us::peer {
+
+struct ChannelSettings {
+  packet::Role role;
+  wire::Ipv4Addr local;
+  wire::Ipv4Addr remote;
+  uint16_t port = 7400;
+  crypto::Key key;
+  uint64_t boot_id = 0;
+  std::function<packet::Mode()> mode;  // sent in our Hello
+};
+
+class Channel {
+ public:
+  struct Events {
+    std::function<void(const Hello&)> up;
+    std::function<void(Type, std::span<const uint8_t>)> message;
+    std::function<void(const std::string& why)> down;
+  };
+  Channel(sys::EventLoop& loop, ChannelSettings s, Events ev);
+  ~Channel();
+  Result<Ok, std::string> start();
+  bool up() const { return state_ == State::Up; }
+  void send(Type type, std::span<const uint8_t> payload);
+  void flush();
+  size_t queued() const { return out_.size() - out_pos_; }
+  uint64_t rejected() const { return rejected_; }
+
+ private:
+  enum class State { Idle, Connecting, HelloSent, Up, Closed };
+  void connect();
+  void on_listen();
+  void attach(sys::Fd fd);
+  void on_event(uint32_t events);
+  void on_bytes();
+  void handle_frame(std::span<const uint8_t> frame);
+  void fail(const std::string& why);
+  void update_interest();
+
+  sys::EventLoop& loop_;
+  ChannelSettings s_;
+  Events ev_;
+  State state_ = State::Idle;
+  sys::Fd listener_, fd_;
+  crypto::FrameAuth hello_auth_;
+  std::optional<crypto::FrameAuth> send_auth_, recv_auth_;
+  std::array<uint8_t, 16> my_nonce_{};
+  uint64_t send_counter_ = 0, recv_counter_ = 0;
+  std::vector<uint8_t> in_, out_, scratch_;
+  size_t out_pos_ = 0;
+  uint64_t rejected_ = 0;
+  bool ever_up_ = false;
+};
+
+}  // namespace us::peer

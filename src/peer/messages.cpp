@@ -1,0 +1,133 @@
+#include "peer/messages.hpp"
+
+namespace us::peer {
+namespace {
+
+void put(std::vector<uint8_t>& out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+struct Reader {
+  std::span<const uint8_t> in;
+  size_t pos = 0;
+  bool ok = true;
+  uint64_t get(int bytes) {
+    if (pos + static_cast<size_t>(bytes) > in.size()) {
+      ok = false;
+      return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) v = (v << 8) | in[pos++];
+    return v;
+  }
+  bool done() const { return ok && pos == in.size(); }
+};
+
+bool valid_role(uint64_t v) { return v <= 1; }
+bool valid_mode(uint64_t v) { return v <= 2; }
+
+void put_key(std::vector<uint8_t>& out, const packet::ConnKey& k) {
+  put(out, k.ip.v, 4);
+  put(out, k.port, 2);
+  put(out, k.isn, 4);
+}
+
+packet::ConnKey get_key(Reader& r) {
+  packet::ConnKey k;
+  k.ip = wire::Ipv4Addr(static_cast<uint32_t>(r.get(4)));
+  k.port = static_cast<uint16_t>(r.get(2));
+  k.isn = static_cast<uint32_t>(r.get(4));
+  return k;
+}
+
+}  // namespace
+
+void encode(std::vector<uint8_t>& out, const Hello& m) {
+  put(out, static_cast<uint8_t>(m.role), 1);
+  put(out, static_cast<uint8_t>(m.mode), 1);
+  put(out, m.boot_id, 8);
+  out.insert(out.end(), m.nonce.begin(), m.nonce.end());
+}
+
+void encode(std::vector<uint8_t>& out, const Heartbeat& m) {
+  put(out, static_cast<uint8_t>(m.role), 1);
+  put(out, static_cast<uint8_t>(m.mode), 1);
+  put(out, m.boot_id, 8);
+}
+
+void encode(std::vector<uint8_t>& out, const ConnMessage& m) {
+  put_key(out, m.key);
+  switch (m.type) {
+    case Type::Has:
+      put(out, m.value, 4);
+      break;
+    case Type::Reply:
+      put(out, m.value, 8);
+      out.insert(out.end(), m.data.begin(), m.data.end());
+      break;
+    case Type::ReplyEnd:
+      put(out, m.index, 8);
+      put(out, m.value, 8);
+      break;
+    case Type::Close:
+    case Type::ReplyAck:
+      put(out, m.value, 8);
+      break;
+    default:
+      break;
+  }
+}
+
+std::optional<Hello> decode_hello(std::span<const uint8_t> payload) {
+  Reader r{payload};
+  Hello h{};
+  auto role = r.get(1), mode = r.get(1);
+  h.boot_id = r.get(8);
+  if (!r.ok || !valid_role(role) || !valid_mode(mode) || r.in.size() - r.pos != h.nonce.size())
+    return std::nullopt;
+  h.role = static_cast<packet::Role>(role);
+  h.mode = static_cast<packet::Mode>(mode);
+  std::copy(payload.begin() + static_cast<long>(r.pos), payload.end(), h.nonce.begin());
+  return h;
+}
+
+std::optional<Heartbeat> decode_heartbeat(std::span<const uint8_t> payload) {
+  Reader r{payload};
+  auto role = r.get(1), mode = r.get(1);
+  auto boot = r.get(8);
+  if (!r.done() || !valid_role(role) || !valid_mode(mode)) return std::nullopt;
+  return Heartbeat{static_cast<packet::Role>(role), static_cast<packet::Mode>(mode), boot};
+}
+
+std::optional<ConnMessage> decode_conn(Type type, std::span<const uint8_t> payload) {
+  Reader r{payload};
+  ConnMessage m{};
+  m.type = type;
+  m.key = get_key(r);
+  switch (type) {
+    case Type::Has:
+      m.value = r.get(4);
+      break;
+    case Type::Reply:
+      m.value = r.get(8);
+      if (!r.ok) return std::nullopt;
+      m.data = payload.subspan(r.pos);
+      return m;
+    case Type::ReplyEnd:
+      m.index = r.get(8);
+      m.value = r.get(8);
+      break;
+    case Type::Close:
+    case Type::ReplyAck:
+      m.value = r.get(8);
+      break;
+    case Type::Abort:
+      break;
+    default:
+      return std::nullopt;
+  }
+  if (!r.done()) return std::nullopt;
+  return m;
+}
+
+}  // namespace us::peer

@@ -1,0 +1,58 @@
+// Messages between the two nodes. Each travels inside an authenticated frame (crypto/frame_auth):
+// heartbeats and relayed client packets over UDP, the rest over one TCP connection (the
+// replication channel), in order. Integers are big-endian.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "packet/flow.hpp"
+#include "packet/packet_layer.hpp"
+
+namespace us::peer {
+
+enum class Type : uint8_t {
+  // replication channel (TCP)
+  Hello = 1,      // both ways, first frame: role, mode, boot id, nonce
+  Has = 2,        // backup -> primary: the backup holds the client's stream up to a seq (I1)
+  Reply = 3,      // primary -> backup: reply-stream bytes at an offset
+  ReplyEnd = 4,   // primary -> backup: final reply `index` ends at reply-stream offset `offset`
+  Close = 5,      // primary -> backup: FIN after reply-stream offset `offset`
+  ReplyAck = 6,   // backup -> primary: holds the reply stream up to `offset` (Close counts as 1)
+  Abort = 7,      // primary -> backup: the connection ends with a reset
+  // datagrams (UDP)
+  Heartbeat = 16,
+  Relay = 17,     // backup -> primary: one client IP packet, unchanged
+};
+
+struct Hello {
+  packet::Role role;
+  packet::Mode mode;
+  uint64_t boot_id;
+  std::array<uint8_t, 16> nonce;
+};
+struct Heartbeat {
+  packet::Role role;
+  packet::Mode mode;
+  uint64_t boot_id;
+};
+
+// One message on the replication channel after Hello. `value` is the seq (Has), the offset
+// (Reply, Close, ReplyAck, ReplyEnd); `index` only for ReplyEnd; `data` only for Reply.
+struct ConnMessage {
+  Type type;
+  packet::ConnKey key;
+  uint64_t value = 0;
+  uint64_t index = 0;
+  std::span<const uint8_t> data;
+};
+
+void encode(std::vector<uint8_t>& out, const Hello& m);
+void encode(std::vector<uint8_t>& out, const Heartbeat& m);
+void encode(std::vector<uint8_t>& out, const ConnMessage& m);
+std::optional<Hello> decode_hello(std::span<const uint8_t> payload);
+std::optional<Heartbeat> decode_heartbeat(std::span<const uint8_t> payload);
+std::optional<ConnMessage> decode_conn(Type type, std::span<const uint8_t> payload);
+
+}  // namespace us::peer

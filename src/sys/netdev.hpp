@@ -1,0 +1,71 @@
+// Linux network-device adapters: the LAN interface (AF_PACKET for client packets and ARP, a raw IP
+// socket to send as the advertised address) and the TUN device that hands packets to the local
+// kernel's TCP stack (DESIGN.md section 4).
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "sys/fd.hpp"
+#include "wire/address.hpp"
+
+namespace us::sys {
+
+struct LinkInfo {
+  int index = 0;
+  wire::MacAddr mac;
+  int mtu = 0;
+};
+Result<LinkInfo, std::string> link_info(const std::string& ifname);
+
+// Offloads that make AF_PACKET see merged, checksum-less super-packets. The daemon refuses to run
+// with them on (the lab turns them off; see docs/ARCHITECTURE.md).
+std::vector<std::string> enabled_offloads(const std::string& ifname);
+
+// Takes the interface down: how a fault point makes this node fall silent like a dead host.
+void set_link_down(const std::string& ifname);
+
+// Receives IPv4 packets addressed to the advertised endpoint (a BPF filter drops all else in the
+// kernel) and ARP frames; sends ARP frames.
+class LanTap {
+ public:
+  static Result<LanTap, std::string> open(const LinkInfo& link, wire::Endpoint advertised);
+  int ip_fd() const { return ip_.get(); }
+  int arp_fd() const { return arp_.get(); }
+  // Next client packet (IP header first, padding trimmed later by the parser); empty when drained.
+  // Frames not addressed to this host's MAC are skipped: the non-front node must not act on them.
+  std::span<uint8_t> recv_ip(std::vector<uint8_t>& buf);
+  std::span<uint8_t> recv_arp(std::vector<uint8_t>& buf);
+  bool send_arp_frame(std::span<const uint8_t> frame);
+
+ private:
+  Fd ip_, arp_;
+  int ifindex_ = 0;
+};
+
+// Sends complete IPv4 packets (header included) with any source address.
+class RawSender {
+ public:
+  static Result<RawSender, std::string> open();
+  bool send(std::span<const uint8_t> packet);
+
+ private:
+  Fd fd_;
+};
+
+class Tun {
+ public:
+  // Creates (or attaches to) a TUN device, assigns address/prefix and MTU and brings it up.
+  static Result<Tun, std::string> open(const std::string& name, wire::Ipv4Addr address, int prefix,
+                                       int mtu);
+  int fd() const { return fd_.get(); }
+  std::span<uint8_t> read(std::vector<uint8_t>& buf);
+  bool write(std::span<const uint8_t> packet);
+
+ private:
+  Fd fd_;
+};
+
+}  // namespace us::sys

@@ -1,0 +1,54 @@
+# Network-namespace lab tests (need root, iproute2, nftables, ethtool, nginx, curl).
+# Included from the top-level CMakeLists.txt. Each test method is its own CTest test,
+# run as `/usr/bin/python3 -m unittest -v tests.lab.<module>.<Class>.<method>` from the
+# source dir. Labels: lab. RUN_SERIAL so labs don't fight over CPU.
+# Without root the Python tests skip themselves; CTest reports them as skipped.
+
+get_filename_component(UNDERSTUDY_LAB_SRC "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+set(UNDERSTUDY_LAB_PYTHON /usr/bin/python3 CACHE FILEPATH "Python for the lab tests (Debian's, stdlib only)")
+
+# understudy_lab_tests(<module> <short-name> <Class> <method>...)
+#   registers lab.<short-name>.<method> for each method.
+function(understudy_lab_tests module short cls)
+  foreach(method IN LISTS ARGN)
+    string(REGEX REPLACE "^test_" "" name "${method}")
+    set(test_name "lab.${short}.${name}")
+    add_test(NAME ${test_name}
+      COMMAND ${UNDERSTUDY_LAB_PYTHON} -m unittest -v tests.lab.${module}.${cls}.${method}
+      WORKING_DIRECTORY ${UNDERSTUDY_LAB_SRC})
+    set(env "PYTHONDONTWRITEBYTECODE=1")
+    if(TARGET understudy)
+      list(APPEND env "UNDERSTUDY_BINARY=$<TARGET_FILE:understudy>")
+    endif()
+    set_tests_properties(${test_name} PROPERTIES
+      TIMEOUT 300
+      LABELS lab
+      RUN_SERIAL TRUE
+      ENVIRONMENT "${env}"
+      SKIP_REGULAR_EXPRESSION "skipped 'needs root")
+  endforeach()
+endfunction()
+
+# --- baseline: the lab itself, no daemon needed
+understudy_lab_tests(test_lab_baseline baseline BaselineTest
+  test_files_byte_exact_from_both_nodes
+  test_content_is_deterministic
+  test_identical_validators_on_both_nodes
+  test_echo_post_1m
+  test_echo_slow
+  test_drop_once_drops_exactly_one_packet
+  test_drop_once_with_tcp_flag_match
+  test_drop_random_and_clear
+  test_isolation_and_addresses
+  test_offloads_off_on_both_ends
+  test_config_format
+  test_daemon_helpers_fail_clearly_without_binary
+  test_wait_for_reports_clearly)
+understudy_lab_tests(test_lab_baseline baseline LifecycleTest
+  test_down_removes_everything
+  test_exception_inside_with_cleans_up
+  test_two_labs_side_by_side
+  test_sigterm_cleans_up
+  test_sigint_cleans_up
+  test_orphans_of_a_killed_owner_are_cleaned
+  test_cleanup_stale_by_prefix)

@@ -1,0 +1,345 @@
+#include "config/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+namespace us::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kKeyHex[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+// The example from the config issue.
+constexpr char kExample[] = R"(
+[service]
+advertised = "198.18.0.100:80"   # the IP:port clients use
+interface  = "eth0"              # LAN interface shared with the peer
+[node]
+role    = "primary"              # or "backup"
+address = "198.18.0.11"          # this node's own LAN address
+server  = "127.0.0.1:8080"       # the web server this node forwards to
+[peer]
+address  = "198.18.0.12"
+key_file = "peer.key"            # relative paths are relative to the config file's directory
+[heartbeat]
+interval_ms = 20
+timeout_ms  = 100
+)";
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("understudy_config_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+    write("peer.key", std::string(kKeyHex) + "\n");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  void write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+  }
+
+  // The example with `from` replaced by `to` (which must occur).
+  static std::string example_with(const std::string& from, const std::string& to) {
+    std::string s = kExample;
+    auto at = s.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) s.replace(at, from.size(), to);
+    return s;
+  }
+
+  ConfigError expect_error(const std::string& text) {
+    auto r = parse_config(text, dir_);
+    EXPECT_FALSE(r.ok());
+    if (r.ok()) return {};
+    return r.error();
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ConfigTest, ExampleParses) {
+  auto r = parse_config(kExample, dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  const Config& c = *r;
+  EXPECT_EQ(c.service.advertised.to_string(), "198.18.0.100:80");
+  EXPECT_EQ(c.service.interface, "eth0");
+  EXPECT_EQ(c.node.role, Role::Primary);
+  EXPECT_EQ(c.node.address.to_string(), "198.18.0.11");
+  EXPECT_EQ(c.node.server.to_string(), "127.0.0.1:8080");
+  EXPECT_EQ(c.peer.address.to_string(), "198.18.0.12");
+  EXPECT_EQ(c.heartbeat.interval_ms, 20u);
+  EXPECT_EQ(c.heartbeat.timeout_ms, 100u);
+  ASSERT_EQ(c.peer.key.size(), 32u);
+  for (size_t i = 0; i < 32; ++i) EXPECT_EQ(c.peer.key[i], i);
+}
+
+TEST_F(ConfigTest, DefaultsFilled) {
+  auto r = parse_config(kExample, dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  const Config& c = *r;
+  EXPECT_EQ(c.peer.port, 7400);
+  EXPECT_EQ(c.node.control_socket, fs::path("/run/understudy/primary.sock"));
+  EXPECT_EQ(c.node.startup_wait_ms, 3000u);
+  EXPECT_EQ(c.tun.name, "understudy0");
+  EXPECT_EQ(c.tun.address.to_string(), "198.19.0.1");
+  EXPECT_EQ(c.tun.prefix, 16);
+  EXPECT_EQ(c.tun.mtu, 1400);
+  EXPECT_EQ(c.limits.max_connections, 16384u);
+  EXPECT_EQ(c.limits.request_cache_bytes, 268435456u);
+  EXPECT_EQ(c.limits.replication_window_bytes, 262144u);
+  EXPECT_EQ(c.log.level, LogLevel::Info);
+  EXPECT_TRUE(c.source.empty());
+}
+
+TEST_F(ConfigTest, BackupDefaultControlSocket) {
+  auto r = parse_config(example_with("\"primary\"", "\"backup\""), dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_EQ(r->node.role, Role::Backup);
+  EXPECT_EQ(r->node.control_socket, fs::path("/run/understudy/backup.sock"));
+  EXPECT_STREQ(to_string(Role::Backup), "backup");
+  EXPECT_STREQ(to_string(Role::Primary), "primary");
+}
+
+TEST_F(ConfigTest, OptionalKeysOverride) {
+  std::string text = example_with("[peer]\n", "[peer]\nport = 9000\n") + R"(
+[tun]
+name = "us1"
+address = "10.99.0.1"
+prefix = 24
+mtu = 9000
+[limits]
+max_connections = 10
+request_cache_bytes = 1000
+replication_window_bytes = 2000
+[log]
+level = "debug"
+)";
+  auto at = text.find("[node]\n");
+  text.insert(at + 7, "control_socket = \"run/ctl.sock\"\nstartup_wait_ms = 0\n");
+  auto r = parse_config(text, dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_EQ(r->peer.port, 9000);
+  EXPECT_EQ(r->node.control_socket, dir_ / "run/ctl.sock");
+  EXPECT_EQ(r->node.startup_wait_ms, 0u);
+  EXPECT_EQ(r->tun.name, "us1");
+  EXPECT_EQ(r->tun.address.to_string(), "10.99.0.1");
+  EXPECT_EQ(r->tun.prefix, 24);
+  EXPECT_EQ(r->tun.mtu, 9000);
+  EXPECT_EQ(r->limits.max_connections, 10u);
+  EXPECT_EQ(r->limits.request_cache_bytes, 1000u);
+  EXPECT_EQ(r->limits.replication_window_bytes, 2000u);
+  EXPECT_EQ(r->log.level, LogLevel::Debug);
+}
+
+TEST_F(ConfigTest, RelativeKeyPathResolvedAgainstConfigDir) {
+  fs::create_directories(dir_ / "keys");
+  write("keys/peer.key", kKeyHex);
+  auto r = parse_config(example_with("\"peer.key\"", "\"keys/../keys/peer.key\""), dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_EQ(r->peer.key_file, dir_ / "keys/peer.key");
+}
+
+TEST_F(ConfigTest, AbsoluteKeyPathKept) {
+  auto abs = (dir_ / "peer.key").string();
+  auto r = parse_config(example_with("\"peer.key\"", "\"" + abs + "\""), dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_EQ(r->peer.key_file, fs::path(abs));
+}
+
+TEST_F(ConfigTest, LoadConfigFromFile) {
+  write("node.toml", kExample);
+  // Loaded from another working directory, the key is still found next to the config.
+  auto r = load_config(dir_ / "sub" / ".." / "node.toml");
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_EQ(r->source, dir_ / "node.toml");
+  EXPECT_EQ(r->peer.key_file, dir_ / "peer.key");
+  EXPECT_EQ(r->peer.key.size(), 32u);
+}
+
+TEST_F(ConfigTest, LoadConfigMissingFile) {
+  auto r = load_config(dir_ / "absent.toml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().key, "(file)");
+  EXPECT_NE(r.error().message.find("absent.toml"), std::string::npos) << r.error().line();
+}
+
+TEST_F(ConfigTest, LineFormat) {
+  auto e = expect_error(example_with("timeout_ms  = 100", "timeout_ms = 30"));
+  EXPECT_EQ(e.line(),
+            "heartbeat.timeout_ms: must be at least 2 x interval_ms (got 30, interval 20)");
+}
+
+TEST_F(ConfigTest, SyntaxError) {
+  auto e = expect_error(example_with("interval_ms = 20", "interval_ms = = 20"));
+  EXPECT_EQ(e.key, "(syntax)");
+  EXPECT_EQ(e.message.rfind("line 13, column ", 0), 0u) << e.line();
+}
+
+TEST_F(ConfigTest, DuplicateKeyIsSyntaxError) {
+  auto e = expect_error(example_with("interval_ms = 20", "interval_ms = 20\ninterval_ms = 30"));
+  EXPECT_EQ(e.key, "(syntax)");
+}
+
+struct Case {
+  const char* name;
+  std::string from, to;
+  std::string key;
+  std::string message;  // exact, or a prefix when it ends with '*'
+};
+
+class ConfigRuleTest : public ConfigTest, public ::testing::WithParamInterface<Case> {};
+
+TEST_P(ConfigRuleTest, Rejected) {
+  const Case& c = GetParam();
+  auto e = expect_error(example_with(c.from, c.to));
+  EXPECT_EQ(e.key, c.key) << e.line();
+  if (!c.message.empty() && c.message.back() == '*')
+    EXPECT_EQ(e.message.rfind(c.message.substr(0, c.message.size() - 1), 0), 0u) << e.line();
+  else
+    EXPECT_EQ(e.message, c.message);
+}
+
+const std::string kNode = "[node]\n", kPeer = "[peer]\n", kHb = "[heartbeat]\n";
+
+INSTANTIATE_TEST_SUITE_P(
+    Rules, ConfigRuleTest,
+    ::testing::Values(
+        // Required keys and tables.
+        Case{"MissingAdvertised", "advertised = \"198.18.0.100:80\"", "", "service.advertised",
+             "required key missing"},
+        Case{"MissingInterface", "interface  = \"eth0\"", "", "service.interface",
+             "required key missing"},
+        Case{"MissingRole", "role    = \"primary\"", "", "node.role", "required key missing"},
+        Case{"MissingNodeAddress", "address = \"198.18.0.11\"", "", "node.address",
+             "required key missing"},
+        Case{"MissingServer", "server  = \"127.0.0.1:8080\"", "", "node.server",
+             "required key missing"},
+        Case{"MissingPeerAddress", "address  = \"198.18.0.12\"", "", "peer.address",
+             "required key missing"},
+        Case{"MissingKeyFile", "key_file = \"peer.key\"", "", "peer.key_file",
+             "required key missing"},
+        Case{"MissingInterval", "interval_ms = 20", "", "heartbeat.interval_ms",
+             "required key missing"},
+        Case{"MissingTimeout", "timeout_ms  = 100", "", "heartbeat.timeout_ms",
+             "required key missing"},
+        Case{"MissingTable", "[heartbeat]\ninterval_ms = 20\ntimeout_ms  = 100\n", "", "heartbeat",
+             "required table missing"},
+        // Types.
+        Case{"IntervalNotInteger", "interval_ms = 20", "interval_ms = \"20\"",
+             "heartbeat.interval_ms", "expected an integer (got a string)"},
+        Case{"IntervalFloat", "interval_ms = 20", "interval_ms = 20.5", "heartbeat.interval_ms",
+             "expected an integer (got a float)"},
+        Case{"RoleNotString", "role    = \"primary\"", "role = 1", "node.role",
+             "expected a string (got an integer)"},
+        Case{"TableIsValue", "[service]", "log = 5\n[service]", "log",
+             "expected a table (got an integer)"},
+        // Addresses and ports.
+        Case{"NodeAddressNotQuad", "\"198.18.0.11\"", "\"198.18.11\"", "node.address",
+             "expected a dotted-quad IPv4 address (got \"198.18.11\")"},
+        Case{"PeerAddressHostname", "\"198.18.0.12\"", "\"peer.lan\"", "peer.address",
+             "expected a dotted-quad IPv4 address (got \"peer.lan\")"},
+        Case{"NodeAddressBroadcast", "\"198.18.0.11\"", "\"255.255.255.255\"", "node.address",
+             "must be a unicast address (got \"255.255.255.255\")"},
+        Case{"AdvertisedNoPort", "\"198.18.0.100:80\"", "\"198.18.0.100\"", "service.advertised",
+             "expected IPv4:port (got \"198.18.0.100\")"},
+        Case{"AdvertisedPortZero", "\"198.18.0.100:80\"", "\"198.18.0.100:0\"",
+             "service.advertised", "port must be between 1 and 65535 (got \"198.18.0.100:0\")"},
+        Case{"ServerPortTooBig", "\"127.0.0.1:8080\"", "\"127.0.0.1:65536\"", "node.server",
+             "port must be between 1 and 65535 (got \"127.0.0.1:65536\")"},
+        Case{"ServerBadIp", "\"127.0.0.1:8080\"", "\"localhost:8080\"", "node.server",
+             "expected a dotted-quad IPv4 address before ':' (got \"localhost:8080\")"},
+        Case{"PeerPortZero", kPeer, kPeer + "port = 0\n", "peer.port",
+             "must be between 1 and 65535 (got 0)"},
+        Case{"PeerPortTooBig", kPeer, kPeer + "port = 65536\n", "peer.port",
+             "must be between 1 and 65535 (got 65536)"},
+        // Role.
+        Case{"BadRole", "\"primary\"", "\"master\"", "node.role",
+             "must be \"primary\" or \"backup\" (got \"master\")"},
+        // Distinct addresses.
+        Case{"SameNodeAndPeer", "\"198.18.0.12\"", "\"198.18.0.11\"", "peer.address",
+             "must differ from node.address (both 198.18.0.11)"},
+        Case{"AdvertisedIsNode", "\"198.18.0.100:80\"", "\"198.18.0.11:80\"", "service.advertised",
+             "IP must differ from node.address (both 198.18.0.11)"},
+        Case{"AdvertisedIsPeer", "\"198.18.0.100:80\"", "\"198.18.0.12:80\"", "service.advertised",
+             "IP must differ from peer.address (both 198.18.0.12)"},
+        // Heartbeat.
+        Case{"IntervalZero", "interval_ms = 20", "interval_ms = 0", "heartbeat.interval_ms",
+             "must be between 1 and 4294967295 (got 0)"},
+        Case{"IntervalNegative", "interval_ms = 20", "interval_ms = -5", "heartbeat.interval_ms",
+             "must be between 1 and 4294967295 (got -5)"},
+        Case{"TimeoutTooShort", "timeout_ms  = 100", "timeout_ms = 30", "heartbeat.timeout_ms",
+             "must be at least 2 x interval_ms (got 30, interval 20)"},
+        // Unknown tables and keys.
+        Case{"TypoKey", "timeout_ms  = 100", "timeout_ms = 100\ntimout_ms = 100",
+             "heartbeat.timout_ms", "unknown key"},
+        Case{"UnknownTable", kHb, "[hearbeat]\nx = 1\n" + kHb, "hearbeat", "unknown table"},
+        Case{"UnknownTopLevelKey", "[service]", "verbose = true\n[service]", "verbose",
+             "unknown key"},
+        Case{"UnknownSubtable", kNode, kNode + "extra.x = 1\n", "node.extra", "unknown key"},
+        // Key file.
+        Case{"KeyFileMissing", "\"peer.key\"", "\"nope.key\"", "peer.key_file", "cannot read *"},
+        // Tun.
+        Case{"TunPrefixSmall", kHb, "[tun]\nprefix = 7\n" + kHb, "tun.prefix",
+             "must be between 8 and 30 (got 7)"},
+        Case{"TunPrefixLarge", kHb, "[tun]\nprefix = 31\n" + kHb, "tun.prefix",
+             "must be between 8 and 30 (got 31)"},
+        Case{"TunMtuSmall", kHb, "[tun]\nmtu = 575\n" + kHb, "tun.mtu",
+             "must be between 576 and 9000 (got 575)"},
+        Case{"TunMtuLarge", kHb, "[tun]\nmtu = 9001\n" + kHb, "tun.mtu",
+             "must be between 576 and 9000 (got 9001)"},
+        Case{"TunOverlapsLan", kHb, "[tun]\naddress = \"198.18.0.1\"\n" + kHb, "tun.address",
+             "198.18.0.1/16 must not contain service.advertised (198.18.0.100)"},
+        Case{"TunNameTooLong", kHb, "[tun]\nname = \"abcdefghijklmnop\"\n" + kHb, "tun.name",
+             "must be an interface name*"},
+        Case{"InterfaceEmpty", "\"eth0\"", "\"\"", "service.interface",
+             "must be an interface name*"},
+        // Limits and log.
+        Case{"MaxConnectionsZero", kHb, "[limits]\nmax_connections = 0\n" + kHb,
+             "limits.max_connections", "must be between 1 and 9223372036854775807 (got 0)"},
+        Case{"BadLogLevel", kHb, "[log]\nlevel = \"verbose\"\n" + kHb, "log.level",
+             "must be one of trace, debug, info, warn, error (got \"verbose\")"},
+        Case{"ServerIsAdvertised", "\"127.0.0.1:8080\"", "\"198.18.0.100:80\"", "node.server",
+             "must differ from service.advertised (both 198.18.0.100:80)"},
+        Case{"ControlSocketTooLong", kNode,
+             kNode + "control_socket = \"/" + std::string(120, 'x') + "\"\n", "node.control_socket",
+             "path is too long for a Unix socket (121 bytes, at most 107)"}),
+    [](const ::testing::TestParamInfo<Case>& p) { return std::string(p.param.name); });
+
+TEST_F(ConfigTest, BadKeyContents) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"", "key is empty"},
+      {"abcd\n", "key must be 64 hex characters (32 bytes), got 4"},
+      {std::string(63, 'a') + "g", "key has a non-hex character 'g' at position 63"},
+  };
+  for (const auto& [contents, why] : cases) {
+    write("bad.key", contents);
+    auto e = expect_error(example_with("\"peer.key\"", "\"bad.key\""));
+    EXPECT_EQ(e.key, "peer.key_file");
+    EXPECT_NE(e.message.find(why), std::string::npos) << e.line();
+  }
+}
+
+TEST_F(ConfigTest, KeyFileIsDirectory) {
+  fs::create_directories(dir_ / "keydir");
+  auto e = expect_error(example_with("\"peer.key\"", "\"keydir\""));
+  EXPECT_EQ(e.key, "peer.key_file");
+  EXPECT_NE(e.message.find("not a regular file"), std::string::npos) << e.line();
+}
+
+TEST_F(ConfigTest, LogLevels) {
+  for (const char* level : {"trace", "debug", "info", "warn", "error"}) {
+    auto r = parse_config(std::string(kExample) + "[log]\nlevel = \"" + level + "\"\n", dir_);
+    ASSERT_TRUE(r.ok()) << r.error().line();
+    EXPECT_STREQ(to_string(r->log.level), level);
+  }
+}
+
+}  // namespace
+}  // namespace us::config

@@ -1,0 +1,438 @@
+// ModeMachine tests, named <state>_<event>. Fake time only: every event gets an explicit TimePoint.
+#include "node/mode_machine.hpp"
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <sstream>
+#include <string>
+
+namespace us::node {
+namespace {
+
+using namespace std::chrono_literals;
+using packet::Mode;
+using packet::Role;
+
+constexpr std::chrono::milliseconds kTimeout = 300ms;
+constexpr std::chrono::milliseconds kStartupWait = 2000ms;
+constexpr std::chrono::milliseconds kInterval = 100ms;  // heartbeat period
+constexpr uint64_t kPeerBoot = 1234;
+
+const TimePoint kT0 = TimePoint{} + 1h;
+
+Role other(Role r) {
+  return r == Role::Primary ? Role::Backup : Role::Primary;
+}
+
+PeerView peer_of(Role self, Mode mode, uint64_t boot = kPeerBoot) {
+  return PeerView{other(self), mode, boot};
+}
+
+ModeMachine starting(Role role) {
+  return ModeMachine(role, kTimeout, kStartupWait, kT0);
+}
+
+// A machine that entered duplex at kT0 + 10ms with a starting peer of boot kPeerBoot.
+ModeMachine duplex(Role role, TimePoint* entered = nullptr) {
+  ModeMachine m = starting(role);
+  const TimePoint t = kT0 + 10ms;
+  EXPECT_EQ(m.on_channel_up(peer_of(role, Mode::Starting), t), Action::EnterDuplex);
+  EXPECT_EQ(m.mode(), Mode::Duplex);
+  if (entered) *entered = t;
+  return m;
+}
+
+// A backup that took over after a heartbeat timeout; returns the time it did.
+ModeMachine simplex_after_takeover(TimePoint* when) {
+  TimePoint t;
+  ModeMachine m = duplex(Role::Backup, &t);
+  t += kTimeout + 1ms;
+  EXPECT_EQ(m.on_tick(t), Action::TakeOver);
+  *when = t;
+  return m;
+}
+
+// Captures what spdlog's default logger writes, for the duration of a test.
+class LogCapture {
+ public:
+  LogCapture() : previous_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
+    sink->set_pattern("%v");
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous_); }
+  std::string text() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+// ---- starting ----
+
+TEST(ModeMachine, starting_channel_up) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    for (Mode peer_mode : {Mode::Starting, Mode::Duplex}) {
+      ModeMachine m = starting(role);
+      EXPECT_FALSE(m.peer_alive());
+      EXPECT_EQ(m.on_channel_up(peer_of(role, peer_mode), kT0 + 50ms), Action::EnterDuplex);
+      EXPECT_EQ(m.mode(), Mode::Duplex);
+      EXPECT_TRUE(m.peer_alive());
+      EXPECT_EQ(m.failovers(), 0u);
+      EXPECT_TRUE(m.refuse_reason().empty());
+      // The hello counts as a heartbeat: no timeout until kTimeout after it.
+      EXPECT_EQ(m.on_tick(kT0 + 50ms + kTimeout), Action::None);
+    }
+  }
+}
+
+TEST(ModeMachine, starting_channel_up_logs_transition) {
+  LogCapture log;
+  ModeMachine m = starting(Role::Primary);
+  ASSERT_EQ(m.on_channel_up(peer_of(Role::Primary, Mode::Starting), kT0), Action::EnterDuplex);
+  EXPECT_NE(log.text().find("mode: starting -> duplex (channel up with backup, boot 1234)"),
+            std::string::npos)
+      << log.text();
+}
+
+TEST(ModeMachine, starting_heartbeat_does_not_enter_duplex) {
+  ModeMachine m = starting(Role::Backup);
+  for (auto t = kT0; t < kT0 + kStartupWait; t += kInterval) {
+    EXPECT_EQ(m.on_heartbeat(peer_of(Role::Backup, Mode::Starting), t), Action::None);
+    EXPECT_EQ(m.on_tick(t + 1ms), Action::None);
+  }
+  EXPECT_EQ(m.mode(), Mode::Starting);
+  EXPECT_TRUE(m.peer_alive());
+  EXPECT_FALSE(m.front());
+}
+
+TEST(ModeMachine, starting_peer_simplex_refuses) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    // By heartbeat.
+    ModeMachine m = starting(role);
+    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Simplex), kT0 + 5ms), Action::Refuse);
+    EXPECT_TRUE(m.stopped());
+    EXPECT_NE(m.refuse_reason().find("peer serves alone (simplex"), std::string::npos);
+    EXPECT_NE(m.refuse_reason().find("cannot rejoin until reintegration exists"),
+              std::string::npos);
+    EXPECT_FALSE(m.front());
+    // Stopped for good: the startup wait must not turn it into a second simplex node.
+    EXPECT_EQ(m.on_tick(kT0 + kStartupWait + 1s), Action::None);
+    EXPECT_EQ(m.on_channel_up(peer_of(role, Mode::Starting), kT0 + 3s), Action::None);
+    EXPECT_EQ(m.mode(), Mode::Starting);
+    EXPECT_FALSE(m.front());
+
+    // By the channel's hello.
+    ModeMachine h = starting(role);
+    EXPECT_EQ(h.on_channel_up(peer_of(role, Mode::Simplex), kT0 + 5ms), Action::Refuse);
+    EXPECT_NE(h.refuse_reason().find("peer serves alone (simplex"), std::string::npos);
+    EXPECT_EQ(h.mode(), Mode::Starting);
+    EXPECT_FALSE(h.front());
+  }
+}
+
+TEST(ModeMachine, starting_same_role_refuses) {
+  ModeMachine m = starting(Role::Primary);
+  EXPECT_EQ(m.on_heartbeat(PeerView{Role::Primary, Mode::Starting, 7}, kT0), Action::Refuse);
+  EXPECT_NE(m.refuse_reason().find("both nodes are configured as primary"), std::string::npos);
+  EXPECT_FALSE(m.front());
+
+  ModeMachine b = starting(Role::Backup);
+  EXPECT_EQ(b.on_channel_up(PeerView{Role::Backup, Mode::Starting, 7}, kT0), Action::Refuse);
+  EXPECT_NE(b.refuse_reason().find("both nodes are configured as backup"), std::string::npos);
+  EXPECT_EQ(b.mode(), Mode::Starting);
+  EXPECT_EQ(b.on_tick(kT0 + kStartupWait), Action::None);
+}
+
+TEST(ModeMachine, starting_timeout_goes_simplex_alone) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    ModeMachine m = starting(role);
+    EXPECT_EQ(m.on_tick(kT0 + kStartupWait - 1ms), Action::None);
+    EXPECT_EQ(m.mode(), Mode::Starting);
+    EXPECT_EQ(m.on_tick(kT0 + kStartupWait), Action::EnterSimplexAlone);
+    EXPECT_EQ(m.mode(), Mode::Simplex);
+    EXPECT_TRUE(m.front());
+    EXPECT_FALSE(m.peer_alive());
+    EXPECT_EQ(m.failovers(), 0u);  // serving alone from the start is not a failover
+    EXPECT_EQ(m.on_tick(kT0 + kStartupWait + 1ms), Action::None);
+  }
+}
+
+TEST(ModeMachine, starting_channel_down_ignored) {
+  ModeMachine m = starting(Role::Backup);
+  EXPECT_EQ(m.on_channel_down(kT0 + 5ms), Action::None);
+  EXPECT_EQ(m.mode(), Mode::Starting);
+  EXPECT_EQ(m.on_channel_up(peer_of(Role::Backup, Mode::Starting), kT0 + 10ms),
+            Action::EnterDuplex);
+}
+
+// Both nodes up, heartbeats flow, the channel does not come up: the primary goes simplex, the
+// backup waits, then refuses once the primary's heartbeats say simplex. Never two fronts.
+TEST(ModeMachine, starting_timeout_backup_waits_for_live_primary) {
+  ModeMachine p = starting(Role::Primary);
+  ModeMachine b = starting(Role::Backup);
+  TimePoint t = kT0;
+  for (; t < kT0 + kStartupWait; t += kInterval) {
+    EXPECT_EQ(p.on_heartbeat(peer_of(Role::Primary, Mode::Starting), t), Action::None);
+    EXPECT_EQ(b.on_heartbeat(peer_of(Role::Backup, Mode::Starting), t), Action::None);
+  }
+  EXPECT_EQ(p.on_tick(t), Action::EnterSimplexAlone);
+  EXPECT_EQ(b.on_tick(t), Action::None);
+  EXPECT_FALSE(b.front());
+  EXPECT_EQ(b.on_heartbeat(peer_of(Role::Backup, p.mode()), t + 1ms), Action::Refuse);
+  EXPECT_FALSE(b.front());
+  EXPECT_TRUE(p.front());
+}
+
+TEST(ModeMachine, starting_timeout_backup_goes_alone_once_primary_silent) {
+  ModeMachine b = starting(Role::Backup);
+  EXPECT_EQ(b.on_heartbeat(peer_of(Role::Backup, Mode::Starting), kT0 + kStartupWait - 1ms),
+            Action::None);
+  EXPECT_EQ(b.on_tick(kT0 + kStartupWait), Action::None);
+  EXPECT_EQ(b.on_tick(kT0 + kStartupWait - 1ms + kTimeout), Action::None);
+  EXPECT_EQ(b.on_tick(kT0 + kStartupWait + kTimeout), Action::EnterSimplexAlone);
+  EXPECT_TRUE(b.front());
+}
+
+// A peer still duplex with our previous incarnation is the front (if backup): a primary that
+// restarted must not become a second front; it waits until the peer fails over, then refuses.
+TEST(ModeMachine, starting_timeout_primary_waits_for_stale_duplex_peer) {
+  ModeMachine p = starting(Role::Primary);
+  EXPECT_EQ(p.on_heartbeat(peer_of(Role::Primary, Mode::Duplex), kT0 + kStartupWait - 1ms),
+            Action::None);
+  EXPECT_EQ(p.on_tick(kT0 + kStartupWait), Action::None);
+  EXPECT_EQ(p.on_heartbeat(peer_of(Role::Primary, Mode::Simplex), kT0 + kStartupWait + 5ms),
+            Action::Refuse);
+  EXPECT_FALSE(p.front());
+}
+
+// ---- duplex ----
+
+TEST(ModeMachine, duplex_heartbeat_timeout_backup_takes_over) {
+  TimePoint t;
+  ModeMachine m = duplex(Role::Backup, &t);
+  EXPECT_EQ(m.on_heartbeat(peer_of(Role::Backup, Mode::Duplex), t + kInterval), Action::None);
+  t += kInterval;
+  EXPECT_EQ(m.on_tick(t + kTimeout), Action::None);  // "more than" the timeout
+  EXPECT_TRUE(m.peer_alive());
+  EXPECT_EQ(m.on_tick(t + kTimeout + 1ms), Action::TakeOver);
+  EXPECT_EQ(m.mode(), Mode::Simplex);
+  EXPECT_EQ(m.failovers(), 1u);
+  EXPECT_FALSE(m.peer_alive());
+  EXPECT_TRUE(m.front());
+  EXPECT_FALSE(m.stopped());
+}
+
+TEST(ModeMachine, duplex_heartbeat_timeout_primary_peer_lost) {
+  TimePoint t;
+  ModeMachine m = duplex(Role::Primary, &t);
+  EXPECT_FALSE(m.front());
+  EXPECT_EQ(m.on_tick(t + kTimeout + 1ms), Action::PeerLost);
+  EXPECT_EQ(m.mode(), Mode::Simplex);
+  EXPECT_EQ(m.failovers(), 1u);
+  EXPECT_TRUE(m.front());
+}
+
+TEST(ModeMachine, duplex_heartbeats_keep_alive) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    TimePoint t;
+    ModeMachine m = duplex(role, &t);
+    const TimePoint end = t + 60s;
+    TimePoint next_beat = t + kInterval;
+    for (; t < end; t += 5ms) {
+      if (t >= next_beat) {
+        ASSERT_EQ(m.on_heartbeat(peer_of(role, Mode::Duplex), t), Action::None);
+        next_beat += kInterval;
+      }
+      ASSERT_EQ(m.on_tick(t), Action::None);
+      ASSERT_TRUE(m.peer_alive());
+    }
+    EXPECT_EQ(m.mode(), Mode::Duplex);
+    EXPECT_EQ(m.failovers(), 0u);
+  }
+}
+
+TEST(ModeMachine, duplex_peer_restarted_boot_id) {
+  TimePoint t;
+  ModeMachine b = duplex(Role::Backup, &t);
+  EXPECT_EQ(b.on_heartbeat(peer_of(Role::Backup, Mode::Starting, kPeerBoot + 1), t + 20ms),
+            Action::TakeOver);
+  EXPECT_EQ(b.mode(), Mode::Simplex);
+  EXPECT_EQ(b.failovers(), 1u);
+
+  ModeMachine p = duplex(Role::Primary, &t);
+  EXPECT_EQ(p.on_heartbeat(peer_of(Role::Primary, Mode::Starting, 99), t + 20ms), Action::PeerLost);
+  EXPECT_EQ(p.mode(), Mode::Simplex);
+  EXPECT_EQ(p.failovers(), 1u);
+}
+
+TEST(ModeMachine, duplex_channel_down_backup_failstop) {
+  TimePoint t;
+  ModeMachine m = duplex(Role::Backup, &t);
+  const TimePoint down = t + 50ms;
+  EXPECT_EQ(m.on_channel_down(down), Action::None);
+  EXPECT_EQ(m.on_channel_down(down + 10ms), Action::None);  // the first one counts
+  EXPECT_EQ(m.mode(), Mode::Duplex);
+  Action last = Action::None;
+  TimePoint next_beat = t + kInterval;
+  for (t = down; t <= down + kTimeout + 10ms && last == Action::None; t += 1ms) {
+    if (t >= next_beat) {
+      ASSERT_EQ(m.on_heartbeat(peer_of(Role::Backup, Mode::Duplex), t), Action::None);
+      next_beat += kInterval;
+    }
+    last = m.on_tick(t);
+    if (last == Action::None) {
+      ASSERT_LE(t - down, kTimeout);
+    }
+  }
+  EXPECT_EQ(last, Action::FailStop);
+  EXPECT_EQ(t - 1ms - down, kTimeout + 1ms);
+  EXPECT_TRUE(m.stopped());
+  EXPECT_FALSE(m.front());
+  EXPECT_EQ(m.failovers(), 0u);
+  EXPECT_NE(m.refuse_reason().find("fail-stop"), std::string::npos);
+  // Stopped: later heartbeats, silence or channel events change nothing.
+  EXPECT_EQ(m.on_tick(t + 10s), Action::None);
+  EXPECT_EQ(m.on_heartbeat(peer_of(Role::Backup, Mode::Duplex), t + 10s), Action::None);
+  EXPECT_FALSE(m.front());
+}
+
+TEST(ModeMachine, duplex_channel_down_then_silence_takes_over) {
+  TimePoint t;
+  ModeMachine m = duplex(Role::Backup, &t);
+  const TimePoint last_beat = t + kInterval;
+  EXPECT_EQ(m.on_heartbeat(peer_of(Role::Backup, Mode::Duplex), last_beat), Action::None);
+  EXPECT_EQ(m.on_channel_down(last_beat + 1ms), Action::None);
+  // The primary died: its heartbeats stop, so this is a takeover, not a fail-stop.
+  for (t = last_beat + 1ms; t <= last_beat + kTimeout; t += 1ms) {
+    ASSERT_EQ(m.on_tick(t), Action::None);
+  }
+  EXPECT_EQ(m.on_tick(last_beat + kTimeout + 1ms), Action::TakeOver);
+  EXPECT_FALSE(m.stopped());
+  EXPECT_TRUE(m.front());
+  EXPECT_EQ(m.failovers(), 1u);
+}
+
+TEST(ModeMachine, duplex_channel_down_primary_waits) {
+  TimePoint t;
+  ModeMachine m = duplex(Role::Primary, &t);
+  EXPECT_EQ(m.on_channel_down(t + 1ms), Action::None);
+  for (int i = 1; i <= 50; ++i) {  // heartbeats continue for 5 s: the primary does nothing
+    t += kInterval;
+    ASSERT_EQ(m.on_heartbeat(peer_of(Role::Primary, Mode::Duplex), t), Action::None);
+    ASSERT_EQ(m.on_tick(t + 1ms), Action::None);
+  }
+  // The backup fail-stopped: its heartbeats stop.
+  EXPECT_EQ(m.on_tick(t + kTimeout + 1ms), Action::PeerLost);
+  EXPECT_FALSE(m.stopped());
+  EXPECT_TRUE(m.front());
+}
+
+TEST(ModeMachine, duplex_channel_up_ignored) {
+  TimePoint t;
+  ModeMachine m = duplex(Role::Backup, &t);
+  EXPECT_EQ(m.on_channel_down(t + 10ms), Action::None);
+  // Coming back does not bring back lost replication: the fail-stop clock keeps running, and the
+  // hello does not refresh liveness.
+  EXPECT_EQ(m.on_channel_up(peer_of(Role::Backup, Mode::Duplex), t + 20ms), Action::None);
+  EXPECT_EQ(m.mode(), Mode::Duplex);
+  EXPECT_EQ(m.on_heartbeat(peer_of(Role::Backup, Mode::Duplex), t + 200ms), Action::None);
+  EXPECT_EQ(m.on_tick(t + 10ms + kTimeout + 1ms), Action::FailStop);
+}
+
+// The peer declared us dead and serves alone: only one node may be the front.
+TEST(ModeMachine, duplex_peer_simplex_failstops) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    TimePoint t;
+    ModeMachine m = duplex(role, &t);
+    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Simplex), t + 20ms), Action::FailStop);
+    EXPECT_TRUE(m.stopped());
+    EXPECT_FALSE(m.front());
+    EXPECT_EQ(m.failovers(), 0u);
+    EXPECT_NE(m.refuse_reason().find("went simplex"), std::string::npos);
+  }
+}
+
+// ---- simplex ----
+
+TEST(ModeMachine, simplex_ignores_peer) {
+  LogCapture log;
+  TimePoint t;
+  ModeMachine m = simplex_after_takeover(&t);
+  const PeerView reborn{Role::Primary, Mode::Starting, 77};
+  for (int i = 0; i < 20; ++i) {
+    t += kInterval;
+    EXPECT_EQ(m.on_heartbeat(reborn, t), Action::None);
+    EXPECT_EQ(m.on_channel_up(reborn, t), Action::None);
+    EXPECT_EQ(m.on_channel_down(t), Action::None);
+    EXPECT_EQ(m.on_tick(t + 1ms), Action::None);
+  }
+  EXPECT_EQ(m.on_heartbeat(PeerView{Role::Primary, Mode::Simplex, 78}, t), Action::None);
+  EXPECT_EQ(m.mode(), Mode::Simplex);
+  EXPECT_TRUE(m.front());
+  EXPECT_FALSE(m.stopped());
+  // Logged once per boot_id.
+  const std::string text = log.text();
+  size_t count = 0;
+  for (size_t pos = text.find("cannot rejoin"); pos != std::string::npos;
+       pos = text.find("cannot rejoin", pos + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 2u) << text;
+}
+
+TEST(ModeMachine, simplex_failover_counted_once) {
+  TimePoint t;
+  ModeMachine m = simplex_after_takeover(&t);
+  EXPECT_EQ(m.failovers(), 1u);
+  for (int i = 0; i < 10; ++i) {
+    t += kTimeout * 2;
+    EXPECT_EQ(m.on_tick(t), Action::None);
+    EXPECT_EQ(m.on_heartbeat(PeerView{Role::Primary, Mode::Duplex, kPeerBoot + 5}, t),
+              Action::None);
+  }
+  EXPECT_EQ(m.failovers(), 1u);
+}
+
+// ---- front() in each state for each role ----
+
+TEST(ModeMachine, front_in_each_state) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    SCOPED_TRACE(packet::to_string(role));
+    EXPECT_EQ(starting(role).front(), false);
+    EXPECT_EQ(duplex(role).front(), role == Role::Backup);
+
+    ModeMachine alone = starting(role);
+    ASSERT_EQ(alone.on_tick(kT0 + kStartupWait), Action::EnterSimplexAlone);
+    EXPECT_TRUE(alone.front());
+
+    TimePoint t;
+    ModeMachine failed_over = duplex(role, &t);
+    ASSERT_NE(failed_over.on_tick(t + kTimeout + 1ms), Action::None);
+    EXPECT_TRUE(failed_over.front());
+
+    ModeMachine refused = starting(role);
+    ASSERT_EQ(refused.on_heartbeat(peer_of(role, Mode::Simplex), kT0), Action::Refuse);
+    EXPECT_FALSE(refused.front());
+
+    ModeMachine stopped = duplex(role);
+    ASSERT_EQ(stopped.on_heartbeat(peer_of(role, Mode::Simplex), kT0 + 20ms), Action::FailStop);
+    EXPECT_FALSE(stopped.front());
+  }
+}
+
+TEST(ModeMachine, action_to_string) {
+  EXPECT_STREQ(to_string(Action::None), "none");
+  EXPECT_STREQ(to_string(Action::EnterDuplex), "enter-duplex");
+  EXPECT_STREQ(to_string(Action::TakeOver), "take-over");
+  EXPECT_STREQ(to_string(Action::PeerLost), "peer-lost");
+  EXPECT_STREQ(to_string(Action::EnterSimplexAlone), "enter-simplex-alone");
+  EXPECT_STREQ(to_string(Action::Refuse), "refuse");
+  EXPECT_STREQ(to_string(Action::FailStop), "fail-stop");
+}
+
+}  // namespace
+}  // namespace us::node
