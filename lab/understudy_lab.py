@@ -724,7 +724,9 @@ http {{
         real = os.path.realpath(self.binary)
         for pid in ns_pids(self.ns(node)):
             try:
-                if os.path.realpath(f"/proc/{pid}/exe") == real:
+                # A rebuilt binary leaves running daemons' exe as "<path> (deleted)".
+                exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+                if os.path.realpath(exe) == real:
                     pids.add(pid)
             except OSError:
                 pass

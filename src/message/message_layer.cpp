@@ -619,8 +619,10 @@ void MessageLayer::on_peer_message(const peer::ConnMessage& m) {
       trim_cache(c);
       return;
     case peer::Type::Close:
+      // Acknowledged at once: the mirror may finish and go away before the next flush().
       c.close_at = m.value;
-      ack_dirty_.insert(m.key);
+      link_.send({peer::Type::ReplyAck, m.key, m.value + 1, 0, {}});
+      ack_dirty_.erase(m.key);
       break;
     case peer::Type::Abort:
       destroy(c, true);

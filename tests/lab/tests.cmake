@@ -52,3 +52,12 @@ understudy_lab_tests(test_lab_baseline baseline LifecycleTest
   test_sigint_cleans_up
   test_orphans_of_a_killed_owner_are_cleaned
   test_cleanup_stale_by_prefix)
+
+# --- the daemon in the lab (each file registers its own tests)
+understudy_lab_tests(test_failover_large failover LargeReplyFailoverTest
+  test_primary_crash_mid_64m
+  test_backup_crash_mid_64m)
+include(${CMAKE_CURRENT_LIST_DIR}/table1.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/table2.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/bad_input.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/http_failover.cmake OPTIONAL)
