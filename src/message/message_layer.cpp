@@ -113,6 +113,8 @@ struct MessageLayer::Conn {
   uint64_t error_index = 0;
   std::string cache;  // backup: request-stream bytes from cache_base on
   uint64_t cache_base = 0;
+  std::string held;        // serving: request bytes from `forwarded` on, not yet sent upstream
+  uint64_t forwarded = 0;  // request-stream offset sent to the server
 
   // Upstream (the local web server).
   sys::Fd up;
@@ -248,11 +250,12 @@ bool MessageLayer::read_client(Conn& c) {
 }
 
 bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
-  uint64_t start = c.req_read;
   c.req_read += data.size();
   if (!c.serving) {
     c.cache.append(reinterpret_cast<const char*>(data.data()), data.size());
     pl_.note_local_has(c.fake, wire::SeqNum(c.key.isn + 1 + static_cast<uint32_t>(c.req_read)));
+  } else {
+    c.held.append(reinterpret_cast<const char*>(data.data()), data.size());
   }
   if (c.req_error) return true;  // after a bad request nothing more is read as HTTP
   if (c.serving && !c.up && !open_upstream(c)) return false;
@@ -264,11 +267,9 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
     if (!c.serving) fault::hit("backup.request_complete");
   }
   expect_new_requests(c);
-  uint64_t forward_end = c.req_read;
   if (!r) {
     c.req_error = r.error();
     c.error_index = c.reqf.completed();
-    forward_end = c.reqf.partial() ? std::max(start, c.reqf.partial()->begin) : start;
     ++counters_.bad_requests;
     spdlog::warn("http: client {}: request {}: {}; answering {} and closing",
                  c.key.to_string(), c.error_index, r.error().reason, r.error().status);
@@ -276,13 +277,28 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
   if (!c.serving && c.reqf.partial()) fault::hit("backup.request_partial");
   trim_cache(c);
   if (c.serving) {
-    if (forward_end > start) {
-      c.up_out.append(reinterpret_cast<const char*>(data.data()), forward_end - start);
-      if (!write_upstream(c)) return false;
-    }
+    if (!forward_requests(c)) return false;
     if (c.req_error && !maybe_error_reply(c)) return false;
   }
   return true;
+}
+
+// A request reaches the server only once its headers are complete and valid: the server must never
+// answer (or refuse) bytes that this node's framer has not accepted, or the two nodes' streams and
+// the reply order could differ.
+bool MessageLayer::forward_requests(Conn& c) {
+  uint64_t limit = c.req_read;
+  if (c.req_error) {
+    limit = c.reqf.partial() ? c.reqf.partial()->begin : c.reqf.offset();
+  } else if (c.reqf.partial() && !c.reqf.headers_complete()) {
+    limit = c.reqf.partial()->begin;
+  }
+  if (limit <= c.forwarded) return true;
+  size_t n = static_cast<size_t>(std::min<uint64_t>(limit - c.forwarded, c.held.size()));
+  c.up_out.append(c.held, 0, n);
+  c.held.erase(0, n);
+  c.forwarded += n;
+  return write_upstream(c);
 }
 
 void MessageLayer::expect_new_requests(Conn& c) {
@@ -670,17 +686,18 @@ void MessageLayer::take_over_conn(Conn& c) {
     c.regen->remaining = c.regen->expected.length;
     c.partial = PartialReply{};
   }
-  bool pending = !c.unanswered.empty() || c.reqf.partial().has_value() || c.req_error;
+  bool to_server = !c.unanswered.empty() || (c.reqf.partial().has_value() && !c.req_error);
   spdlog::info("message: {}: taking over: {} replies done, {} request(s) pending, {} reply bytes held",
                c.key.to_string(), c.replies_done,
-               c.unanswered.size() + (c.reqf.partial() ? 1 : 0), c.regen ? c.regen->expected.length : 0);
-  if (pending && !c.req_error) {
-    c.up_out = std::move(c.cache);
+               c.unanswered.size() + (c.reqf.partial() ? 1 : 0),
+               c.regen ? c.regen->expected.length : 0);
+  if (to_server) {
+    c.held = std::move(c.cache);
+    c.forwarded = c.cache_base;
     c.cache.clear();
-    if (!open_upstream(c)) return;
-  } else if (c.req_error) {
-    if (!maybe_error_reply(c)) return;
+    if (!open_upstream(c) || !forward_requests(c)) return;
   }
+  if (c.req_error && !maybe_error_reply(c)) return;
   c.cache.clear();
   maybe_finish(c);
   if (write_client(c)) update_interest(c);

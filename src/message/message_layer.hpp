@@ -73,6 +73,7 @@ class MessageLayer {
   void on_upstream_event(const packet::ConnKey& key, uint32_t events);
   bool read_client(Conn& c);
   bool on_client_bytes(Conn& c, std::span<const uint8_t> data);
+  bool forward_requests(Conn& c);
   void expect_new_requests(Conn& c);
   bool open_upstream(Conn& c);
   bool write_upstream(Conn& c);

@@ -431,15 +431,15 @@ void Node::Impl::act(Action a) {
       return;
     case Action::TakeOver:
       spdlog::warn("node: primary lost: taking over {} connection(s)", pl->open_flows());
+      announce();
       pl->take_over(now);
       ml->take_over();
-      announce();
       return;
     case Action::PeerLost:
       spdlog::warn("node: backup lost: serving alone");
+      announce();  // first: the packet layer's probes must be answered to this node
       pl->peer_lost(now);
       ml->peer_lost();
-      announce();
       return;
     case Action::Refuse:
       spdlog::error("node: refusing to start: {}", mm->refuse_reason());

@@ -350,11 +350,11 @@ void PacketLayer::release_gate(Flow& f) {
   if (target > f.ack_sent) send_ack_to_client(f, target);
 }
 
-void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack) {
+void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack, std::optional<SeqNum> seq) {
   wire::TcpSegmentSpec spec;
   spec.src = s_.advertised;
   spec.dst = f.client;
-  spec.seq = f.kernel_snd_nxt;
+  spec.seq = seq.value_or(f.kernel_snd_nxt);
   spec.ack = ack;
   spec.flags = tf::ACK;
   uint32_t behind = f.kernel_rcv_nxt > ack ? static_cast<uint32_t>(f.kernel_rcv_nxt - ack) : 0;
@@ -390,8 +390,17 @@ void PacketLayer::peer_lost(TimePoint now) {
   mode_ = Mode::Simplex;
   dirty_.clear();
   for (auto& [client, fp] : by_client_) {
-    fp->retained.clear();
-    if (!fp->reset) release_gate(*fp);
+    Flow& f = *fp;
+    f.retained.clear();
+    if (f.reset) continue;
+    release_gate(f);
+    if (!f.kernel_isn_known || !f.client_ack_seen || !f.ack_sent_known) continue;
+    // The client's recent packets went to the dead backup. Rather than wait for either side's
+    // retransmission timer: a segment below the client's RCV.NXT makes it answer with an ACK at
+    // once (RFC 793 3.9, unacceptable segment), and duplicate ACKs make it fast-retransmit data
+    // the backup swallowed (RFC 5681 3.2). Sent after the gratuitous ARP, so answers come here.
+    send_ack_to_client(f, f.ack_sent, f.client_acked - 1);
+    for (int i = 0; i < 4; ++i) send_ack_to_client(f, f.ack_sent);
   }
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <unordered_map>
 #include <unordered_set>
@@ -92,7 +93,7 @@ class PacketLayer {
   void retain(Flow& f, wire::SeqNum seq, wire::SeqNum end, const wire::TcpPacket& p);
   void note_has(Flow& f, wire::SeqNum seq);
   void maybe_fake_ack(Flow& f);
-  void send_ack_to_client(Flow& f, wire::SeqNum ack);
+  void send_ack_to_client(Flow& f, wire::SeqNum ack, std::optional<wire::SeqNum> seq = {});
   void release_gate(Flow& f);
   void drop_flow(Flow& f);
 

@@ -4,6 +4,7 @@ ConfigCheckTest needs no lab (a temp dir; `run` is tried inside a throw-away net
 a daemon that wrongly starts cannot touch the host's network). BadInputTest runs the real daemon
 in the lab and sends the bad input from the client namespace with raw Python sockets.
 """
+import hashlib
 import json
 import os
 import secrets
@@ -331,14 +332,8 @@ class BadInputTest(NodeCase):
         self.bad_request(b"POST /echo HTTP/1.1\r\nHost: 198.18.0.100\r\nContent-Length: 5\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400)
 
-    # BUG (daemon): the message layer forwards a request's header bytes to the web server before
-    # the headers are complete (src/message/message_layer.cpp, on_client_bytes: forward_end =
-    # req_read), but expects a reply only once they are (expect_new_requests). nginx answers an
-    # over-long header on its own (400 "Request Header Or Cookie Too Large", at 8 KiB per line /
-    # 32 KiB in all) before the daemon's 64 KiB limit is reached, and the daemon then logs
-    # "upstream reply with no request awaiting it; resetting the connection": the client gets a
-    # RST and no reply at all, never the documented 431 + Connection: close.
-    @unittest.expectedFailure
+    # Regression: header bytes used to reach nginx before the daemon's framer had the whole header
+    # block; nginx then refused them alone and the client got a RST instead of a reply.
     def test_oversized_headers_get_431_and_close(self):
         big = b"X-Big: " + b"a" * (66 << 10) + b"\r\n"
         self.assertGreater(len(big), 64 << 10)
@@ -346,9 +341,8 @@ class BadInputTest(NodeCase):
         self.bad_request(b"GET /f/1k.bin HTTP/1.1\r\nHost: 198.18.0.100\r\n" + big + b"\r\n", 431,
                          split=32 << 10)
 
-    # Same BUG as above, with a request the daemon itself accepts (one 16 KiB header line, 17 KiB
-    # in all): nginx's own early 400 reply must reach the client, not a RST.
-    @unittest.expectedFailure
+    # A request the daemon accepts but nginx refuses (one 16 KiB header line): nginx's own error
+    # reply reaches the client, framed as the reply to that request.
     def test_web_server_early_error_reply_is_relayed(self):
         self.start_duplex()
         req = b"GET /f/1k.bin HTTP/1.1\r\nHost: 198.18.0.100\r\nX-Long: " + b"b" * (16 << 10)
@@ -369,7 +363,6 @@ class BadInputTest(NodeCase):
         reply = res["reply"].encode("latin-1")
         head, _, rest = reply.partition(b"\r\n\r\n")
         self.assertTrue(head.startswith(b"HTTP/1.1 200"), res)
-        import hashlib
         self.assertEqual(hashlib.sha256(rest[:size]).hexdigest(), sha)
         second = dict(res, reply=rest[size:].decode("latin-1"))
         self.assert_error_reply(second, 400)

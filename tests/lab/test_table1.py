@@ -57,6 +57,12 @@ class Table1LossTest(NodeCase):
         self.assertEqual((r.rc, r.status, r.size, r.sha256), (0, 200, size, sha), r.stderr)
         return r
 
+    def retrans(self, node):
+        """TcpRetransSegs of the node's network namespace (the kernel's own count)."""
+        cp = self.lab.run_in(node, ["cat", "/proc/net/snmp"], check=True)
+        lines = [l.split() for l in cp.stdout.decode().splitlines() if l.startswith("Tcp:")]
+        return int(lines[1][lines[0].index("RetransSegs")])
+
     def assert_dropped_once(self, rule):
         self.assertEqual(self.lab.dropped(rule), 1, f"rule {rule.expr!r} did not drop exactly one packet")
 
@@ -73,8 +79,10 @@ class Table1LossTest(NodeCase):
     def test_client_data_client_to_backup_lost(self):
         self.start_duplex()
         rule = self.lab.drop_once("client", "backup", match=DATA)
+        r0 = self.retrans("client")
         self.post_echo()
         self.assert_dropped_once(rule)
+        self.assertGreater(self.retrans("client"), r0, "the client never retransmitted")
         self.assert_still_duplex()
 
     # ---- row 2: client data, backup -> primary (the relay datagram carrying it)
@@ -82,8 +90,10 @@ class Table1LossTest(NodeCase):
         self.start_duplex()
         rule = self.lab.drop_once("backup", "primary", match=RELAYED_DATA)
         before = self.status("backup")["packet"]["relayed"]
+        r0 = self.retrans("client")
         self.post_echo()
         self.assert_dropped_once(rule)
+        self.assertGreater(self.retrans("client"), r0, "the client never retransmitted")
         # The backup relayed the client's retransmission too (it relays duplicates).
         self.assertGreater(self.status("backup")["packet"]["relayed"], before)
         self.assert_still_duplex()
@@ -111,8 +121,10 @@ class Table1LossTest(NodeCase):
     def test_server_data_primary_to_client_lost(self):
         self.start_duplex()
         rule = self.lab.drop_once("primary", "client", match=DATA)
+        r0 = self.retrans("primary")
         self.get_big()
         self.assert_dropped_once(rule)
+        self.assertGreater(self.retrans("primary"), r0, "the primary never retransmitted")
         self.assert_still_duplex()
 
     # ---- row 5: client ack, client -> backup (during a 1 MiB GET)

@@ -731,7 +731,9 @@ TEST_F(PacketLayerTest, PrimaryDuplexAckClamped_PeerLost) {
   out.clear();
 
   pl->peer_lost(now);
-  ASSERT_EQ(out.client.size(), 1u);
+  // The released ACK, a probe below the client's RCV.NXT (it answers at once), then four
+  // duplicate ACKs (fast retransmit of anything the dead backup swallowed).
+  ASSERT_EQ(out.client.size(), 6u);
   Seg a = decode(out.client[0]);
   EXPECT_VALID(a);
   EXPECT_EQ(a.src, kAdvertised);
@@ -740,6 +742,19 @@ TEST_F(PacketLayerTest, PrimaryDuplexAckClamped_PeerLost) {
   EXPECT_EQ(a.seq, S(1));
   EXPECT_EQ(a.ack, C(301));
   EXPECT_EQ(a.window, 400);
+  Seg probe = decode(out.client[1]);
+  EXPECT_VALID(probe);
+  EXPECT_EQ(probe.seq, S(0)) << "one below what the client acknowledged";
+  EXPECT_EQ(probe.ack, C(301));
+  for (size_t i = 2; i < 6; ++i) {
+    Seg d = decode(out.client[i]);
+    EXPECT_VALID(d);
+    EXPECT_EQ(d.flags, tf::ACK);
+    EXPECT_EQ(d.seq, S(1));
+    EXPECT_EQ(d.ack, C(301));
+    EXPECT_EQ(d.window, 400);
+    EXPECT_TRUE(d.payload.empty());
+  }
 
   out.clear();
   client(from_client().seq(C(301)).ack(S(1)).data(100).build(), Source::Lan);

@@ -1,0 +1,20 @@
+# Bad input: configs, hostile HTTP, corrupt packets, a lying peer (tests/lab/test_bad_input.py).
+understudy_lab_tests(test_bad_input bad_input ConfigCheckTest
+  test_good_config
+  test_unknown_key
+  test_unknown_table
+  test_bad_address
+  test_timeout_below_twice_interval
+  test_missing_key_file
+  test_role_leader
+  test_missing_config_file
+  test_run_with_bad_config_exits_2_without_starting)
+understudy_lab_tests(test_bad_input bad_input BadInputTest
+  test_smuggling_shape_gets_400_and_close
+  test_oversized_headers_get_431_and_close
+  test_web_server_early_error_reply_is_relayed
+  test_good_request_then_smuggling_shape_on_one_connection
+  test_bad_tcp_checksum_syns_are_dropped
+  test_forged_datagrams_to_backup_are_rejected
+  test_forged_channel_connection_to_primary_is_refused
+  test_forged_heartbeats_do_not_keep_a_dead_primary_alive)

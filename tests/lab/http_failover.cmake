@@ -1,0 +1,15 @@
+# HTTP features across a failover (tests/lab/test_http_failover.py).
+understudy_lab_tests(test_http_failover http_failover HttpFailoverTest
+  test_pipelined_primary_reply_written
+  test_pipelined_primary_reply_read
+  test_keepalive_sequence_primary_crash
+  test_chunked_1m_primary_crash
+  test_chunked_8m_primary_crash
+  test_chunked_1m_backup_crash
+  test_chunked_8m_backup_crash
+  test_head_across_primary_crash
+  test_304_across_primary_crash
+  test_expect_100_continue_primary_crash
+  test_expect_100_continue_primary_crash_before_continue
+  test_connection_close_primary_crash
+  test_connection_close_curl_primary_crash)
