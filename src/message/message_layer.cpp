@@ -227,8 +227,29 @@ void MessageLayer::on_client_event(const ConnKey& key, uint32_t events) {
   update_interest(*c);
 }
 
+bool MessageLayer::cache_full(const Conn& c) const {
+  return !c.serving && cache_bytes_ >= s_.cache_limit;
+}
+
+// The backup stops reading client bytes while its request cache is full: what it does not hold it
+// does not report (Has), so the primary does not acknowledge it and the client waits (DESIGN.md
+// section 3, flow control).
+void MessageLayer::resume_readers() {
+  if (paused_.empty() || cache_bytes_ >= s_.cache_limit) return;
+  for (const auto& key : paused_) {
+    if (Conn* c = find(key)) update_interest(*c);
+  }
+  paused_.clear();
+}
+
 bool MessageLayer::read_client(Conn& c) {
   for (int rounds = 0; rounds < 16 && !c.client_eof; ++rounds) {
+    if (cache_full(c)) {
+      if (paused_.insert(c.key).second)
+        spdlog::warn("message: request cache full ({} bytes): pausing reads of {}", cache_bytes_,
+                     c.key.to_string());
+      return true;
+    }
     ssize_t n = ::read(c.fd.get(), buf_.data(), buf_.size());
     if (n > 0) {
       if (!on_client_bytes(c, {buf_.data(), static_cast<size_t>(n)})) return false;
@@ -253,6 +274,7 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
   c.req_read += data.size();
   if (!c.serving) {
     c.cache.append(reinterpret_cast<const char*>(data.data()), data.size());
+    cache_bytes_ += data.size();
     pl_.note_local_has(c.fake, wire::SeqNum(c.key.isn + 1 + static_cast<uint32_t>(c.req_read)));
   } else {
     c.held.append(reinterpret_cast<const char*>(data.data()), data.size());
@@ -589,6 +611,8 @@ void MessageLayer::trim_cache(Conn& c) {
     size_t drop = static_cast<size_t>(std::min<uint64_t>(keep_from - c.cache_base, c.cache.size()));
     c.cache.erase(0, drop);
     c.cache_base += drop;
+    cache_bytes_ -= drop;
+    resume_readers();
   }
 }
 
@@ -692,12 +716,14 @@ void MessageLayer::take_over_conn(Conn& c) {
                c.unanswered.size() + (c.reqf.partial() ? 1 : 0),
                c.regen ? c.regen->expected.length : 0);
   if (to_server) {
+    cache_bytes_ -= c.cache.size();
     c.held = std::move(c.cache);
     c.forwarded = c.cache_base;
     c.cache.clear();
     if (!open_upstream(c) || !forward_requests(c)) return;
   }
   if (c.req_error && !maybe_error_reply(c)) return;
+  cache_bytes_ -= c.cache.size();
   c.cache.clear();
   maybe_finish(c);
   if (write_client(c)) update_interest(c);
@@ -736,12 +762,15 @@ void MessageLayer::destroy(Conn& c, bool reset) {
   }
   close_upstream(c);
   ack_dirty_.erase(c.key);
+  paused_.erase(c.key);
+  cache_bytes_ -= c.cache.size();
   conns_.erase(c.key);  // destroys c
+  resume_readers();
 }
 
 void MessageLayer::update_interest(Conn& c) {
   if (c.fd) {
-    uint32_t ev = c.client_eof ? 0u : static_cast<uint32_t>(EPOLLIN);
+    uint32_t ev = c.client_eof || cache_full(c) ? 0u : static_cast<uint32_t>(EPOLLIN);
     uint64_t limit = c.serving ? std::min(c.reply_acked, c.reply_total) : c.reply_total;
     if (c.reply_written < limit) ev |= EPOLLOUT;
     loop_.modify(c.fd.get(), ev);

@@ -41,6 +41,7 @@ struct Settings {
   wire::Endpoint server;  // the local web server
   size_t window = 256 * 1024;  // reply bytes per connection not yet written to the client
   size_t max_connections = 16384;
+  uint64_t cache_limit = 256u << 20;  // backup: request bytes held for all connections
 };
 
 struct Counters {
@@ -91,6 +92,8 @@ class MessageLayer {
   void close_upstream(Conn& c);
   void destroy(Conn& c, bool reset);
   void update_interest(Conn& c);
+  bool cache_full(const Conn& c) const;
+  void resume_readers();
 
   sys::EventLoop& loop_;
   packet::PacketLayer& pl_;
@@ -100,6 +103,8 @@ class MessageLayer {
   sys::Fd listener_;
   std::unordered_map<packet::ConnKey, std::unique_ptr<Conn>, packet::ConnKeyHash> conns_;
   std::unordered_set<packet::ConnKey, packet::ConnKeyHash> ack_dirty_;
+  std::unordered_set<packet::ConnKey, packet::ConnKeyHash> paused_;
+  uint64_t cache_bytes_ = 0;
   Counters counters_;
   std::vector<uint8_t> buf_;
 };

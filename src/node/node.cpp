@@ -39,6 +39,16 @@ namespace {
 // Relay datagram overhead on the LAN: IP + UDP headers, frame header and tag.
 constexpr int kRelayOverhead = 20 + 8 + static_cast<int>(crypto::kFrameHeader + crypto::kFrameTag);
 
+// Whether an IPv4+TCP packet carries payload bytes (fault points aim at data, not handshakes).
+bool carries_data(std::span<const uint8_t> p) {
+  if (p.size() < 40) return false;
+  size_t ihl = static_cast<size_t>(p[0] & 0x0f) * 4;
+  size_t total = static_cast<size_t>(p[2]) << 8 | p[3];
+  if (p.size() < ihl + 20 || total > p.size()) return false;
+  size_t doff = static_cast<size_t>(p[ihl + 12] >> 4) * 4;
+  return total > ihl + doff;
+}
+
 Role to_role(config::Role r) { return r == config::Role::Primary ? Role::Primary : Role::Backup; }
 
 crypto::Key to_key(const std::vector<uint8_t>& v) {
@@ -88,7 +98,7 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
   void to_kernel(std::span<const uint8_t> p) override { tun->write(p); }
   void to_client(std::span<const uint8_t> p) override { raw->send(p); }
   void to_primary(std::span<const uint8_t> p) override {
-    if (p.size() > 40) fault::hit("backup.before_relay");
+    if (carries_data(p)) fault::hit("backup.before_relay");
     send_datagram(peer::Type::Relay, p);
   }
   void backup_has(const packet::ConnKey& key, wire::SeqNum seq) override {
@@ -204,6 +214,7 @@ Result<Ok, std::string> Node::Impl::init() {
   ms.server = cfg.node.server;
   ms.window = static_cast<size_t>(cfg.limits.replication_window_bytes);
   ms.max_connections = static_cast<size_t>(cfg.limits.max_connections);
+  ms.cache_limit = cfg.limits.request_cache_bytes;
   ml = std::make_unique<message::MessageLayer>(loop, *pl, *this, ms);
   if (auto s = ml->start(); !s) return Err{"message layer: " + s.error()};
 
@@ -379,7 +390,7 @@ void Node::Impl::on_udp() {
     } else if (type == peer::Type::Relay) {
       // The payload is a client packet; copy it out, the packet layer rewrites in place.
       std::vector<uint8_t> pkt(opened->payload.begin(), opened->payload.end());
-      if (pkt.size() > 40 && role == Role::Primary) fault::hit("primary.before_ack");
+      if (role == Role::Primary && carries_data(pkt)) fault::hit("primary.before_ack");
       pl->on_client_packet(pkt, packet::Source::Relay, now);
     }
   }
