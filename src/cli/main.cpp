@@ -1,8 +1,8 @@
 // understudy: command-line entry point. `run` a node, `check` a config, ask a running node its
 // `status`, make a `keygen`; `fault` and `crash` drive the fault points for tests (docs/FAULTS.md).
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -102,25 +102,32 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string config;
 
-  auto* run = app.add_subcommand("run", "Run a node in the foreground (logs to stderr; SIGTERM stops it)");
+  auto* run =
+      app.add_subcommand("run", "Run a node in the foreground (logs to stderr; SIGTERM stops it)");
   run->add_option("--config", config, "TOML config file")->required()->check(CLI::ExistingFile);
 
-  auto* check = app.add_subcommand("check", "Validate a config: exit 0, or exit 2 and one line naming the key");
+  auto* check = app.add_subcommand(
+      "check", "Validate a config: exit 0, or exit 2 and one line naming the key");
   check->add_option("--config", config, "TOML config file")->required();
 
   bool json = false;
   auto* status = app.add_subcommand("status", "Ask the running node of this config how it is");
   status->add_option("--config", config, "TOML config file")->required();
-  status->add_flag("--json", json, "One JSON object (role, mode, front, peer, connections, failovers, counters)");
+  status->add_flag("--json", json,
+                   "One JSON object (role, mode, front, peer, connections, failovers, counters)");
 
   app.add_subcommand("keygen", "Print a new pre-shared peer key (64 hex characters)");
 
   std::string point;
-  auto* fault = app.add_subcommand("fault", "Arm a fault point in the running node: it dies there (tests)");
+  auto* fault =
+      app.add_subcommand("fault", "Arm a fault point in the running node: it dies there (tests)");
   fault->add_option("--config", config, "TOML config file")->required();
-  fault->add_option("point", point, "point[:nth], e.g. primary.reply_read or primary.reply_written:40; empty disarms");
+  fault->add_option(
+      "point", point,
+      "point[:nth], e.g. primary.reply_read or primary.reply_written:40; empty disarms");
 
-  auto* crash = app.add_subcommand("crash", "Make the running node die now like a failed host (tests)");
+  auto* crash =
+      app.add_subcommand("crash", "Make the running node die now like a failed host (tests)");
   crash->add_option("--config", config, "TOML config file")->required();
 
   try {
@@ -136,8 +143,8 @@ int main(int argc, char** argv) {
       std::cout << cfg.error().line() << "\n";
       return kExitConfig;
     }
-    std::cout << "ok: " << config << " (" << us::config::to_string(cfg->node.role) << ", advertised "
-              << cfg->service.advertised.to_string() << ")\n";
+    std::cout << "ok: " << config << " (" << us::config::to_string(cfg->node.role)
+              << ", advertised " << cfg->service.advertised.to_string() << ")\n";
     return 0;
   }
   if (*status) return cmd_status(config, json);

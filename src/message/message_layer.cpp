@@ -58,8 +58,8 @@ std::pair<size_t, size_t> date_value_range(std::string_view head) {
 
 // The part of a reply that this node already holds when it must regenerate it after a takeover.
 struct PartialReply {
-  std::string head;      // first kVerifyHead bytes
-  MdPtr tail;            // SHA-256 of the bytes after the head
+  std::string head;  // first kVerifyHead bytes
+  MdPtr tail;        // SHA-256 of the bytes after the head
   uint64_t length = 0;
 
   void add(std::span<const uint8_t> bytes) {
@@ -258,7 +258,8 @@ bool MessageLayer::read_client(Conn& c) {
     if (n == 0) {
       c.client_eof = true;
       // The FIN is a byte of the client's stream: the backup holds it too.
-      pl_.note_local_has(c.fake, wire::SeqNum(c.key.isn + 1 + static_cast<uint32_t>(c.req_read) + 1));
+      pl_.note_local_has(c.fake,
+                         wire::SeqNum(c.key.isn + 1 + static_cast<uint32_t>(c.req_read) + 1));
       maybe_finish(c);
       return write_client(c);
     }
@@ -293,8 +294,8 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
     c.req_error = r.error();
     c.error_index = c.reqf.completed();
     ++counters_.bad_requests;
-    spdlog::warn("http: client {}: request {}: {}; answering {} and closing",
-                 c.key.to_string(), c.error_index, r.error().reason, r.error().status);
+    spdlog::warn("http: client {}: request {}: {}; answering {} and closing", c.key.to_string(),
+                 c.error_index, r.error().reason, r.error().status);
   }
   if (!c.serving && c.reqf.partial()) fault::hit("backup.request_partial");
   trim_cache(c);
@@ -360,7 +361,8 @@ bool MessageLayer::open_upstream(Conn& c) {
   ::setsockopt(c.up.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   c.up_connecting = true;
   ConnKey key = c.key;
-  loop_.add(c.up.get(), EPOLLOUT | EPOLLIN, [this, key](uint32_t ev) { on_upstream_event(key, ev); });
+  loop_.add(c.up.get(), EPOLLOUT | EPOLLIN,
+            [this, key](uint32_t ev) { on_upstream_event(key, ev); });
   return true;
 }
 
@@ -478,8 +480,7 @@ bool MessageLayer::on_final_reply(Conn& c, const http::ResponseInfo& r) {
   c.replies_done = r.index + 1;
   ++counters_.replies;
   while (!c.unanswered.empty() && c.unanswered.front().index <= r.index) c.unanswered.pop_front();
-  if (replicating())
-    link_.send({peer::Type::ReplyEnd, c.key, end, r.index, {}});
+  if (replicating()) link_.send({peer::Type::ReplyEnd, c.key, end, r.index, {}});
   if (!r.keep_alive) {
     start_close(c, end);
     close_upstream(c);
@@ -566,8 +567,8 @@ bool MessageLayer::write_client(Conn& c) {
   uint64_t limit = c.serving ? std::min(c.reply_acked, c.reply_total) : c.reply_total;
   while (c.reply_written < limit) {
     size_t from = static_cast<size_t>(c.reply_written - c.out_base);
-    ssize_t n = ::send(c.fd.get(), c.out.data() + from, static_cast<size_t>(limit - c.reply_written),
-                       MSG_NOSIGNAL);
+    ssize_t n = ::send(c.fd.get(), c.out.data() + from,
+                       static_cast<size_t>(limit - c.reply_written), MSG_NOSIGNAL);
     if (n > 0) {
       c.reply_written += static_cast<uint64_t>(n);
       if (c.serving && replicating()) fault::hit("primary.reply_written");
@@ -711,10 +712,10 @@ void MessageLayer::take_over_conn(Conn& c) {
     c.partial = PartialReply{};
   }
   bool to_server = !c.unanswered.empty() || (c.reqf.partial().has_value() && !c.req_error);
-  spdlog::info("message: {}: taking over: {} replies done, {} request(s) pending, {} reply bytes held",
-               c.key.to_string(), c.replies_done,
-               c.unanswered.size() + (c.reqf.partial() ? 1 : 0),
-               c.regen ? c.regen->expected.length : 0);
+  spdlog::info(
+      "message: {}: taking over: {} replies done, {} request(s) pending, {} reply bytes held",
+      c.key.to_string(), c.replies_done, c.unanswered.size() + (c.reqf.partial() ? 1 : 0),
+      c.regen ? c.regen->expected.length : 0);
   if (to_server) {
     cache_bytes_ -= c.cache.size();
     c.held = std::move(c.cache);

@@ -2,8 +2,9 @@
 // from the TUN side. It frames HTTP messages (http/framer), forwards requests to the local web
 // server, and replicates replies:
 //
-//   primary: client bytes -> server;  server bytes -> Reply to backup -> (ReplyAck) -> client socket
-//   backup:  client bytes -> request cache;  Reply bytes -> mirror socket (its kernel keeps the same
+//   primary: client bytes -> server;  server bytes -> Reply to backup -> (ReplyAck) -> client
+//   socket backup:  client bytes -> request cache;  Reply bytes -> mirror socket (its kernel keeps
+//   the same
 //            stream; the packet layer holds the segments);  ReplyEnd trims the cache
 //   backup after a takeover: cached requests with no complete reply go to its own server; a reply
 //            cut mid-way is regenerated and the bytes the client may already have are checked,
@@ -37,8 +38,8 @@ class PeerLink {
 
 struct Settings {
   packet::Role role = packet::Role::Primary;
-  wire::Endpoint listen;  // TUN side
-  wire::Endpoint server;  // the local web server
+  wire::Endpoint listen;       // TUN side
+  wire::Endpoint server;       // the local web server
   size_t window = 256 * 1024;  // reply bytes per connection not yet written to the client
   size_t max_connections = 16384;
   uint64_t cache_limit = 256u << 20;  // backup: request bytes held for all connections

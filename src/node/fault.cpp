@@ -36,9 +36,13 @@ bool arm_from_spec(std::string_view spec) {
   return true;
 }
 
-void set_interface(std::string ifname) { g_interface = std::move(ifname); }
+void set_interface(std::string ifname) {
+  g_interface = std::move(ifname);
+}
 
-std::string armed() { return g_point.empty() ? "" : g_point + ":" + std::to_string(g_nth); }
+std::string armed() {
+  return g_point.empty() ? "" : g_point + ":" + std::to_string(g_nth);
+}
 
 void hit(std::string_view point) {
   if (g_point.empty() || point != g_point) return;

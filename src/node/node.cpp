@@ -49,7 +49,9 @@ bool carries_data(std::span<const uint8_t> p) {
   return total > ihl + doff;
 }
 
-Role to_role(config::Role r) { return r == config::Role::Primary ? Role::Primary : Role::Backup; }
+Role to_role(config::Role r) {
+  return r == config::Role::Primary ? Role::Primary : Role::Backup;
+}
 
 crypto::Key to_key(const std::vector<uint8_t>& v) {
   crypto::Key k{};
@@ -136,7 +138,8 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
     put32(12, cfg.service.advertised.ip.v ^ cfg.service.advertised.port);
     uint8_t mac[32];
     unsigned len = 0;
-    HMAC(EVP_sha256(), isn_key.data(), static_cast<int>(isn_key.size()), msg, sizeof msg, mac, &len);
+    HMAC(EVP_sha256(), isn_key.data(), static_cast<int>(isn_key.size()), msg, sizeof msg, mac,
+         &len);
     return (uint32_t{mac[0]} << 24) | (uint32_t{mac[1]} << 16) | (uint32_t{mac[2]} << 8) | mac[3];
   }
 
@@ -158,7 +161,8 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
 Result<Ok, std::string> Node::Impl::init() {
   fault::set_interface(cfg.service.interface);
   if (const char* spec = std::getenv("UNDERSTUDY_FAULT"); spec && *spec) {
-    if (!fault::arm_from_spec(spec)) return Err{std::string("UNDERSTUDY_FAULT: expected point[:nth], got ") + spec};
+    if (!fault::arm_from_spec(spec))
+      return Err{std::string("UNDERSTUDY_FAULT: expected point[:nth], got ") + spec};
   }
   master = to_key(cfg.peer.key);
   isn_key = crypto::derive_key(master, "understudy isn v1");
@@ -183,8 +187,9 @@ Result<Ok, std::string> Node::Impl::init() {
     std::ifstream fwd("/proc/sys/net/ipv4/ip_forward");
     int v = 0;
     if (fwd >> v && v != 0)
-      return Err{"net.ipv4.ip_forward is 1: the kernel would forward the advertised address's "
-                 "traffic itself; set it to 0"};
+      return Err{
+          "net.ipv4.ip_forward is 1: the kernel would forward the advertised address's "
+          "traffic itself; set it to 0"};
   }
   auto t = sys::LanTap::open(link, cfg.service.advertised);
   if (!t) return Err{t.error()};
@@ -222,8 +227,10 @@ Result<Ok, std::string> Node::Impl::init() {
                                      std::chrono::milliseconds(cfg.node.startup_wait_ms),
                                      sys::Clock::now());
   if (auto u = open_udp(); !u) return u;
-  peer::ChannelSettings cs{role, cfg.node.address, cfg.peer.address, cfg.peer.port, master, boot_id,
-                           [this] { return mm->mode(); }};
+  peer::ChannelSettings cs{
+      role, cfg.node.address, cfg.peer.address, cfg.peer.port, master, boot_id, [this] {
+        return mm->mode();
+      }};
   channel = std::make_unique<peer::Channel>(
       loop, cs,
       peer::Channel::Events{
@@ -279,9 +286,9 @@ Result<Ok, std::string> Node::Impl::open_udp() {
   a.sin_addr.s_addr = htonl(cfg.node.address.v);
   a.sin_port = htons(cfg.peer.port);
   if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
-    return Err{sys::errno_text(("node.address: bind " + cfg.node.address.to_string() + ":" +
-                                std::to_string(cfg.peer.port))
-                                   .c_str())};
+    return Err{sys::errno_text(
+        ("node.address: bind " + cfg.node.address.to_string() + ":" + std::to_string(cfg.peer.port))
+            .c_str())};
   loop.add(udp.get(), EPOLLIN, [this](uint32_t) { on_udp(); });
   return Ok{};
 }
@@ -330,8 +337,8 @@ void Node::Impl::on_arp() {
     if (!arp || arp->op != wire::arp_op::Request) continue;
     if (arp->target_ip != cfg.service.advertised.ip || !mm->front()) continue;
     if (arp->sender_ip == arp->target_ip) continue;  // someone else's announcement
-    wire::ArpRepr reply{wire::arp_op::Reply, link.mac, cfg.service.advertised.ip,
-                        arp->sender_mac, arp->sender_ip};
+    wire::ArpRepr reply{wire::arp_op::Reply, link.mac, cfg.service.advertised.ip, arp->sender_mac,
+                        arp->sender_ip};
     tap->send_arp_frame(wire::build_arp_frame(arp->sender_mac, link.mac, reply));
     ++arp_replies;
   }
@@ -360,8 +367,8 @@ void Node::Impl::on_udp() {
   for (int i = 0; i < 256; ++i) {
     sockaddr_in from{};
     socklen_t len = sizeof from;
-    ssize_t n = ::recvfrom(udp.get(), rx.data(), rx.size(), 0, reinterpret_cast<sockaddr*>(&from),
-                           &len);
+    ssize_t n =
+        ::recvfrom(udp.get(), rx.data(), rx.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
     if (n <= 0) return;
     if (ntohl(from.sin_addr.s_addr) != cfg.peer.address.v) {
       ++dgram_rejected;
@@ -380,7 +387,8 @@ void Node::Impl::on_udp() {
       auto hb = peer::decode_heartbeat(opened->payload);
       if (!hb) continue;
       // Replayed heartbeats must not keep a dead peer "alive": boot ids and counters only grow.
-      if (hb->boot_id < peer_boot || (hb->boot_id == peer_boot && opened->counter <= peer_counter)) {
+      if (hb->boot_id < peer_boot ||
+          (hb->boot_id == peer_boot && opened->counter <= peer_counter)) {
         ++dgram_rejected;
         continue;
       }
@@ -403,7 +411,8 @@ void Node::Impl::on_channel_message(peer::Type type, std::span<const uint8_t> pa
     return;
   }
   if (type == peer::Type::Has) {
-    if (role == Role::Primary) pl->on_backup_has(m->key, wire::SeqNum(static_cast<uint32_t>(m->value)), sys::Clock::now());
+    if (role == Role::Primary)
+      pl->on_backup_has(m->key, wire::SeqNum(static_cast<uint32_t>(m->value)), sys::Clock::now());
     return;
   }
   ml->on_peer_message(*m);
@@ -478,25 +487,39 @@ nlohmann::json Node::Impl::status() const {
       {"failovers", mm->failovers()},
       {"boot_id", boot_id},
       {"advertised", cfg.service.advertised.to_string()},
-      {"uptime_ms", std::chrono::duration_cast<std::chrono::milliseconds>(sys::Clock::now() - started).count()},
+      {"uptime_ms",
+       std::chrono::duration_cast<std::chrono::milliseconds>(sys::Clock::now() - started).count()},
       {"fault_armed", fault::armed()},
       {"channel_up", channel->up()},
       {"packet",
-       {{"client_packets", pc.client_packets}, {"relayed", pc.relayed}, {"to_kernel", pc.to_kernel},
-        {"to_client", pc.to_client}, {"dropped_malformed", pc.dropped_malformed},
+       {{"client_packets", pc.client_packets},
+        {"relayed", pc.relayed},
+        {"to_kernel", pc.to_kernel},
+        {"to_client", pc.to_client},
+        {"dropped_malformed", pc.dropped_malformed},
         {"dropped_bad_checksum", pc.dropped_bad_checksum},
         {"dropped_unknown_flow", pc.dropped_unknown_flow},
-        {"dropped_not_front", pc.dropped_not_front}, {"dropped_table_full", pc.dropped_table_full},
-        {"acks_clamped", pc.acks_clamped}, {"syn_acks_held", pc.syn_acks_held},
-        {"fake_acks", pc.fake_acks}, {"kernel_acks_clamped", pc.kernel_acks_clamped},
-        {"acks_fabricated", pc.acks_fabricated}, {"retained_sent", pc.retained_sent},
+        {"dropped_not_front", pc.dropped_not_front},
+        {"dropped_table_full", pc.dropped_table_full},
+        {"acks_clamped", pc.acks_clamped},
+        {"syn_acks_held", pc.syn_acks_held},
+        {"fake_acks", pc.fake_acks},
+        {"kernel_acks_clamped", pc.kernel_acks_clamped},
+        {"acks_fabricated", pc.acks_fabricated},
+        {"retained_sent", pc.retained_sent},
         {"flows_opened", pc.flows_opened}}},
       {"message",
-       {{"accepted", mc.accepted}, {"requests", mc.requests}, {"replies", mc.replies},
-        {"bad_requests", mc.bad_requests}, {"upstream_errors", mc.upstream_errors},
-        {"regenerated", mc.regenerated}, {"regen_mismatch", mc.regen_mismatch},
-        {"aborted", mc.aborted}, {"protocol_errors", mc.protocol_errors}}},
-      {"peer_channel", {{"rejected_frames", channel->rejected()}, {"rejected_datagrams", dgram_rejected}}},
+       {{"accepted", mc.accepted},
+        {"requests", mc.requests},
+        {"replies", mc.replies},
+        {"bad_requests", mc.bad_requests},
+        {"upstream_errors", mc.upstream_errors},
+        {"regenerated", mc.regenerated},
+        {"regen_mismatch", mc.regen_mismatch},
+        {"aborted", mc.aborted},
+        {"protocol_errors", mc.protocol_errors}}},
+      {"peer_channel",
+       {{"rejected_frames", channel->rejected()}, {"rejected_datagrams", dgram_rejected}}},
       {"arp", {{"replies", arp_replies}, {"gratuitous", garps}}},
   };
 }
@@ -543,14 +566,16 @@ void Node::Impl::on_control() {
 
 Node::Node(config::Config cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
 Node::~Node() = default;
-Result<Ok, std::string> Node::init() { return impl_->init(); }
+Result<Ok, std::string> Node::init() {
+  return impl_->init();
+}
 int Node::run() {
   impl_->loop.run();
   return impl_->exit_code;
 }
 
 Result<nlohmann::json, std::string> control_request(const std::string& socket_path,
-                                                     const nlohmann::json& request) {
+                                                    const nlohmann::json& request) {
   sys::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un a{};
   a.sun_family = AF_UNIX;

@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config/config.hpp"
 #include "common/result.hpp"
+#include "config/config.hpp"
 
 namespace us::node {
 
@@ -29,6 +29,6 @@ class Node {
 
 // Asks a running node over its control socket. Returns the reply, or an error line.
 Result<nlohmann::json, std::string> control_request(const std::string& socket_path,
-                                                     const nlohmann::json& request);
+                                                    const nlohmann::json& request);
 
 }  // namespace us::node

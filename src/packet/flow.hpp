@@ -1,7 +1,7 @@
 // Per-connection state of the packet layer. Two sequence spaces meet here: the client-facing one
-// (what the client sees; identical on both nodes, I3) and the local kernel's (each node's own TUN-side
-// connection). Client sequence numbers pass through untouched; server sequence numbers are shifted
-// by a per-connection offset chosen so that both nodes present the same ISN.
+// (what the client sees; identical on both nodes, I3) and the local kernel's (each node's own
+// TUN-side connection). Client sequence numbers pass through untouched; server sequence numbers are
+// shifted by a per-connection offset chosen so that both nodes present the same ISN.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -50,7 +50,7 @@ struct RetainedSegment {
 struct Flow {
   ConnKey key;
   wire::Endpoint client;
-  wire::Endpoint fake;  // the made-up source the local kernel sees
+  wire::Endpoint fake;      // the made-up source the local kernel sees
   wire::SeqNum server_isn;  // client-facing ISN (deterministic, I3)
 
   // Kernel side, learnt from the local kernel's segments.

@@ -23,7 +23,9 @@ bool Flow::fully_closed() const {
          kernel_rcv_nxt > *client_fin;
 }
 
-const char* to_string(Role r) { return r == Role::Primary ? "primary" : "backup"; }
+const char* to_string(Role r) {
+  return r == Role::Primary ? "primary" : "backup";
+}
 const char* to_string(Mode m) {
   switch (m) {
     case Mode::Starting:
@@ -106,8 +108,7 @@ Flow* PacketLayer::new_flow(const wire::TcpPacket& syn, TimePoint now) {
   f->client = syn.src();
   f->key = ConnKey{f->client.ip, f->client.port, syn.tcp.seq().raw()};
   for (uint32_t tries = 0; tries < s_.fake_count; ++tries) {
-    Endpoint fake{wire::Ipv4Addr(s_.fake_first.v + (next_fake_++ % s_.fake_count)),
-                  f->client.port};
+    Endpoint fake{wire::Ipv4Addr(s_.fake_first.v + (next_fake_++ % s_.fake_count)), f->client.port};
     if (!by_fake_.contains(fake)) {
       f->fake = fake;
       break;
@@ -142,8 +143,7 @@ void PacketLayer::client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn) {
       f.client_ack_seen = true;
     }
     f.client_window = p.tcp.window();
-    while (!f.retained.empty() && f.retained.front().end <= f.client_acked)
-      f.retained.pop_front();
+    while (!f.retained.empty() && f.retained.front().end <= f.client_acked) f.retained.pop_front();
   }
   if (fl & tf::FIN) f.client_fin = p.tcp.seq() + static_cast<uint32_t>(p.tcp.payload().size());
   if (fl & tf::RST) {
@@ -358,8 +358,8 @@ void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack, std::optional<SeqNum> 
   spec.ack = ack;
   spec.flags = tf::ACK;
   uint32_t behind = f.kernel_rcv_nxt > ack ? static_cast<uint32_t>(f.kernel_rcv_nxt - ack) : 0;
-  spec.window =
-      static_cast<uint16_t>(std::min<uint32_t>(f.kernel_window + (behind >> f.window_shift), 0xffff));
+  spec.window = static_cast<uint16_t>(
+      std::min<uint32_t>(f.kernel_window + (behind >> f.window_shift), 0xffff));
   auto pkt = wire::build_tcp_packet(spec);
   emit_.to_client(pkt);
   ++counters_.to_client;

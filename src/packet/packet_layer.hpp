@@ -1,10 +1,11 @@
-// The packet layer (the paper's "raw proxy"), with no I/O inside: it takes a packet and the time and
-// says what to emit through an Emitter. The node wires the Emitter to the TUN device, the raw socket
-// and the peer channels. Read flow.hpp first, then DESIGN.md sections 1-3.
+// The packet layer (the paper's "raw proxy"), with no I/O inside: it takes a packet and the time
+// and says what to emit through an Emitter. The node wires the Emitter to the TUN device, the raw
+// socket and the peer channels. Read flow.hpp first, then DESIGN.md sections 1-3.
 //
 //   client --(LAN, AF_PACKET)--> [front node] --relay (backup in duplex)--> [primary]
-//   each node: client packet -> rewrite (src := fake, dst := tun listen, ack -= offset) -> TUN -> kernel
-//   each node: kernel segment -> rewrite (src := advertised, dst := client, seq += offset) -> client
+//   each node: client packet -> rewrite (src := fake, dst := tun listen, ack -= offset) -> TUN ->
+//   kernel each node: kernel segment -> rewrite (src := advertised, dst := client, seq += offset)
+//   -> client
 //              (the backup in duplex keeps it instead of sending it)
 #pragma once
 #include <cstdint>
@@ -39,9 +40,9 @@ class Emitter {
 struct Settings {
   Role role = Role::Primary;
   wire::Endpoint advertised;
-  wire::Endpoint listen;       // where the message layer listens on the TUN side
-  wire::Ipv4Addr fake_first;   // first made-up client address
-  uint32_t fake_count = 65000; // made-up addresses to cycle through
+  wire::Endpoint listen;        // where the message layer listens on the TUN side
+  wire::Ipv4Addr fake_first;    // first made-up client address
+  uint32_t fake_count = 65000;  // made-up addresses to cycle through
   std::function<uint32_t(const ConnKey&)> server_isn;  // keyed, identical on both nodes (I3)
   std::chrono::seconds linger{30};  // how long a closed flow absorbs stray packets
   size_t max_flows = 16384;
@@ -78,7 +79,7 @@ class PacketLayer {
   // Primary: the backup died. Stop gating and acknowledge what the kernel has.
   void peer_lost(TimePoint now);
 
-  void flush();             // emit coalesced backup_has notices
+  void flush();  // emit coalesced backup_has notices
   void expire(TimePoint now);
 
   const Flow* find_by_fake(const wire::Endpoint& fake) const;

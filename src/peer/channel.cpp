@@ -12,7 +12,8 @@
 
 namespace us::peer {
 namespace {
-constexpr size_t kMaxFrame = 2 * 1024 * 1024;  // bounds what an unauthenticated length may make us buffer
+constexpr size_t kMaxFrame =
+    2 * 1024 * 1024;  // bounds what an unauthenticated length may make us buffer
 
 sockaddr_in to_sockaddr(wire::Ipv4Addr ip, uint16_t port) {
   sockaddr_in a{};

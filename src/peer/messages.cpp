@@ -23,8 +23,12 @@ struct Reader {
   bool done() const { return ok && pos == in.size(); }
 };
 
-bool valid_role(uint64_t v) { return v <= 1; }
-bool valid_mode(uint64_t v) { return v <= 2; }
+bool valid_role(uint64_t v) {
+  return v <= 1;
+}
+bool valid_mode(uint64_t v) {
+  return v <= 2;
+}
 
 void put_key(std::vector<uint8_t>& out, const packet::ConnKey& k) {
   put(out, k.ip.v, 4);

@@ -14,16 +14,16 @@ namespace us::peer {
 
 enum class Type : uint8_t {
   // replication channel (TCP)
-  Hello = 1,      // both ways, first frame: role, mode, boot id, nonce
-  Has = 2,        // backup -> primary: the backup holds the client's stream up to a seq (I1)
-  Reply = 3,      // primary -> backup: reply-stream bytes at an offset
-  ReplyEnd = 4,   // primary -> backup: final reply `index` ends at reply-stream offset `offset`
-  Close = 5,      // primary -> backup: FIN after reply-stream offset `offset`
-  ReplyAck = 6,   // backup -> primary: holds the reply stream up to `offset` (Close counts as 1)
-  Abort = 7,      // primary -> backup: the connection ends with a reset
+  Hello = 1,     // both ways, first frame: role, mode, boot id, nonce
+  Has = 2,       // backup -> primary: the backup holds the client's stream up to a seq (I1)
+  Reply = 3,     // primary -> backup: reply-stream bytes at an offset
+  ReplyEnd = 4,  // primary -> backup: final reply `index` ends at reply-stream offset `offset`
+  Close = 5,     // primary -> backup: FIN after reply-stream offset `offset`
+  ReplyAck = 6,  // backup -> primary: holds the reply stream up to `offset` (Close counts as 1)
+  Abort = 7,     // primary -> backup: the connection ends with a reset
   // datagrams (UDP)
   Heartbeat = 16,
-  Relay = 17,     // backup -> primary: one client IP packet, unchanged
+  Relay = 17,  // backup -> primary: one client IP packet, unchanged
 };
 
 struct Hello {

@@ -24,7 +24,8 @@ class EventLoop {
   using TimerId = uint64_t;
 
   EventLoop();
-  // Registers fd with the given epoll events (EPOLLIN, EPOLLOUT, ...). The handler is kept until remove().
+  // Registers fd with the given epoll events (EPOLLIN, EPOLLOUT, ...). The handler is kept until
+  // remove().
   void add(int fd, uint32_t events, IoHandler handler);
   void modify(int fd, uint32_t events);
   void remove(int fd);

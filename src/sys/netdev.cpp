@@ -95,7 +95,8 @@ Result<LanTap, std::string> LanTap::open(const LinkInfo& link, wire::Endpoint ad
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ip, 0, 8),
       BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_TCP, 0, 6),
-      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 6),  // fragments carry no TCP header: let user space count them
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS,
+               6),  // fragments carry no TCP header: let user space count them
       BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 3, 0),
       BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),
       BPF_STMT(BPF_LD | BPF_H | BPF_IND, 2),
@@ -131,8 +132,8 @@ std::span<uint8_t> LanTap::recv_ip(std::vector<uint8_t>& buf) {
   for (;;) {
     sockaddr_ll from{};
     socklen_t len = sizeof from;
-    ssize_t n = ::recvfrom(ip_.get(), buf.data(), buf.size(), 0,
-                           reinterpret_cast<sockaddr*>(&from), &len);
+    ssize_t n =
+        ::recvfrom(ip_.get(), buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
     if (n <= 0) return {};
     if (from.sll_pkttype != PACKET_HOST) continue;
     return {buf.data(), static_cast<size_t>(n)};
@@ -143,8 +144,8 @@ std::span<uint8_t> LanTap::recv_arp(std::vector<uint8_t>& buf) {
   for (;;) {
     sockaddr_ll from{};
     socklen_t len = sizeof from;
-    ssize_t n = ::recvfrom(arp_.get(), buf.data(), buf.size(), 0,
-                           reinterpret_cast<sockaddr*>(&from), &len);
+    ssize_t n =
+        ::recvfrom(arp_.get(), buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
     if (n <= 0) return {};
     if (from.sll_pkttype == PACKET_OUTGOING) continue;
     return {buf.data(), static_cast<size_t>(n)};

@@ -40,13 +40,14 @@ std::optional<Endpoint> Endpoint::parse(std::string_view text) {
   auto port_text = text.substr(colon + 1);
   unsigned port = 0;
   auto [next, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc{} || next != port_text.data() + port_text.size() || port == 0 ||
-      port > 65535)
+  if (ec != std::errc{} || next != port_text.data() + port_text.size() || port == 0 || port > 65535)
     return std::nullopt;
   return Endpoint{*ip, static_cast<uint16_t>(port)};
 }
 
-std::string Endpoint::to_string() const { return ip.to_string() + ":" + std::to_string(port); }
+std::string Endpoint::to_string() const {
+  return ip.to_string() + ":" + std::to_string(port);
+}
 
 std::string MacAddr::to_string() const {
   char buf[18];

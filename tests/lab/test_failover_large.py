@@ -1,8 +1,9 @@
 """A crash in the middle of a 64 MiB reply, each role: the client's one connection still gets
 every byte, verified against the manifest, with no reset and no retry."""
+import json
 import unittest
 
-from tests.lab.node_case import NodeCase
+from tests.lab.node_case import URL, NodeCase
 
 BIG = "/f/64m.bin"
 
@@ -27,6 +28,29 @@ class LargeReplyFailoverTest(NodeCase):
 
     def test_backup_crash_mid_64m(self):
         self.crash_mid_reply("backup", "primary")
+
+    def upload_64m_across_crash(self, victim, survivor, point):
+        body, sha = self.lab.make_body(64 << 20)
+        self.start_duplex()
+        self.arm(victim, point)
+        p = self.spawn_client(["curl", "-sS", "--max-time", "120", "-w", "\n%{http_code} %{num_connects}",
+                               "--data-binary", "@" + body, URL + "/echo"])
+        self.wait_dead(victim, timeout=60)
+        self.wait_survivor(survivor)
+        rc, out, err = self.finish(p)
+        self.assertEqual(rc, 0, err)
+        reply, status = out.decode().rsplit("\n", 1)
+        self.assertEqual(status, "200 1", "one connection, one 200")
+        got = json.loads(reply)
+        self.assertEqual((got["length"], got["sha256"]), (64 << 20, sha))
+        self.assertEqual(got["node"], survivor if victim == "primary" else "primary")
+
+    def test_primary_crash_mid_64m_upload(self):
+        # About a third of the body's segments have reached the primary when it dies.
+        self.upload_64m_across_crash("primary", "backup", "primary.before_ack:15000")
+
+    def test_backup_crash_mid_64m_upload(self):
+        self.upload_64m_across_crash("backup", "primary", "backup.before_relay:15000")
 
 
 if __name__ == "__main__":

@@ -56,8 +56,16 @@ understudy_lab_tests(test_lab_baseline baseline LifecycleTest
 # --- the daemon in the lab (each file registers its own tests)
 understudy_lab_tests(test_failover_large failover LargeReplyFailoverTest
   test_primary_crash_mid_64m
-  test_backup_crash_mid_64m)
+  test_backup_crash_mid_64m
+  test_primary_crash_mid_64m_upload
+  test_backup_crash_mid_64m_upload)
 include(${CMAKE_CURRENT_LIST_DIR}/table1.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/table2.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/bad_input.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/http_failover.cmake OPTIONAL)
+understudy_lab_tests(test_node_lifecycle lifecycle NodeLifecycleTest
+  test_sigterm_stops_cleanly
+  test_restarted_primary_refuses_while_backup_serves_alone
+  test_connections_end_on_both_nodes
+  test_status_text_and_keygen
+  test_status_without_a_running_node_fails_clearly)

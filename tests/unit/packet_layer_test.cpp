@@ -258,7 +258,8 @@ class PacketLayerTest : public ::testing::Test {
   void establish() {
     client(client_syn());
     kernel(kernel_syn_ack());
-    if (role == Role::Primary && pl->mode() == Mode::Duplex) pl->on_backup_has(key(), SeqNum(C(1)), now);
+    if (role == Role::Primary && pl->mode() == Mode::Duplex)
+      pl->on_backup_has(key(), SeqNum(C(1)), now);
     client(from_client().seq(C(1)).ack(S(1)).build());
     pl->flush();
     out.clear();
@@ -987,7 +988,7 @@ TEST_F(PacketLayerTest, PrimaryDuplexIdle_EarlyBackupHasSurvivesExpire) {
   out.clear();
   now = t0 + 60s;
   pl->on_backup_has(key(), SeqNum(C(1)), now);  // arrives just now, ahead of the relayed SYN
-  pl->expire(now);                         // the periodic timer fires in between
+  pl->expire(now);                              // the periodic timer fires in between
   client(client_syn(), Source::Relay);
   kernel(kernel_syn_ack(flow().fake));  // the other client took the first made-up address
   EXPECT_EQ(out.client.size(), 1u) << "SYN-ACK held although the backup has the SYN";

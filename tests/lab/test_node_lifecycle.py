@@ -1,0 +1,74 @@
+"""The node's life outside failovers: clean stop on SIGTERM, a restarted node that must not
+disturb the survivor, connections that really end, and the command line's promises."""
+import re
+import subprocess
+import unittest
+
+from tests.lab.node_case import BINARY, NodeCase, ul
+
+
+class NodeLifecycleTest(NodeCase):
+    def daemon(self, node):
+        return self.lab.procs[(node, "daemon")]
+
+    def test_sigterm_stops_cleanly(self):
+        self.start_duplex()
+        self.lab.stop_node("backup")
+        self.assertEqual(self.daemon("backup").wait(10), 0)
+        self.assertIn("signal SIGTERM: stopping", self.lab.log_tail("backup", "understudy"))
+        # The primary sees the backup go silent and serves alone.
+        self.lab.wait_status("primary", mode="simplex", front=True, failovers=1)
+        r = self.lab.curl_fetch("/f/100k.bin")
+        self.assertEqual((r.status, r.size, r.sha256), (200,) + self.lab.manifest["/f/100k.bin"])
+
+    def test_restarted_primary_refuses_while_backup_serves_alone(self):
+        self.start_duplex()
+        self.lab.crash("primary")
+        self.wait_survivor("backup")
+        # The repaired host comes back: it must not take the address or connections back.
+        self.lab.link_up("primary")
+        p = self.lab.start_node("primary")
+        self.assertEqual(p.wait(20), 3, self.lab.log_tail("primary", "understudy"))
+        self.assertRegex(self.lab.log_tail("primary", "understudy"),
+                         r"refusing to start: .*peer serves alone")
+        st = self.status("backup")
+        self.assertEqual((st["mode"], st["front"], st["failovers"]), ("simplex", True, 1))
+        r = self.lab.curl_fetch("/f/1m.bin")
+        self.assertEqual((r.status, r.size, r.sha256), (200,) + self.lab.manifest["/f/1m.bin"])
+
+    def test_connections_end_on_both_nodes(self):
+        self.start_duplex()
+        for path in ("/f/1k.bin", "/f/1m.bin", "/f/0.bin"):
+            r = self.lab.curl_fetch(path)
+            self.assertEqual((r.status, r.size, r.sha256), (200,) + self.lab.manifest[path])
+        for node in ("primary", "backup"):
+            ul.wait_for(lambda n=node: (self.status(n) or {}).get("connections") == 0, 10,
+                        f"{node} to close its connections")
+            st = self.status(node)
+            self.assertEqual(st["message"]["accepted"], 3, st)
+            self.assertEqual(st["message"]["aborted"], 0, st)
+
+    def test_status_text_and_keygen(self):
+        self.start_duplex()
+        cp = self.lab.run_in("backup", [BINARY, "status", "--config", self.lab.config_path("backup")])
+        text = cp.stdout.decode()
+        self.assertEqual(cp.returncode, 0, text)
+        for line in ("role:        backup", "mode:        duplex", "front:       yes",
+                     "peer:        alive", "connections: 0", "failovers:   0"):
+            self.assertIn(line, text)
+        keys = {subprocess.run([BINARY, "keygen"], capture_output=True, check=True).stdout
+                for _ in range(2)}
+        self.assertEqual(len(keys), 2, "two keys must differ")
+        for k in keys:
+            self.assertRegex(k.decode(), r"^[0-9a-f]{64}\n$")
+
+    def test_status_without_a_running_node_fails_clearly(self):
+        cp = subprocess.run([BINARY, "status", "--config", self.lab.config_path("primary")],
+                            capture_output=True)
+        self.assertEqual(cp.returncode, 1)
+        self.assertTrue(re.search(rb"no node at .*control\.sock.*is the node running", cp.stderr),
+                        cp.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
