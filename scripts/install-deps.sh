@@ -12,7 +12,7 @@ fi
 PACKAGES="build-essential cmake ninja-build pkg-config libhttp-parser-dev
 libtomlplusplus-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libssl-dev
 libgtest-dev nginx-light nftables curl wrk ethtool iproute2 python3
-clang-format procps psmisc"
+clang-format procps psmisc haproxy keepalived python3-matplotlib"
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -32,17 +32,20 @@ else
     echo "install-deps.sh: all packages already installed"
 fi
 
-# Debian's nginx package starts nginx in the root namespace: stop and disable it.
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    systemctl disable --now nginx.service >/dev/null 2>&1 || true
-else
-    if command -v service >/dev/null 2>&1; then
-        service nginx stop >/dev/null 2>&1 || true
+# Debian's nginx, haproxy and keepalived packages start their service in the root namespace:
+# stop and disable them (the lab runs its own instances inside network namespaces).
+for svc in nginx haproxy keepalived; do
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now "$svc.service" >/dev/null 2>&1 || true
+    else
+        if command -v service >/dev/null 2>&1; then
+            service "$svc" stop >/dev/null 2>&1 || true
+        fi
+        if command -v update-rc.d >/dev/null 2>&1; then
+            update-rc.d "$svc" disable >/dev/null 2>&1 || true
+        fi
     fi
-    if command -v update-rc.d >/dev/null 2>&1; then
-        update-rc.d nginx disable >/dev/null 2>&1 || true
-    fi
-fi
+done
 # Whatever started it: stop a root-namespace nginx that uses the system pid file.
 if [ -s /run/nginx.pid ]; then
     pid=$(cat /run/nginx.pid)
