@@ -59,10 +59,11 @@ int cmd_run(const std::string& path) {
   return node.run();
 }
 
-int cmd_status(const std::string& path, bool json) {
+int cmd_status(const std::string& path, bool json, bool reset_timing) {
   auto cfg = load_or_report(path);
   if (!cfg) return kExitConfig;
-  auto reply = us::node::control_request(cfg->node.control_socket.string(), {{"cmd", "status"}});
+  auto reply = us::node::control_request(cfg->node.control_socket.string(),
+                                         {{"cmd", "status"}, {"reset_timing", reset_timing}});
   if (!reply) {
     std::cerr << "status: " << reply.error() << " (is the node running?)\n";
     return 1;
@@ -115,6 +116,9 @@ int main(int argc, char** argv) {
   status->add_option("--config", config, "TOML config file")->required();
   status->add_flag("--json", json,
                    "One JSON object (role, mode, front, peer, connections, failovers, counters)");
+  bool reset_timing = false;
+  status->add_flag("--reset-timing", reset_timing,
+                   "After answering, zero the timing histograms (benchmarks)");
 
   app.add_subcommand("keygen", "Print a new pre-shared peer key (64 hex characters)");
 
@@ -147,7 +151,7 @@ int main(int argc, char** argv) {
               << ", advertised " << cfg->service.advertised.to_string() << ")\n";
     return 0;
   }
-  if (*status) return cmd_status(config, json);
+  if (*status) return cmd_status(config, json, reset_timing);
   if (app.got_subcommand("keygen")) {
     std::cout << us::crypto::generate_key_hex() << "\n";
     return 0;

@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <optional>
 
 #include "http/error_reply.hpp"
 #include "node/fault.hpp"
@@ -136,7 +138,26 @@ struct MessageLayer::Conn {
   bool close_acked = false;
   bool fin_sent = false;
   bool error_sent = false;
+
+  // Timing (serving only): (request index, when its first byte was read / sent to the server),
+  // (reply-stream end, when its request's first byte was read), (Reply end offset, when sent).
+  using Clock = std::chrono::steady_clock;
+  std::deque<std::pair<uint64_t, Clock::time_point>> req_started, server_started;
+  std::deque<std::pair<uint64_t, Clock::time_point>> reply_ends, repl_sent;
+  uint64_t stamped = 0, server_stamped = 0;
 };
+
+namespace {
+// Pops entries for indices below `index` and returns the time for `index`, if recorded.
+std::optional<std::chrono::steady_clock::time_point> take(
+    std::deque<std::pair<uint64_t, std::chrono::steady_clock::time_point>>& q, uint64_t index) {
+  while (!q.empty() && q.front().first < index) q.pop_front();
+  if (q.empty() || q.front().first != index) return std::nullopt;
+  auto t = q.front().second;
+  q.pop_front();
+  return t;
+}
+}  // namespace
 
 MessageLayer::MessageLayer(sys::EventLoop& loop, packet::PacketLayer& pl, PeerLink& link,
                            Settings s)
@@ -290,6 +311,12 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
     if (!c.serving) fault::hit("backup.request_complete");
   }
   expect_new_requests(c);
+  uint64_t seen = c.reqf.completed() + (c.reqf.partial() ? 1 : 0);
+  if (c.serving) {
+    auto now = Conn::Clock::now();
+    for (; c.stamped < seen; ++c.stamped) c.req_started.emplace_back(c.stamped, now);
+  }
+  c.stamped = std::max(c.stamped, seen);
   if (!r) {
     c.req_error = r.error();
     c.error_index = c.reqf.completed();
@@ -321,6 +348,15 @@ bool MessageLayer::forward_requests(Conn& c) {
   c.up_out.append(c.held, 0, n);
   c.held.erase(0, n);
   c.forwarded += n;
+  auto now = Conn::Clock::now();
+  auto stamp = [&](const http::RequestInfo& ri) {
+    if (ri.index >= c.server_stamped && ri.begin < c.forwarded) {
+      c.server_started.emplace_back(ri.index, now);
+      c.server_stamped = ri.index + 1;
+    }
+  };
+  for (const auto& ri : c.unanswered) stamp(ri);
+  if (c.reqf.partial()) stamp(*c.reqf.partial());
   return write_upstream(c);
 }
 
@@ -422,6 +458,10 @@ bool MessageLayer::read_upstream(Conn& c) {
 bool MessageLayer::on_upstream_bytes(Conn& c, std::span<const uint8_t> data) {
   if (replicating()) fault::hit("primary.reply_read");
   uint64_t up_start = c.respf.offset();
+  if (!c.respf.in_message() && !data.empty()) {
+    if (auto t = take(c.server_started, c.replies_done))
+      timing_.server.add(Conn::Clock::now() - *t);
+  }
   std::vector<http::ResponseInfo> done;
   auto r = c.respf.feed(data, done);
   if (!r) {
@@ -477,6 +517,7 @@ bool MessageLayer::on_final_reply(Conn& c, const http::ResponseInfo& r) {
     return false;
   }
   uint64_t end = c.up_origin + r.end;
+  if (auto t = take(c.req_started, r.index)) c.reply_ends.emplace_back(end, *t);
   c.replies_done = r.index + 1;
   ++counters_.replies;
   while (!c.unanswered.empty() && c.unanswered.front().index <= r.index) c.unanswered.pop_front();
@@ -499,6 +540,7 @@ bool MessageLayer::emit_reply(Conn& c, std::span<const uint8_t> bytes) {
   c.reply_total += bytes.size();
   if (replicating()) {
     link_.send({peer::Type::Reply, c.key, offset, 0, bytes});
+    c.repl_sent.emplace_back(c.reply_total, Conn::Clock::now());
   } else {
     c.reply_acked = c.reply_total;
   }
@@ -579,6 +621,13 @@ bool MessageLayer::write_client(Conn& c) {
     destroy(c, false);
     return false;
   }
+  if (!c.reply_ends.empty() && c.reply_written >= c.reply_ends.front().first) {
+    auto now = Conn::Clock::now();
+    while (!c.reply_ends.empty() && c.reply_written >= c.reply_ends.front().first) {
+      timing_.request.add(now - c.reply_ends.front().second);
+      c.reply_ends.pop_front();
+    }
+  }
   size_t consumed = static_cast<size_t>(c.reply_written - c.out_base);
   if (consumed == c.out.size() || consumed > (1u << 20)) {
     c.out.erase(0, consumed);
@@ -629,6 +678,11 @@ void MessageLayer::on_peer_message(const peer::ConnMessage& m) {
     if (m.value > c->reply_written && std::min(m.value, c->reply_total) > c->reply_written)
       fault::hit("primary.reply_acked");
     c->reply_acked = std::max(c->reply_acked, std::min(m.value, c->reply_total));
+    auto now = Conn::Clock::now();
+    while (!c->repl_sent.empty() && c->repl_sent.front().first <= m.value) {
+      timing_.replication.add(now - c->repl_sent.front().second);
+      c->repl_sent.pop_front();
+    }
     if (c->close_at && m.value > *c->close_at) c->close_acked = true;
     if (write_client(*c)) update_interest(*c);
     return;
@@ -738,6 +792,7 @@ void MessageLayer::peer_lost() {
     Conn* c = find(k);
     if (!c) continue;
     c->reply_acked = c->reply_total;
+    c->repl_sent.clear();
     if (c->close_at) c->close_acked = true;
     if (write_client(*c)) update_interest(*c);
   }

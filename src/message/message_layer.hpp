@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/histogram.hpp"
 #include "common/result.hpp"
 #include "http/framer.hpp"
 #include "packet/packet_layer.hpp"
@@ -63,6 +64,15 @@ class MessageLayer {
   void flush();      // coalesced ReplyAcks
   size_t connections() const { return conns_.size(); }
   const Counters& counters() const { return counters_; }
+
+  // Where a request's time goes (docs/PERFORMANCE.md), in microseconds.
+  struct Timing {
+    Histogram request;      // first request byte read -> last reply byte written (serving)
+    Histogram server;       // first request byte sent to the server -> first reply byte read
+    Histogram replication;  // Reply frame sent -> ReplyAck received (primary, duplex)
+  };
+  const Timing& timing() const { return timing_; }
+  void reset_timing() { timing_ = Timing{}; }
 
   struct Conn;
 
@@ -107,6 +117,7 @@ class MessageLayer {
   std::unordered_set<packet::ConnKey, packet::ConnKeyHash> paused_;
   uint64_t cache_bytes_ = 0;
   Counters counters_;
+  Timing timing_;
   std::vector<uint8_t> buf_;
 };
 

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "common/histogram.hpp"
 #include "crypto/frame_auth.hpp"
 #include "crypto/key.hpp"
 #include "message/message_layer.hpp"
@@ -93,6 +95,7 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
   sys::TimePoint last_expire{};
   uint64_t dgram_rejected = 0, arp_replies = 0, garps = 0;
   std::function<void()> ticker;
+  Histogram packet_time;  // per packet through the packet layer, microseconds
 
   explicit Impl(config::Config c) : cfg(std::move(c)), role(to_role(cfg.node.role)), rx(65536) {}
 
@@ -163,6 +166,13 @@ Result<Ok, std::string> Node::Impl::init() {
   if (const char* spec = std::getenv("UNDERSTUDY_FAULT"); spec && *spec) {
     if (!fault::arm_from_spec(spec))
       return Err{std::string("UNDERSTUDY_FAULT: expected point[:nth], got ") + spec};
+  }
+  // Two descriptors per client connection on the serving node: raise the soft limit to the hard
+  // one.
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
   }
   master = to_key(cfg.peer.key);
   isn_key = crypto::derive_key(master, "understudy isn v1");
@@ -315,7 +325,9 @@ void Node::Impl::on_lan() {
   for (int i = 0; i < 256; ++i) {
     auto pkt = tap->recv_ip(rx);
     if (pkt.empty()) return;
+    auto t0 = sys::Clock::now();
     pl->on_client_packet(pkt, packet::Source::Lan, now);
+    packet_time.add(sys::Clock::now() - t0);
   }
 }
 
@@ -324,7 +336,9 @@ void Node::Impl::on_tun() {
   for (int i = 0; i < 256; ++i) {
     auto pkt = tun->read(rx);
     if (pkt.empty()) return;
+    auto t0 = sys::Clock::now();
     pl->on_kernel_packet(pkt, now);
+    packet_time.add(sys::Clock::now() - t0);
   }
 }
 
@@ -399,7 +413,9 @@ void Node::Impl::on_udp() {
       // The payload is a client packet; copy it out, the packet layer rewrites in place.
       std::vector<uint8_t> pkt(opened->payload.begin(), opened->payload.end());
       if (role == Role::Primary && carries_data(pkt)) fault::hit("primary.before_ack");
+      auto t0 = sys::Clock::now();
       pl->on_client_packet(pkt, packet::Source::Relay, now);
+      packet_time.add(sys::Clock::now() - t0);
     }
   }
 }
@@ -474,8 +490,14 @@ void Node::Impl::act(Action a) {
   }
 }
 
+nlohmann::json summary_json(const Histogram& h) {
+  auto s = h.summary();
+  return {{"count", s.count}, {"mean", s.mean}, {"p50", s.p50}, {"p99", s.p99}, {"max", s.max}};
+}
+
 nlohmann::json Node::Impl::status() const {
   const auto& pc = pl->counters();
+  const auto& t = ml->timing();
   const auto& mc = ml->counters();
   return {
       {"role", packet::to_string(role)},
@@ -521,6 +543,11 @@ nlohmann::json Node::Impl::status() const {
       {"peer_channel",
        {{"rejected_frames", channel->rejected()}, {"rejected_datagrams", dgram_rejected}}},
       {"arp", {{"replies", arp_replies}, {"gratuitous", garps}}},
+      {"timing",
+       {{"packet_us", summary_json(packet_time)},
+        {"request_us", summary_json(t.request)},
+        {"server_us", summary_json(t.server)},
+        {"replication_us", summary_json(t.replication)}}},
   };
 }
 
@@ -542,6 +569,10 @@ void Node::Impl::on_control() {
                           : "";
     if (cmd == "status") {
       reply = status();
+      if (req.value("reset_timing", false)) {
+        packet_time.reset();
+        ml->reset_timing();
+      }
     } else if (cmd == "fault") {
       std::string spec = req.value("point", "");
       if (spec.empty()) {

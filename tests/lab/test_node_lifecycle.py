@@ -47,6 +47,13 @@ class NodeLifecycleTest(NodeCase):
             st = self.status(node)
             self.assertEqual(st["message"]["accepted"], 3, st)
             self.assertEqual(st["message"]["aborted"], 0, st)
+        # The primary timed each request: server, replication round trip, whole request.
+        t = self.status("primary")["timing"]
+        self.assertEqual(t["request_us"]["count"], 3, t)
+        self.assertEqual(t["server_us"]["count"], 3, t)
+        self.assertGreaterEqual(t["replication_us"]["count"], 3, t)
+        self.assertGreater(t["packet_us"]["count"], 0, t)
+        self.assertLessEqual(t["server_us"]["p50"], t["request_us"]["max"] * 1.1, t)
 
     def test_status_text_and_keygen(self):
         self.start_duplex()
