@@ -154,6 +154,7 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
   void on_arp();
   void on_tun();
   void on_control();
+  nlohmann::json control_reply(const std::string& line, int fd);
   void on_channel_message(peer::Type type, std::span<const uint8_t> payload);
   void tick();
   void act(Action a);
@@ -551,48 +552,68 @@ nlohmann::json Node::Impl::status() const {
   };
 }
 
+// The control socket never blocks the loop (a stuck admin tool must not delay heartbeats): each
+// connection is read as it becomes readable, answered once its line is complete, and closed.
 void Node::Impl::on_control() {
   for (;;) {
-    int fd = ::accept4(control.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    int fd = ::accept4(control.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) return;
-    sys::Fd c(fd);
-    // Short blocking exchange: a local admin tool, one line each way.
-    timeval tv{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string line;
-    char ch;
-    while (line.size() < 4096 && ::read(fd, &ch, 1) == 1 && ch != '\n') line.push_back(ch);
-    nlohmann::json reply;
-    auto req = nlohmann::json::parse(line, nullptr, false);
-    std::string cmd = req.is_object() && req.contains("cmd") && req["cmd"].is_string()
-                          ? req["cmd"].get<std::string>()
-                          : "";
-    if (cmd == "status") {
-      reply = status();
-      if (req.value("reset_timing", false)) {
-        packet_time.reset();
-        ml->reset_timing();
+    auto line = std::make_shared<std::string>();
+    auto timer = std::make_shared<sys::EventLoop::TimerId>();
+    auto done = [this, fd, timer] {
+      loop.cancel(*timer);
+      loop.remove(fd);
+      ::close(fd);
+    };
+    *timer = loop.after(2s, done);  // a client that never finishes its line
+    loop.add(fd, EPOLLIN, [this, fd, line, done](uint32_t) {
+      char buf[512];
+      for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) {
+          line->append(buf, static_cast<size_t>(n));
+          if (line->size() > 4096) return done();
+          auto nl = line->find('\n');
+          if (nl == std::string::npos) continue;
+          std::string out = control_reply(line->substr(0, nl), fd).dump() + "\n";
+          ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+          return done();
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        return done();
       }
-    } else if (cmd == "fault") {
-      std::string spec = req.value("point", "");
-      if (spec.empty()) {
-        fault::arm("", 1);
-        reply = {{"ok", true}, {"armed", ""}};
-      } else if (fault::arm_from_spec(spec)) {
-        reply = {{"ok", true}, {"armed", fault::armed()}};
-      } else {
-        reply = {{"ok", false}, {"error", "expected point[:nth]"}};
-      }
-    } else if (cmd == "crash") {
-      std::string out = nlohmann::json{{"ok", true}}.dump() + "\n";
-      ::write(fd, out.data(), out.size());
-      fault::crash_now("control command crash");
-    } else {
-      reply = {{"ok", false}, {"error", "unknown command; use status, fault, crash"}};
-    }
-    std::string out = reply.dump() + "\n";
-    ::write(fd, out.data(), out.size());
+    });
   }
+}
+
+nlohmann::json Node::Impl::control_reply(const std::string& line, int fd) {
+  auto req = nlohmann::json::parse(line, nullptr, false);
+  std::string cmd = req.is_object() && req.contains("cmd") && req["cmd"].is_string()
+                        ? req["cmd"].get<std::string>()
+                        : "";
+  if (cmd == "status") {
+    auto reply = status();
+    if (req.value("reset_timing", false)) {
+      packet_time.reset();
+      ml->reset_timing();
+    }
+    return reply;
+  }
+  if (cmd == "fault") {
+    std::string spec = req.value("point", "");
+    if (spec.empty()) {
+      fault::arm("", 1);
+      return {{"ok", true}, {"armed", ""}};
+    }
+    if (fault::arm_from_spec(spec)) return {{"ok", true}, {"armed", fault::armed()}};
+    return {{"ok", false}, {"error", "expected point[:nth]"}};
+  }
+  if (cmd == "crash") {
+    std::string out = nlohmann::json{{"ok", true}}.dump() + "\n";
+    ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    fault::crash_now("control command crash");
+  }
+  return {{"ok", false}, {"error", "unknown command; use status, fault, crash"}};
 }
 
 Node::Node(config::Config cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}

@@ -69,6 +69,27 @@ class NodeLifecycleTest(NodeCase):
         for k in keys:
             self.assertRegex(k.decode(), r"^[0-9a-f]{64}\n$")
 
+    def test_stuck_control_client_does_not_stall_the_node(self):
+        self.start_duplex()
+        import os
+        import socket
+        import time
+        path = os.path.join(self.lab.node_dir("backup"), "control.sock")
+        stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stuck.connect(path)
+        stuck.sendall(b'{"cmd": "sta')  # and never the rest of the line
+        t0 = time.monotonic()
+        # While it hangs there, the node serves, answers others and keeps its peer (heartbeats).
+        r = self.lab.curl_fetch("/f/1m.bin")
+        self.assertEqual((r.status, r.size, r.sha256), (200,) + self.lab.manifest["/f/1m.bin"])
+        self.assertEqual(self.status("backup")["mode"], "duplex")
+        stuck.settimeout(10)
+        self.assertEqual(stuck.recv(100), b"", "the daemon closes a control client that stalls")
+        self.assertGreater(time.monotonic() - t0, 1.0)
+        for node in ("primary", "backup"):
+            st = self.status(node)
+            self.assertEqual((st["mode"], st["failovers"]), ("duplex", 0), st)
+
     def test_status_without_a_running_node_fails_clearly(self):
         cp = subprocess.run([BINARY, "status", "--config", self.lab.config_path("primary")],
                             capture_output=True)

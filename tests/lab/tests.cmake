@@ -68,4 +68,5 @@ understudy_lab_tests(test_node_lifecycle lifecycle NodeLifecycleTest
   test_restarted_primary_refuses_while_backup_serves_alone
   test_connections_end_on_both_nodes
   test_status_text_and_keygen
+  test_stuck_control_client_does_not_stall_the_node
   test_status_without_a_running_node_fails_clearly)
