@@ -106,6 +106,7 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
     if (carries_data(p)) fault::hit("backup.before_relay");
     send_datagram(peer::Type::Relay, p);
   }
+  void to_front(std::span<const uint8_t> p) override { send_datagram(peer::Type::Stray, p); }
   void backup_has(const packet::ConnKey& key, wire::SeqNum seq) override {
     send_conn({peer::Type::Has, key, seq.raw(), 0, {}});
   }
@@ -417,6 +418,9 @@ void Node::Impl::on_udp() {
       auto t0 = sys::Clock::now();
       pl->on_client_packet(pkt, packet::Source::Relay, now);
       packet_time.add(sys::Clock::now() - t0);
+    } else if (type == peer::Type::Stray && role == Role::Backup) {
+      std::vector<uint8_t> pkt(opened->payload.begin(), opened->payload.end());
+      pl->on_client_packet(pkt, packet::Source::Lan, now);
     }
   }
 }
@@ -523,6 +527,7 @@ nlohmann::json Node::Impl::status() const {
         {"dropped_bad_checksum", pc.dropped_bad_checksum},
         {"dropped_unknown_flow", pc.dropped_unknown_flow},
         {"dropped_not_front", pc.dropped_not_front},
+        {"sent_to_front", pc.sent_to_front},
         {"dropped_table_full", pc.dropped_table_full},
         {"acks_clamped", pc.acks_clamped},
         {"syn_acks_held", pc.syn_acks_held},

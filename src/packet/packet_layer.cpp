@@ -64,6 +64,12 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
   }
   if (source == Source::Lan) {
     if (!front()) {
+      if (s_.role == Role::Primary && mode_ == Mode::Duplex) {
+        // A stale ARP entry at the client: hand the packet to the front instead of losing it.
+        emit_.to_front(p.ip.bytes());
+        ++counters_.sent_to_front;
+        return;
+      }
       ++counters_.dropped_not_front;
       return;
     }

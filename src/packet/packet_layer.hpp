@@ -26,6 +26,8 @@ enum class Mode { Starting, Duplex, Simplex };
 const char* to_string(Role);
 const char* to_string(Mode);
 
+// Lan: this node's own interface (or a stray packet the primary passed on: the client's ARP entry
+// was stale). Relay: the backup's relay to the primary.
 enum class Source { Lan, Relay };
 
 class Emitter {
@@ -35,6 +37,7 @@ class Emitter {
   virtual void to_client(std::span<const uint8_t> packet) = 0;
   virtual void to_primary(std::span<const uint8_t> packet) = 0;  // backup relays client packets
   virtual void backup_has(const ConnKey& key, wire::SeqNum seq) = 0;  // backup -> primary
+  virtual void to_front(std::span<const uint8_t> packet) = 0;  // primary: a stray client packet
 };
 
 struct Settings {
@@ -51,7 +54,8 @@ struct Settings {
 struct Counters {
   uint64_t client_packets = 0, relayed = 0, to_kernel = 0, to_client = 0;
   uint64_t dropped_malformed = 0, dropped_bad_checksum = 0, dropped_unknown_flow = 0;
-  uint64_t dropped_not_front = 0, dropped_kernel_unknown = 0, dropped_table_full = 0;
+  uint64_t dropped_not_front = 0, sent_to_front = 0, dropped_kernel_unknown = 0,
+           dropped_table_full = 0;
   uint64_t acks_clamped = 0, syn_acks_held = 0, fake_acks = 0, kernel_acks_clamped = 0;
   uint64_t acks_fabricated = 0, retained_sent = 0, flows_opened = 0;
 };

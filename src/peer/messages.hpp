@@ -24,6 +24,7 @@ enum class Type : uint8_t {
   // datagrams (UDP)
   Heartbeat = 16,
   Relay = 17,  // backup -> primary: one client IP packet, unchanged
+  Stray = 18,  // primary -> backup: a client packet that reached the non-front node
 };
 
 struct Hello {

@@ -90,6 +90,18 @@ class NodeLifecycleTest(NodeCase):
             st = self.status(node)
             self.assertEqual((st["mode"], st["failovers"]), ("duplex", 0), st)
 
+    def test_stale_arp_entry_at_the_client(self):
+        """A client still sending to the primary's MAC (its ARP entry is stale) is served: the
+        primary hands its packets to the front instead of dropping them."""
+        self.start_duplex()
+        mac = self.lab.run_in("primary", ["cat", "/sys/class/net/eth0/address"]).stdout.decode().strip()
+        self.lab.run_in("client", ["ip", "neigh", "replace", ul.ADVERTISED_IP, "lladdr", mac,
+                                   "dev", "eth0", "nud", "permanent"], check=True)
+        r = self.lab.curl_fetch("/f/1m.bin")
+        self.assertEqual((r.status, r.size, r.sha256), (200,) + self.lab.manifest["/f/1m.bin"])
+        self.assertGreater(self.status("primary")["packet"]["sent_to_front"], 0)
+        self.assertEqual(self.status("primary")["packet"]["dropped_not_front"], 0)
+
     def test_status_without_a_running_node_fails_clearly(self):
         cp = subprocess.run([BINARY, "status", "--config", self.lab.config_path("primary")],
                             capture_output=True)

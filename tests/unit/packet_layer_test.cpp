@@ -36,21 +36,25 @@ const Endpoint kFake{kFakeFirst, 40000};  // the first made-up address, client's
 // Recording emitter.
 
 struct Recorder : Emitter {
-  std::vector<std::vector<uint8_t>> kernel, client, primary;
+  std::vector<std::vector<uint8_t>> kernel, client, primary, front;
   std::vector<std::pair<ConnKey, SeqNum>> has;
 
   void to_kernel(std::span<const uint8_t> p) override { kernel.emplace_back(p.begin(), p.end()); }
   void to_client(std::span<const uint8_t> p) override { client.emplace_back(p.begin(), p.end()); }
   void to_primary(std::span<const uint8_t> p) override { primary.emplace_back(p.begin(), p.end()); }
   void backup_has(const ConnKey& key, SeqNum seq) override { has.emplace_back(key, seq); }
+  void to_front(std::span<const uint8_t> p) override { front.emplace_back(p.begin(), p.end()); }
 
   void clear() {
     kernel.clear();
     client.clear();
     primary.clear();
+    front.clear();
     has.clear();
   }
-  size_t total() const { return kernel.size() + client.size() + primary.size() + has.size(); }
+  size_t total() const {
+    return kernel.size() + client.size() + primary.size() + front.size() + has.size();
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -553,12 +557,24 @@ TEST_F(PacketLayerTest, PrimaryDuplexBackupAhead_KernelAckPassesUnclamped) {
   EXPECT_EQ(pl->counters().acks_clamped, 0u);
 }
 
-TEST_F(PacketLayerTest, PrimaryDuplex_LanPacketDropped) {
+// A client with a stale ARP entry sends to the primary: the packet goes, unchanged, to the front
+// (the backup), which relays it back; the primary never acts on it directly (I1).
+TEST_F(PacketLayerTest, PrimaryDuplex_LanPacketSentToFront) {
   start(Role::Primary, Mode::Duplex);
+  auto syn = client_syn();
+  client(syn, Source::Lan);
+  ASSERT_EQ(out.front.size(), 1u);
+  EXPECT_EQ(out.front[0], syn);
+  EXPECT_EQ(out.total(), 1u);
+  EXPECT_EQ(pl->counters().sent_to_front, 1u);
+  EXPECT_EQ(pl->find_by_key(key()), nullptr);
+}
+
+TEST_F(PacketLayerTest, BackupStarting_LanPacketDropped) {
+  start(Role::Backup, Mode::Starting);
   client(client_syn(), Source::Lan);
   EXPECT_EQ(out.total(), 0u);
   EXPECT_EQ(pl->counters().dropped_not_front, 1u);
-  EXPECT_EQ(pl->find_by_key(key()), nullptr);
 }
 
 TEST_F(PacketLayerTest, PrimaryDuplexEstablished_RelayedData) {
