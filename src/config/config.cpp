@@ -33,7 +33,9 @@ const TableSchema kSchema[] = {
     {kPeer, true, {"address", "port", "key_file"}},
     {kHeartbeat, true, {"interval_ms", "timeout_ms"}},
     {kTun, false, {"name", "address", "prefix", "mtu"}},
-    {kLimits, false, {"max_connections", "request_cache_bytes", "replication_window_bytes"}},
+    {kLimits,
+     false,
+     {"max_connections", "request_cache_bytes", "replication_window_bytes", "idle_timeout_ms"}},
     {kLog, false, {"level"}},
 };
 
@@ -305,6 +307,8 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
     c.limits.request_cache_bytes = *v;
   if (auto v = r.integer(kLimits, "replication_window_bytes", false, 1, kI64))
     c.limits.replication_window_bytes = *v;
+  if (auto v = r.integer(kLimits, "idle_timeout_ms", false, 1000, kI64))
+    c.limits.idle_timeout_ms = *v;
 
   if (auto v = r.string(kLog, "level", false)) {
     if (auto level = parse_level(*v))

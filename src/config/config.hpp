@@ -51,6 +51,7 @@ struct Config {
     uint64_t max_connections = 16384;
     uint64_t request_cache_bytes = 268435456;
     uint64_t replication_window_bytes = 262144;
+    uint64_t idle_timeout_ms = 120000;  // a client connection with nothing to do is closed
   } limits;
   struct Log {
     LogLevel level = LogLevel::Info;

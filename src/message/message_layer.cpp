@@ -145,6 +145,7 @@ struct MessageLayer::Conn {
   std::deque<std::pair<uint64_t, Clock::time_point>> req_started, server_started;
   std::deque<std::pair<uint64_t, Clock::time_point>> reply_ends, repl_sent;
   uint64_t stamped = 0, server_stamped = 0;
+  Clock::time_point last_active = Clock::now();
 };
 
 namespace {
@@ -294,6 +295,7 @@ bool MessageLayer::read_client(Conn& c) {
 
 bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
   c.req_read += data.size();
+  c.last_active = Conn::Clock::now();
   if (!c.serving) {
     c.cache.append(reinterpret_cast<const char*>(data.data()), data.size());
     cache_bytes_ += data.size();
@@ -613,6 +615,7 @@ bool MessageLayer::write_client(Conn& c) {
                        static_cast<size_t>(limit - c.reply_written), MSG_NOSIGNAL);
     if (n > 0) {
       c.reply_written += static_cast<uint64_t>(n);
+      c.last_active = Conn::Clock::now();
       if (c.serving && replicating()) fault::hit("primary.reply_written");
       continue;
     }
@@ -637,6 +640,7 @@ bool MessageLayer::write_client(Conn& c) {
   if (c.close_at && close_ok && !c.fin_sent && c.reply_written >= *c.close_at) {
     ::shutdown(c.fd.get(), SHUT_WR);
     c.fin_sent = true;
+    c.last_active = Conn::Clock::now();
   }
   if (c.fin_sent && c.client_eof) {
     destroy(c, false);
@@ -737,6 +741,34 @@ void MessageLayer::flush() {
     link_.send({peer::Type::ReplyAck, key, v, 0, {}});
   }
   ack_dirty_.clear();
+}
+
+void MessageLayer::sweep() {
+  auto now = Conn::Clock::now();
+  std::vector<ConnKey> idle, gone;
+  for (auto& [key, cp] : conns_) {
+    Conn& c = *cp;
+    auto quiet = now - c.last_active;
+    if (!c.fd || c.fin_sent) {
+      // A replica whose connection this node never accepted, or a client that never answered our
+      // FIN: nothing more will happen on it.
+      if (quiet > s_.linger) gone.push_back(key);
+    } else if (c.serving && !c.close_at && c.unanswered.empty() && !c.reqf.partial() &&
+               !c.respf.in_message() && c.reply_written == c.reply_total &&
+               quiet > s_.idle_timeout) {
+      idle.push_back(key);
+    }
+  }
+  for (const auto& key : idle) {
+    if (Conn* c = find(key)) {
+      SPDLOG_DEBUG("message: {} idle; closing", key.to_string());
+      start_close(*c, c->reply_total);
+      if (write_client(*c)) update_interest(*c);
+    }
+  }
+  for (const auto& key : gone) {
+    if (Conn* c = find(key)) destroy(*c, false);
+  }
 }
 
 void MessageLayer::take_over() {

@@ -13,6 +13,7 @@
 // Reply bytes are released to the client only once the backup holds them (I2); replies and the
 // connection close are replicated in order over one channel, so markers follow their data.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -43,7 +44,9 @@ struct Settings {
   wire::Endpoint server;       // the local web server
   size_t window = 256 * 1024;  // reply bytes per connection not yet written to the client
   size_t max_connections = 16384;
-  uint64_t cache_limit = 256u << 20;  // backup: request bytes held for all connections
+  uint64_t cache_limit = 256u << 20;               // backup: request bytes held for all connections
+  std::chrono::milliseconds idle_timeout{120000};  // serving: close a connection with nothing to do
+  std::chrono::milliseconds linger{60000};  // after our FIN, or a replica never accepted: give up
 };
 
 struct Counters {
@@ -62,6 +65,7 @@ class MessageLayer {
   void take_over();  // backup: the primary died
   void peer_lost();  // primary: the backup died
   void flush();      // coalesced ReplyAcks
+  void sweep();      // every second: idle and abandoned connections
   size_t connections() const { return conns_.size(); }
   const Counters& counters() const { return counters_; }
 

@@ -232,6 +232,7 @@ Result<Ok, std::string> Node::Impl::init() {
   ms.window = static_cast<size_t>(cfg.limits.replication_window_bytes);
   ms.max_connections = static_cast<size_t>(cfg.limits.max_connections);
   ms.cache_limit = cfg.limits.request_cache_bytes;
+  ms.idle_timeout = std::chrono::milliseconds(cfg.limits.idle_timeout_ms);
   ml = std::make_unique<message::MessageLayer>(loop, *pl, *this, ms);
   if (auto s = ml->start(); !s) return Err{"message layer: " + s.error()};
 
@@ -452,6 +453,7 @@ void Node::Impl::tick() {
   if (now - last_expire >= 1s) {
     last_expire = now;
     pl->expire(now);
+    ml->sweep();
   }
 }
 

@@ -1,5 +1,6 @@
 """The node's life outside failovers: clean stop on SIGTERM, a restarted node that must not
 disturb the survivor, connections that really end, and the command line's promises."""
+import json
 import re
 import subprocess
 import unittest
@@ -101,6 +102,31 @@ class NodeLifecycleTest(NodeCase):
         self.assertEqual((r.status, r.size, r.sha256), (200,) + self.lab.manifest["/f/1m.bin"])
         self.assertGreater(self.status("primary")["packet"]["sent_to_front"], 0)
         self.assertEqual(self.status("primary")["packet"]["dropped_not_front"], 0)
+
+    def test_idle_keepalive_connection_is_closed(self):
+        for node in ("primary", "backup"):
+            self.lab.write_config(node, limits={"idle_timeout_ms": 1000})
+        self.start_duplex()
+        script = (
+            "import socket, time, json\n"
+            "s = socket.create_connection(('198.18.0.100', 80), timeout=15)\n"
+            "s.sendall(b'GET /f/1k.bin HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+            "got = b''\n"
+            "t = None\n"
+            "while True:\n"
+            "    b = s.recv(65536)\n"
+            "    if not b: break\n"
+            "    got += b\n"
+            "    if t is None and len(got.partition(b'\\r\\n\\r\\n')[2]) >= 1024: t = time.monotonic()\n"
+            "print(json.dumps({'bytes': len(got), 'idle_s': time.monotonic() - t}))\n")
+        cp = self.lab.run_in("client", ["/usr/bin/python3", "-c", script], timeout=30)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        res = json.loads(cp.stdout)
+        self.assertGreater(res["bytes"], 1024)
+        self.assertGreaterEqual(res["idle_s"], 1.0, "closed only once idle for idle_timeout_ms")
+        for node in ("primary", "backup"):
+            ul.wait_for(lambda n=node: (self.status(n) or {}).get("connections") == 0, 10,
+                        f"{node} to close the idle connection")
 
     def test_status_without_a_running_node_fails_clearly(self):
         cp = subprocess.run([BINARY, "status", "--config", self.lab.config_path("primary")],

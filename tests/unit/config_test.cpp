@@ -94,6 +94,7 @@ TEST_F(ConfigTest, DefaultsFilled) {
   EXPECT_EQ(c.limits.max_connections, 16384u);
   EXPECT_EQ(c.limits.request_cache_bytes, 268435456u);
   EXPECT_EQ(c.limits.replication_window_bytes, 262144u);
+  EXPECT_EQ(c.limits.idle_timeout_ms, 120000u);
   EXPECT_EQ(c.log.level, LogLevel::Info);
   EXPECT_TRUE(c.source.empty());
 }
