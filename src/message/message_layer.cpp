@@ -117,6 +117,7 @@ struct MessageLayer::Conn {
   uint64_t cache_base = 0;
   std::string held;        // serving: request bytes from `forwarded` on, not yet sent upstream
   uint64_t forwarded = 0;  // request-stream offset sent to the server
+  std::optional<uint64_t> skip_before_index;  // after a takeover: requests already answered
 
   // Upstream (the local web server).
   sys::Fd up;
@@ -308,7 +309,9 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
   std::vector<http::RequestInfo> done;
   auto r = c.reqf.feed(data, done);
   for (auto& ri : done) {
-    c.unanswered.push_back(ri);
+    // A request answered before it was complete here (an early reply, or one the dead primary
+    // answered before this node had all of it) is not waiting for anything.
+    if (ri.index >= c.replies_done) c.unanswered.push_back(ri);
     ++counters_.requests;
     if (!c.serving) fault::hit("backup.request_complete");
   }
@@ -339,6 +342,23 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
 // answer (or refuse) bytes that this node's framer has not accepted, or the two nodes' streams and
 // the reply order could differ.
 bool MessageLayer::forward_requests(Conn& c) {
+  if (c.skip_before_index) {
+    // After a takeover: the dead primary answered every request below this index (its reply is
+    // replicated here), though this node may still be receiving the tail of one. Their bytes must
+    // not reach this node's server: it would run them again and answer what nobody asked.
+    std::optional<uint64_t> begin;
+    for (const auto& ri : c.unanswered)
+      if (ri.index == *c.skip_before_index) begin = ri.begin;
+    if (!begin && c.reqf.partial() && c.reqf.partial()->index == *c.skip_before_index)
+      begin = c.reqf.partial()->begin;
+    uint64_t skip_to = begin.value_or(c.req_read);
+    if (skip_to > c.forwarded) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(skip_to - c.forwarded, c.held.size()));
+      c.held.erase(0, n);
+      c.forwarded += n;
+    }
+    if (begin) c.skip_before_index.reset();
+  }
   uint64_t limit = c.req_read;
   if (c.req_error) {
     limit = c.reqf.partial() ? c.reqf.partial()->begin : c.reqf.offset();
@@ -797,11 +817,13 @@ void MessageLayer::take_over_conn(Conn& c) {
     c.regen->remaining = c.regen->expected.length;
     c.partial = PartialReply{};
   }
-  bool to_server = !c.unanswered.empty() || (c.reqf.partial().has_value() && !c.req_error);
+  bool partial_pending = c.reqf.partial() && c.reqf.partial()->index >= c.replies_done;
+  bool to_server = !c.unanswered.empty() || (partial_pending && !c.req_error);
   spdlog::info(
       "message: {}: taking over: {} replies done, {} request(s) pending, {} reply bytes held",
-      c.key.to_string(), c.replies_done, c.unanswered.size() + (c.reqf.partial() ? 1 : 0),
+      c.key.to_string(), c.replies_done, c.unanswered.size() + (partial_pending ? 1 : 0),
       c.regen ? c.regen->expected.length : 0);
+  c.skip_before_index = c.replies_done;
   if (to_server) {
     cache_bytes_ -= c.cache.size();
     c.held = std::move(c.cache);

@@ -74,3 +74,5 @@ understudy_lab_tests(test_node_lifecycle lifecycle NodeLifecycleTest
   test_status_without_a_running_node_fails_clearly)
 include(${CMAKE_CURRENT_LIST_DIR}/chaos.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/bench_smoke.cmake OPTIONAL)
+understudy_lab_tests(test_regressions regression ChaosRegressionTest
+  test_request_answered_before_the_backup_had_all_of_it)
