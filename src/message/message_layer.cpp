@@ -304,7 +304,8 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
   } else {
     c.held.append(reinterpret_cast<const char*>(data.data()), data.size());
   }
-  if (c.req_error) return true;  // after a bad request nothing more is read as HTTP
+  if (c.req_error) return true;              // after a bad request nothing more is read as HTTP
+  if (c.serving && c.close_at) return true;  // closing: later requests get no reply
   if (c.serving && !c.up && !open_upstream(c)) return false;
   std::vector<http::RequestInfo> done;
   auto r = c.reqf.feed(data, done);
@@ -823,17 +824,15 @@ void MessageLayer::take_over_conn(Conn& c) {
       "message: {}: taking over: {} replies done, {} request(s) pending, {} reply bytes held",
       c.key.to_string(), c.replies_done, c.unanswered.size() + (partial_pending ? 1 : 0),
       c.regen ? c.regen->expected.length : 0);
+  // From here on this node serves: the cached request bytes become the bytes still to forward
+  // (`held` always starts at stream offset `forwarded`).
   c.skip_before_index = c.replies_done;
-  if (to_server) {
-    cache_bytes_ -= c.cache.size();
-    c.held = std::move(c.cache);
-    c.forwarded = c.cache_base;
-    c.cache.clear();
-    if (!open_upstream(c) || !forward_requests(c)) return;
-  }
-  if (c.req_error && !maybe_error_reply(c)) return;
   cache_bytes_ -= c.cache.size();
+  c.held = std::move(c.cache);
+  c.forwarded = c.cache_base;
   c.cache.clear();
+  if (to_server && (!open_upstream(c) || !forward_requests(c))) return;
+  if (c.req_error && !maybe_error_reply(c)) return;
   maybe_finish(c);
   if (write_client(c)) update_interest(c);
 }

@@ -25,8 +25,44 @@ while len(rest) < length:
 print(json.dumps({"status": head.split(b" ")[1].decode(), "reply": json.loads(rest)}))
 """
 
+# One keep-alive connection: GET, then wait for the test (a FIFO), then GET again; both bodies'
+# sha256 printed.
+TWO_GETS = r"""
+import hashlib, http.client, json, sys
+c = http.client.HTTPConnection("198.18.0.100", 80, timeout=20)
+out = []
+for i, path in enumerate(sys.argv[2:]):
+    if i:
+        open(sys.argv[1]).read()
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read()
+    out.append({"status": r.status, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+print(json.dumps(out))
+"""
+
 
 class ChaosRegressionTest(NodeCase):
+    def test_new_request_after_takeover_on_idle_connection(self):
+        """chaos run of the first fix: a keep-alive connection with nothing in progress at the
+        takeover, then a new request on it: the backup lost track of where its request stream
+        stood, dropped the request's bytes and the client timed out."""
+        self.start_duplex()
+        gate = self.ready_file("gate")
+        os.mkfifo(gate)
+        p = self.spawn_client(["/usr/bin/python3", "-c", TWO_GETS, gate, "/f/100k.bin", "/f/1m.bin"])
+        ul.wait_for(lambda: (self.status("primary") or {}).get("message", {}).get("replies") == 1,
+                    20, "the first reply")
+        self.lab.crash("primary")
+        self.wait_survivor("backup")
+        with open(gate, "w") as f:
+            f.write("go")
+        rc, out, err = self.finish(p, timeout=60)
+        self.assertEqual(rc, 0, err)
+        first, second = json.loads(out)
+        for r, path in ((first, "/f/100k.bin"), (second, "/f/1m.bin")):
+            self.assertEqual((r["status"], r["size"], r["sha256"]), (200,) + self.lab.manifest[path])
+
     def test_request_answered_before_the_backup_had_all_of_it(self):
         """chaos seed 1407256817: the primary answered a request whose tail the backup's kernel
         had not received yet (its copy of the packet was dropped there), then died. The backup
