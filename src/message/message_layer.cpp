@@ -541,6 +541,7 @@ bool MessageLayer::on_final_reply(Conn& c, const http::ResponseInfo& r) {
   }
   uint64_t end = c.up_origin + r.end;
   if (auto t = take(c.req_started, r.index)) c.reply_ends.emplace_back(end, *t);
+  settle_request_timing(c);
   c.replies_done = r.index + 1;
   ++counters_.replies;
   while (!c.unanswered.empty() && c.unanswered.front().index <= r.index) c.unanswered.pop_front();
@@ -627,6 +628,17 @@ void MessageLayer::start_close(Conn& c, uint64_t offset) {
   }
 }
 
+// A request's time ends when the last byte of its reply is in the client socket; the reply may have
+// been written before its end was framed, so this runs after both.
+void MessageLayer::settle_request_timing(Conn& c) {
+  if (c.reply_ends.empty() || c.reply_written < c.reply_ends.front().first) return;
+  auto now = Conn::Clock::now();
+  while (!c.reply_ends.empty() && c.reply_written >= c.reply_ends.front().first) {
+    timing_.request.add(now - c.reply_ends.front().second);
+    c.reply_ends.pop_front();
+  }
+}
+
 bool MessageLayer::write_client(Conn& c) {
   if (!c.fd) return true;
   uint64_t limit = c.serving ? std::min(c.reply_acked, c.reply_total) : c.reply_total;
@@ -645,13 +657,7 @@ bool MessageLayer::write_client(Conn& c) {
     destroy(c, false);
     return false;
   }
-  if (!c.reply_ends.empty() && c.reply_written >= c.reply_ends.front().first) {
-    auto now = Conn::Clock::now();
-    while (!c.reply_ends.empty() && c.reply_written >= c.reply_ends.front().first) {
-      timing_.request.add(now - c.reply_ends.front().second);
-      c.reply_ends.pop_front();
-    }
-  }
+  settle_request_timing(c);
   size_t consumed = static_cast<size_t>(c.reply_written - c.out_base);
   if (consumed == c.out.size() || consumed > (1u << 20)) {
     c.out.erase(0, consumed);

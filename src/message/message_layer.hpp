@@ -102,6 +102,7 @@ class MessageLayer {
   void maybe_finish(Conn& c);
   void start_close(Conn& c, uint64_t offset);
   bool write_client(Conn& c);
+  void settle_request_timing(Conn& c);
   void trim_cache(Conn& c);
   void take_over_conn(Conn& c);
   void close_upstream(Conn& c);

@@ -33,6 +33,8 @@ const char* to_string(Action a) {
       return "refuse";
     case Action::FailStop:
       return "fail-stop";
+    case Action::Reannounce:
+      return "reannounce";
   }
   return "?";
 }
@@ -91,10 +93,35 @@ Action ModeMachine::on_heartbeat(const PeerView& peer, TimePoint now) {
 
     case Mode::Simplex:
       heard(now);
+      if (duplex_boot_ != 0 && peer.boot_id == duplex_boot_ && peer.mode == Mode::Simplex) {
+        // Split brain: each of the pair declared the other dead (heartbeats lost while both lived)
+        // and both serve alone. One front only: the primary keeps the address and the backup
+        // stops; it held the same connections, so the primary can serve them all.
+        if (role_ == Role::Backup)
+          return transition(mode_, Action::FailStop,
+                            fmt::format("split brain: primary (boot {}) is alive and serves "
+                                        "alone too; stopping so that one node serves",
+                                        peer.boot_id));
+        if (!split_brain_announced_) {
+          split_brain_announced_ = true;
+          spdlog::warn(
+              "mode: split brain: backup (boot {}) serves alone too; announcing the "
+              "address again, the backup stops itself",
+              peer.boot_id);
+          return Action::Reannounce;
+        }
+        return Action::None;
+      }
       note_ignored_peer(peer, "heartbeat");
       return Action::None;
   }
   return Action::None;
+}
+
+void ModeMachine::on_peer_traffic(TimePoint now) {
+  // Any authenticated replication frame proves the peer alive: under load a heartbeat may wait
+  // behind thousands of relayed packets, and must not be the only evidence.
+  if (!stopped_ && mode_ == Mode::Duplex) heard(now);
 }
 
 Action ModeMachine::on_channel_up(const PeerView& peer, TimePoint now) {

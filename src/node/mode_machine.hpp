@@ -40,6 +40,7 @@ enum class Action {
   EnterSimplexAlone,  // starting -> simplex, no peer came: serve alone, gratuitous ARP
   Refuse,             // starting: must not serve (see refuse_reason()); exit with an error
   FailStop,           // duplex: stop this node so the peer serves alone (see refuse_reason())
+  Reannounce,  // primary, simplex, split brain: announce the address again (the backup stops)
 };
 const char* to_string(Action);
 
@@ -67,6 +68,8 @@ class ModeMachine {
   Action on_heartbeat(const PeerView& peer, TimePoint now);
   // The authenticated replication channel completed its handshake; `peer` is what its hello said.
   Action on_channel_up(const PeerView& peer, TimePoint now);
+  // An authenticated frame arrived on the replication channel: the peer is alive.
+  void on_peer_traffic(TimePoint now);
   // The replication channel closed or failed.
   Action on_channel_down(TimePoint now);
   // Called every few milliseconds: timeouts fire here.
@@ -93,7 +96,8 @@ class ModeMachine {
   std::string refuse_reason_;
   std::optional<TimePoint> last_heard_;  // last heartbeat (or channel up) from a peer
   packet::Mode last_peer_mode_ = packet::Mode::Starting;  // starting: what the last heartbeat said
-  uint64_t duplex_boot_ = 0;                              // the peer's boot_id when duplex began
+  bool split_brain_announced_ = false;
+  uint64_t duplex_boot_ = 0;                     // the peer's boot_id when duplex began
   std::optional<TimePoint> channel_down_since_;  // backup, duplex: the replication channel is down
   std::optional<uint64_t> ignored_boot_;         // last peer boot_id logged as unable to rejoin
 };

@@ -150,7 +150,7 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
   Result<Ok, std::string> init();
   Result<Ok, std::string> open_udp();
   Result<Ok, std::string> open_control();
-  void on_udp();
+  void on_udp(bool drain = false);
   void on_lan();
   void on_arp();
   void on_tun();
@@ -379,9 +379,9 @@ void Node::Impl::announce() {
   spdlog::info("node: front for {}: gratuitous ARP sent", cfg.service.advertised.ip.to_string());
 }
 
-void Node::Impl::on_udp() {
+void Node::Impl::on_udp(bool drain) {
   auto now = sys::Clock::now();
-  for (int i = 0; i < 256; ++i) {
+  for (int i = 0; drain || i < 256; ++i) {
     sockaddr_in from{};
     socklen_t len = sizeof from;
     ssize_t n =
@@ -427,6 +427,7 @@ void Node::Impl::on_udp() {
 }
 
 void Node::Impl::on_channel_message(peer::Type type, std::span<const uint8_t> payload) {
+  mm->on_peer_traffic(sys::Clock::now());
   auto m = peer::decode_conn(type, payload);
   if (!m) {
     spdlog::error("peer: malformed channel message type {}", static_cast<int>(type));
@@ -441,6 +442,10 @@ void Node::Impl::on_channel_message(peer::Type type, std::span<const uint8_t> pa
 }
 
 void Node::Impl::tick() {
+  // Before judging the peer's liveness, take in what already arrived: a long turn of the loop
+  // must not turn queued heartbeats into a false failover.
+  on_udp(/*drain=*/true);
+  channel->pump();
   auto now = sys::Clock::now();
   if (now - last_heartbeat_sent >= std::chrono::milliseconds(cfg.heartbeat.interval_ms)) {
     last_heartbeat_sent = now;
@@ -488,6 +493,9 @@ void Node::Impl::act(Action a) {
       spdlog::error("node: refusing to start: {}", mm->refuse_reason());
       exit_code = 3;
       loop.stop();
+      return;
+    case Action::Reannounce:
+      announce();
       return;
     case Action::FailStop:
       spdlog::critical("node: fail-stop: {}", mm->refuse_reason());

@@ -14,6 +14,7 @@ namespace us::peer {
 namespace {
 constexpr size_t kMaxFrame =
     2 * 1024 * 1024;  // bounds what an unauthenticated length may make us buffer
+constexpr size_t kFlushAt = 256 * 1024;
 
 sockaddr_in to_sockaddr(wire::Ipv4Addr ip, uint16_t port) {
   sockaddr_in a{};
@@ -127,7 +128,9 @@ void Channel::on_event(uint32_t events) {
 
 void Channel::on_bytes() {
   uint8_t buf[65536];
-  for (;;) {
+  // At most 1 MiB per turn: a peer that keeps sending must not starve timers and other sockets
+  // (the epoll registration is level-triggered, so the rest is read on the next turn).
+  for (int rounds = 0; rounds < 16; ++rounds) {
     ssize_t n = ::read(fd_.get(), buf, sizeof buf);
     if (n > 0) {
       in_.insert(in_.end(), buf, buf + n);
@@ -205,9 +208,15 @@ void Channel::handle_frame(std::span<const uint8_t> frame) {
   ev_.message(static_cast<Type>(opened->type), opened->payload);
 }
 
+void Channel::pump() {
+  if (fd_ && (state_ == State::HelloSent || state_ == State::Up)) on_bytes();
+}
+
 void Channel::send(Type type, std::span<const uint8_t> payload) {
   if (state_ != State::Up) return;
   send_auth_->seal(out_, static_cast<uint8_t>(type), send_counter_++, payload);
+  // Do not let a busy turn of the loop sit on megabytes: the peer judges liveness by what arrives.
+  if (out_.size() - out_pos_ > kFlushAt) flush();
 }
 
 void Channel::flush() {

@@ -39,6 +39,8 @@ class Channel {
   Result<Ok, std::string> start();
   bool up() const { return state_ == State::Up; }
   void send(Type type, std::span<const uint8_t> payload);
+  // Reads whatever has arrived, outside the event loop's turn (before a liveness decision).
+  void pump();
   void flush();
   size_t queued() const { return out_.size() - out_pos_; }
   uint64_t rejected() const { return rejected_; }

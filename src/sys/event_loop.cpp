@@ -47,6 +47,16 @@ void EventLoop::cancel(TimerId id) {
   timer_index_.erase(it);
 }
 
+void EventLoop::run_due_timers() {
+  if (timers_.empty() || timers_.begin()->first > now()) return;
+  auto t = now();
+  while (!timers_.empty() && timers_.begin()->first <= t) {
+    auto node = timers_.extract(timers_.begin());
+    timer_index_.erase(node.mapped().first);
+    node.mapped().second();
+  }
+}
+
 void EventLoop::run() {
   running_ = true;
   std::vector<epoll_event> events(256);
@@ -64,13 +74,10 @@ void EventLoop::run() {
       auto handler = it->second;  // keeps the handler alive if it removes itself
       (*handler)(events[i].events);
       if (!running_) break;
+      // A busy batch must not delay timers (heartbeats above all) past their time.
+      run_due_timers();
     }
-    auto t = now();
-    while (!timers_.empty() && timers_.begin()->first <= t) {
-      auto node = timers_.extract(timers_.begin());
-      timer_index_.erase(node.mapped().first);
-      node.mapped().second();
-    }
+    run_due_timers();
     for (auto& fn : idle_) fn();
   }
 }

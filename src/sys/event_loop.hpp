@@ -38,6 +38,8 @@ class EventLoop {
   TimePoint now() const { return Clock::now(); }
 
  private:
+  void run_due_timers();
+
   Fd epfd_;
   bool running_ = false;
   std::unordered_map<int, std::shared_ptr<IoHandler>> handlers_;

@@ -28,6 +28,8 @@ class NodeCase(unittest.TestCase):
         self.lab = ul.Lab(binary=BINARY)
         self.addCleanup(self.lab.down)
         self.lab.up()
+        if os.environ.get("UNDERSTUDY_LAB_KEEP"):
+            sys.stderr.write(f"\nlab workdir: {self.lab.workdir}\n")
         self.addCleanup(self._logs_on_failure)
         self.lab.keygen()
         for node in ("primary", "backup"):

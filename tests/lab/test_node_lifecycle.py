@@ -128,6 +128,19 @@ class NodeLifecycleTest(NodeCase):
             ul.wait_for(lambda n=node: (self.status(n) or {}).get("connections") == 0, 10,
                         f"{node} to close the idle connection")
 
+    def test_heavy_load_is_not_a_failure(self):
+        """bench finding: 64 connections of 1 MiB replies kept both nodes' loops so busy that
+        heartbeats waited in queues, each declared the other dead and both served (split brain).
+        Replication traffic now counts as life, and queued input is read before a verdict."""
+        self.start_duplex()
+        cp = self.lab.run_client(["wrk", "-t2", "-c64", "-d4s", ul.ADVERTISED_IP.join(["http://", "/f/1m.bin"])],
+                                 timeout=60)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertIn(b"requests in", cp.stdout)
+        for node in ("primary", "backup"):
+            st = self.status(node)
+            self.assertEqual((st["mode"], st["failovers"], st["peer"]), ("duplex", 0, "alive"), st)
+
     def test_status_without_a_running_node_fails_clearly(self):
         cp = subprocess.run([BINARY, "status", "--config", self.lab.config_path("primary")],
                             capture_output=True)

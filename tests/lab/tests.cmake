@@ -71,6 +71,7 @@ understudy_lab_tests(test_node_lifecycle lifecycle NodeLifecycleTest
   test_stuck_control_client_does_not_stall_the_node
   test_stale_arp_entry_at_the_client
   test_idle_keepalive_connection_is_closed
+  test_heavy_load_is_not_a_failure
   test_status_without_a_running_node_fails_clearly)
 include(${CMAKE_CURRENT_LIST_DIR}/chaos.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/bench_smoke.cmake OPTIONAL)

@@ -432,6 +432,51 @@ TEST(ModeMachine, action_to_string) {
   EXPECT_STREQ(to_string(Action::EnterSimplexAlone), "enter-simplex-alone");
   EXPECT_STREQ(to_string(Action::Refuse), "refuse");
   EXPECT_STREQ(to_string(Action::FailStop), "fail-stop");
+  EXPECT_STREQ(to_string(Action::Reannounce), "reannounce");
+}
+
+// ---- liveness from replication traffic, split brain ----
+
+TEST(ModeMachine, duplex_peer_traffic_keeps_alive) {
+  TimePoint t;
+  ModeMachine m = duplex(Role::Backup, &t);
+  // No heartbeat for ten timeouts, but replication frames keep coming: no failover.
+  for (int i = 0; i < 10; ++i) {
+    t += kTimeout / 2;
+    m.on_peer_traffic(t);
+    EXPECT_EQ(m.on_tick(t + 1ms), Action::None);
+  }
+  EXPECT_EQ(m.mode(), Mode::Duplex);
+  t += kTimeout + 1ms;
+  EXPECT_EQ(m.on_tick(t), Action::TakeOver) << "silence of every kind still means death";
+}
+
+TEST(ModeMachine, simplex_split_brain_backup_failstops) {
+  TimePoint t;
+  ModeMachine m = simplex_after_takeover(&t);
+  // The primary it had declared dead is alive, and serves alone as well.
+  EXPECT_EQ(m.on_heartbeat(PeerView{Role::Primary, Mode::Simplex, kPeerBoot}, t + 1ms),
+            Action::FailStop);
+  EXPECT_TRUE(m.stopped());
+  EXPECT_FALSE(m.front());
+  EXPECT_NE(m.refuse_reason().find("split brain"), std::string::npos);
+}
+
+TEST(ModeMachine, simplex_split_brain_primary_reannounces_once) {
+  TimePoint t;
+  ModeMachine m = duplex(Role::Primary, &t);
+  t += kTimeout + 1ms;
+  ASSERT_EQ(m.on_tick(t), Action::PeerLost);
+  const PeerView backup{Role::Backup, Mode::Simplex, kPeerBoot};
+  EXPECT_EQ(m.on_heartbeat(backup, t + 1ms), Action::Reannounce);
+  EXPECT_EQ(m.on_heartbeat(backup, t + 2ms), Action::None);
+  EXPECT_TRUE(m.front());
+  EXPECT_FALSE(m.stopped());
+  // A restarted backup (another boot) in simplex is not the split-brain partner.
+  ModeMachine n = duplex(Role::Primary, &t);
+  t += kTimeout + 1ms;
+  ASSERT_EQ(n.on_tick(t), Action::PeerLost);
+  EXPECT_EQ(n.on_heartbeat(PeerView{Role::Backup, Mode::Simplex, kPeerBoot + 1}, t), Action::None);
 }
 
 }  // namespace
