@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -46,15 +47,27 @@ std::array<uint8_t, 32> digest(EVP_MD_CTX* ctx) {
 }
 
 // Where the value of the Date header sits in a reply head, if anywhere: the one header nginx
-// changes between two identical replies.
+// changes between two identical replies. An IMF-fixdate is always 29 bytes (RFC 9110 5.6.7), so
+// the range is known even when the head we hold ends inside it.
 std::pair<size_t, size_t> date_value_range(std::string_view head) {
   auto end = head.find("\r\n\r\n");
   auto pos = head.find("\r\nDate: ");
   if (pos == std::string_view::npos || (end != std::string_view::npos && pos > end)) return {0, 0};
-  size_t begin = pos + 8;
-  size_t stop = head.find("\r\n", begin);
-  if (stop == std::string_view::npos) stop = head.size();
-  return {begin, stop};
+  return {pos + 8, pos + 8 + 29};
+}
+
+std::string printable(std::string_view bytes) {
+  std::string out;
+  for (char ch : bytes) {
+    if (ch >= 0x20 && ch < 0x7f) {
+      out.push_back(ch);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(ch));
+      out += buf;
+    }
+  }
+  return out;
 }
 }  // namespace
 
@@ -81,19 +94,30 @@ struct Regeneration {
   PartialReply seen;
   uint64_t remaining = 0;
 
-  // Returns false on a mismatch.
+  std::string mismatch;  // where and how, for the log
+
+  // Returns false on a mismatch. The Date value is the one difference allowed (same place).
   bool consume(std::span<const uint8_t> bytes) {
+    size_t from = seen.head.size();
     seen.add(bytes);
     remaining -= bytes.size();
     size_t n = std::min(seen.head.size(), expected.head.size());
     auto [db, de] = date_value_range(expected.head);
-    auto [sb, se] = date_value_range(seen.head);
-    for (size_t i = 0; i < n; ++i) {
-      bool masked = de > db && i >= db && i < de && sb == db && se == de;
-      if (!masked && seen.head[i] != expected.head[i]) return false;
+    for (size_t i = from; i < n; ++i) {
+      bool masked = i >= db && i < de;
+      if (!masked && seen.head[i] != expected.head[i]) {
+        size_t at = i < 24 ? 0 : i - 24;
+        mismatch = "at byte " + std::to_string(i) + ": held \"" +
+                   printable(std::string_view(expected.head).substr(at, 64)) + "\" vs new \"" +
+                   printable(std::string_view(seen.head).substr(at, 64)) + "\"";
+        return false;
+      }
     }
     if (remaining == 0 && expected.tail) {
-      if (!seen.tail || digest(seen.tail.get()) != digest(expected.tail.get())) return false;
+      if (!seen.tail || digest(seen.tail.get()) != digest(expected.tail.get())) {
+        mismatch = "in the bytes after the first 64 KiB (SHA-256 differs)";
+        return false;
+      }
     }
     return true;
   }
@@ -506,9 +530,9 @@ bool MessageLayer::on_upstream_bytes(Conn& c, std::span<const uint8_t> data) {
       if (!c.regen->consume(piece.first(skip))) {
         ++counters_.regen_mismatch;
         spdlog::error(
-            "message: {}: regenerated reply {} differs from the bytes the client may hold; "
+            "message: {}: regenerated reply {} differs from the bytes the client may hold ({}); "
             "resetting the connection (I5)",
-            c.key.to_string(), c.replies_done);
+            c.key.to_string(), c.replies_done, c.regen->mismatch);
         destroy(c, true);
         return false;
       }
@@ -719,7 +743,15 @@ void MessageLayer::on_peer_message(const peer::ConnMessage& m) {
     return;
   }
   if (s_.role != Role::Backup || mode_ != Mode::Duplex) return;
-  Conn& c = conn_for(m.key);
+  Conn* known = find(m.key);
+  if (!known && !(m.type == peer::Type::Reply && m.value == 0)) {
+    // The connection ended here first (a client reset reaches both nodes; frames the primary had
+    // already queued follow): nothing to keep. A new connection's stream starts at offset 0.
+    SPDLOG_DEBUG("peer: {} for a connection that ended: {}", static_cast<int>(m.type),
+                 m.key.to_string());
+    return;
+  }
+  Conn& c = known ? *known : conn_for(m.key);
   switch (m.type) {
     case peer::Type::Reply: {
       if (m.value > c.reply_total) {
