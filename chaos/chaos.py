@@ -1,0 +1,479 @@
+"""Randomized crash-under-load harness (see docs/RELIABILITY.md; entry point: chaos/run).
+
+Each trial: a fresh lab; Understudy on both nodes (duplex), or keepalived (VRRP) + nginx; optional
+random loss / duplication on the lab bridge; steady verifying load (chaos/loadclient.py) from the
+client namespace; at a seeded random moment the primary or the backup dies like a host (eth0
+down + SIGKILL), either at a random time or at one of the daemon's fault points (docs/FAULTS.md,
+the phases of the paper's Table 2); load continues past the takeover, then every request already
+sent must finish. One summary line per trial, a total per target, JSON lines in --out.
+
+For the keepalived target, fault points do not exist: the same role dies by lab crash at the
+moment the fault point would have been armed.
+"""
+import argparse
+import json
+import os
+import random
+import shlex
+import statistics
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from chaoslab import ChaosLab, KEEPALIVED_TARGETS, ul  # noqa: E402
+
+REPO = os.path.dirname(HERE)
+LOADCLIENT = os.path.join(HERE, "loadclient.py")
+TARGETS = ("understudy",) + tuple(KEEPALIVED_TARGETS)
+
+# Fault points per role (docs/FAULTS.md) and the range of N for POINT:N under this load.
+FAULTS = {
+    "primary": {"primary.before_ack": 200, "primary.reply_read": 100,
+                "primary.reply_acked": 100, "primary.reply_written": 200},
+    "backup": {"backup.request_partial": 3, "backup.before_relay": 200,
+               "backup.request_complete": 100, "backup.reply_received": 200},
+}
+OTHER = {"primary": "backup", "backup": "primary"}
+
+
+def now():
+    return time.monotonic()
+
+
+# --------------------------------------------------------------------------- plan
+
+def trial_plan(tseed, role, loss, dup, phases):
+    """Everything random about a trial, from its seed alone."""
+    rng = random.Random(tseed)
+    kind = rng.choice(phases)
+    plan = {"seed": tseed, "role": role, "loss": loss, "dup": dup,
+            "crash_after": round(rng.uniform(0.2, 1.2), 3),   # s of steady load before the crash
+            "client_seed": rng.getrandbits(32),
+            "big": rng.random() < 0.12}                       # one 64 MiB GET in ~1 trial of 8
+    if kind == "fault":
+        point = rng.choice(sorted(FAULTS[role]))
+        plan["crash"] = f"{point}:{rng.randint(1, FAULTS[role][point])}"
+    else:
+        plan["crash"] = "random"
+        rng.random()
+    return plan
+
+
+def replay_cmd(plan, target, binary_note=""):
+    return (f"chaos/run --trial-seed {plan['seed']} --roles {plan['role']} --loss {plan['loss']} "
+            f"--dup {plan['dup']} --target {target}")
+
+
+# --------------------------------------------------------------------------- one trial
+
+class TrialError(Exception):
+    pass
+
+
+def survivor_gone(lab, survivor, res):
+    """True (and the trial marked as an error) if the node that should survive the crash has
+    exited already: e.g. a false failover (heartbeats late under CPU starvation) made the backup
+    take over and the primary fail-stop. Crashing the other node then is no failover test."""
+    if lab._daemon_pids(survivor):
+        return False
+    res["error"] = (f"{survivor} daemon exited before the crash, so the crash was not done "
+                    f"(false failover?); {survivor} log tail: {lab.log_tail(survivor, 'daemon', 600)}")
+    res["crashed_by"] = "skipped: survivor gone"
+    return True
+
+
+def run_trial(plan, target, args, outdir):
+    """Run one trial; return a result dict (never raises for trial-level problems)."""
+    res = {"target": target, **plan, "ok": False, "error": None}
+    role, survivor = plan["role"], OTHER[plan["role"]]
+    lab = ChaosLab(binary=args.binary, port80=(target != "understudy"))
+    t_trial = now()
+    tdir = os.path.join(outdir, f"trial-{plan['seed']}-{target}")
+    client = None
+    try:
+        lab.up()
+        # ---- the service
+        if target == "understudy":
+            lab.keygen()
+            for node in ("primary", "backup"):
+                lab.write_config(node)
+            lab.start_node("primary")
+            lab.start_node("backup")
+            lab.wait_status("primary", mode="duplex", channel_up=True)
+            lab.wait_status("backup", mode="duplex", front=True)
+        else:
+            lab.start_keepalived_pair(target)
+        # ---- the network
+        if plan["loss"]:
+            lab.drop_random(plan["loss"])
+        if plan["dup"]:
+            lab.dup_random(plan["dup"])
+        # ---- the load
+        manifest = os.path.join(lab.workdir, "manifest.json")
+        with open(manifest, "w") as f:
+            json.dump(lab.manifest, f)
+        ready, stop, crashf = (os.path.join(lab.workdir, n) for n in ("load-ready", "load-stop", "crash-at"))
+        cargs = ["/usr/bin/python3", LOADCLIENT, "--manifest", manifest, "--seed", str(plan["client_seed"]),
+                 "--ready", ready, "--stop-file", stop, "--crash-file", crashf,
+                 "--get", str(args.get), "--post", str(args.post), "--pipe", str(args.pipe),
+                 "--big", "1" if plan["big"] else "0", "--timeout", str(args.client_timeout)]
+        client = _spawn_client(lab, cargs)
+
+        def client_alive():
+            if client.poll() is not None:
+                raise ul.LabError(f"load client exited early ({client.returncode}): "
+                                  f"{client.stderr.read().decode(errors='replace')[-2000:]}")
+            return os.path.exists(ready)
+        ul.wait_for(client_alive, 30, "every load worker to complete a first request")
+        t_load = now()
+        # ---- steady load, then the crash
+        deadline = t_load + plan["crash_after"]
+        crash = plan["crash"]
+        if crash != "random" and target == "understudy":
+            while now() < deadline:
+                time.sleep(0.005)  # pacing interval of the seeded crash moment
+            cp = lab.run_in(role, [lab.binary, "fault", "--config", lab.config_path(role), crash])
+            if cp.returncode != 0:
+                raise TrialError(f"arming {crash} failed: {cp.stdout!r} {cp.stderr!r}")
+            t_armed = now()
+            try:
+                ul.wait_for(lambda: not lab._daemon_pids(role), args.fault_wait,
+                            f"{role} to die at {crash}", interval=0.002)
+                res["crashed_by"] = "fault"
+            except TimeoutError:
+                # The point was not reached under this load: plain crash, unless the other node is
+                # gone already (then crashing this one would only end the service).
+                if not survivor_gone(lab, survivor, res):
+                    lab.crash_host(role)
+                    res["crashed_by"] = "fault-not-reached"
+            t_crash = now()
+            res["fault_delay"] = round(t_crash - t_armed, 3)
+            log = lab.log_tail(role, "daemon", 20000)
+            if res["crashed_by"] == "fault" and f"fault: {crash.split(':')[0]} reached" not in log:
+                res["crashed_by"] = "died-elsewhere"
+        else:
+            while now() < deadline:
+                time.sleep(0.005)  # pacing interval of the seeded crash moment
+            if target != "understudy" or not survivor_gone(lab, survivor, res):
+                lab.crash_host(role)
+                res["crashed_by"] = "crash" if crash == "random" else "crash(fault-equivalent)"
+            t_crash = now()
+        with open(crashf + ".tmp", "w") as f:
+            f.write(repr(t_crash))
+        os.replace(crashf + ".tmp", crashf)
+        res["crash_at"] = round(t_crash - t_load, 3)
+        # ---- the takeover
+        if not res.get("crashed_by", "").startswith("skipped"):
+            try:
+                if target == "understudy":
+                    lab.wait_status(survivor, timeout=10, mode="simplex", front=True)
+                elif role == "primary":
+                    ul.wait_for(lambda: lab.has_vip("backup"), 15, "backup to take the VIP")
+                res["takeover_s"] = round(now() - t_crash, 3)
+                if target != "understudy" and role == "backup":
+                    res["takeover_s"] = None   # nothing to take over: the primary keeps the VIP
+            except (TimeoutError, ul.LabError) as e:
+                res["takeover_s"] = None
+                res["error"] = f"no takeover: {e}"[:2000]
+        # ---- load past the takeover, then stop and drain
+        t_post = now() + args.post_crash
+        while now() < t_post:
+            time.sleep(0.005)  # pacing interval
+        open(stop, "w").close()
+        try:
+            out, err = client.communicate(timeout=args.client_timeout * 4 + 120)
+        except Exception:
+            client.kill()
+            out, err = client.communicate()
+            raise TrialError("load client did not finish")
+        try:
+            load = json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise TrialError(f"load client printed no JSON (rc {client.returncode}): "
+                             f"{out[-500:]!r} {err[-2000:]!r}")
+        res["load"] = load
+        if not load.get("ok"):
+            res["error"] = res["error"] or f"load client problem: {load.get('client_errors')} hung={load.get('hung_workers')}"
+        if target == "understudy":
+            st = lab.node_status(survivor) or {}
+            res["survivor"] = {k: st.get(k) for k in ("mode", "front", "failovers", "connections")}
+            res["survivor_message"] = st.get("message")
+            if st.get("failovers") != 1 and not res["error"]:
+                res["error"] = f"survivor status after the trial: {res['survivor']}"
+        res["dropped"] = sum(r["packets"] for r in lab.loss_rules()) if plan["loss"] else 0
+        res["duplicated"] = lab.duplicated() if plan["dup"] else 0
+        res["ok"] = res["error"] is None and load["failed"] == 0
+    except Exception as e:
+        res["error"] = f"{type(e).__name__}: {e}"[:3000]
+        res["traceback"] = traceback.format_exc()[-3000:]
+    finally:
+        if client is not None and client.poll() is None:
+            client.kill()
+            client.wait()
+        failed = not res["ok"]
+        if failed and (target == "understudy" or res.get("error")):
+            try:
+                os.makedirs(tdir, exist_ok=True)
+                for node in ("primary", "backup"):
+                    for kind in ("daemon", "keepalived"):
+                        t = lab.log_tail(node, kind, 200000)
+                        if t != "(no log)":
+                            with open(os.path.join(tdir, f"{node}-{kind}.log"), "w") as f:
+                                f.write(t)
+                for node in ("primary", "backup"):
+                    for name in ("access.log", "error.log"):
+                        src = os.path.join(lab.nginx_dir(node), "logs", name)
+                        if os.path.exists(src):
+                            with open(src, "rb") as fi, open(os.path.join(tdir, f"{node}-nginx-{name}"), "wb") as fo:
+                                fi.seek(max(0, os.path.getsize(src) - 400000))
+                                fo.write(fi.read())
+                with open(os.path.join(tdir, "result.json"), "w") as f:
+                    json.dump(res, f, indent=1)
+                res["logs"] = tdir
+            except Exception:
+                pass
+        try:
+            lab.down()
+        except Exception as e:
+            res["down_error"] = str(e)
+    res["trial_s"] = round(now() - t_trial, 2)
+    return res
+
+
+def _spawn_client(lab, cargs):
+    import subprocess
+    return subprocess.Popen(["ip", "netns", "exec", lab.ns("client")] + cargs,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+# --------------------------------------------------------------------------- reporting
+
+def line(i, n, r):
+    L = r.get("load") or {}
+    k = L.get("failed_by_kind", {})
+    status = "OK" if r["ok"] else ("FAIL" if L.get("failed") else "ERROR")
+    s = (f"trial {i}/{n} seed={r['seed']} target={r['target']} role={r['role']} loss={r['loss']}% "
+         f"dup={r['dup']}% crash={r['crash']}{' [' + r.get('crashed_by', '?') + ']' if r['crash'] != 'random' else ''}"
+         f" @{r.get('crash_at', '?')}s big={'y' if r['big'] else 'n'}"
+         f" sent={L.get('sent', 0)} completed={L.get('completed', 0)} failed={L.get('failed', 0)}"
+         f" (reset {k.get('reset', 0)} timeout {k.get('timeout', 0)} truncated {k.get('truncated', 0)}"
+         f" wrong {k.get('wrong', 0)} connect {k.get('connect', 0)})"
+         f" inflight@crash={L.get('in_flight_at_crash', '?')} stall={L.get('stall_max_ms', '?')}ms"
+         f" takeover={'n/a' if r.get('takeover_s') is None else str(r['takeover_s']) + 's'} {status}")
+    if not r["ok"]:
+        if r.get("error"):
+            s += f"\n    error: {r['error'][:600]}"
+        for fdet in (L.get("failures") or [])[:3]:
+            s += f"\n    {fdet['kind']}: {fdet['request']} on {fdet['local']}: {fdet['error'][:200]}"
+            if fdet.get("tcp"):
+                t = fdet["tcp"]
+                s += (f" [tcp unacked={t['unacked']} retransmits={t['retransmits']} backoff={t['backoff']}"
+                      f" total_retrans={t['total_retrans']} last_data_recv={t['last_data_recv']}ms]")
+        s += f"\n    replay: {replay_cmd(r, r['target'])}"
+        if r.get("logs"):
+            s += f"\n    logs: {r['logs']}"
+    return s
+
+
+def pct(values, p):
+    if not values:
+        return 0.0
+    v = sorted(values)
+    k = min(len(v) - 1, max(0, int(round(p / 100 * (len(v) - 1)))))
+    return v[k]
+
+
+def totals(results, target):
+    rs = [r for r in results if r["target"] == target]
+    t = {"trials": len(rs), "sent": 0, "completed": 0, "failed": 0, "kinds": {},
+         "trials_failed": 0, "trials_error": 0, "stalls": [], "takeovers": []}
+    for r in rs:
+        L = r.get("load") or {}
+        t["sent"] += L.get("sent", 0)
+        t["completed"] += L.get("completed", 0)
+        t["failed"] += L.get("failed", 0)
+        for k, v in (L.get("failed_by_kind") or {}).items():
+            t["kinds"][k] = t["kinds"].get(k, 0) + v
+        if L.get("failed"):
+            t["trials_failed"] += 1
+        if r.get("error"):
+            t["trials_error"] += 1
+        if "stall_max_ms" in L:
+            t["stalls"].append(L["stall_max_ms"])
+        if r.get("takeover_s") is not None:
+            t["takeovers"].append(r["takeover_s"])
+    return t
+
+
+def total_line(results, target):
+    t = totals(results, target)
+    st = t["stalls"]
+    k = t["kinds"]
+    return (f"TOTAL target={target} trials={t['trials']} sent={t['sent']} completed={t['completed']} "
+            f"failed={t['failed']} (reset {k.get('reset', 0)} timeout {k.get('timeout', 0)} "
+            f"truncated {k.get('truncated', 0)} wrong {k.get('wrong', 0)} connect {k.get('connect', 0)}) "
+            f"trials_with_failures={t['trials_failed']} trial_errors={t['trials_error']} "
+            f"stall_ms p50={pct(st, 50)} p99={pct(st, 99)} max={max(st) if st else 0}")
+
+
+# --------------------------------------------------------------------------- main
+
+def parse_list(s, conv=str):
+    return [conv(x) for x in s.split(",") if x.strip()]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="chaos/run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=None, help="run seed (default: random, printed)")
+    ap.add_argument("--trial-seed", type=int, default=None, help="replay exactly one trial")
+    ap.add_argument("--repeat", type=int, default=1, help="with --trial-seed: replay it this many times")
+    ap.add_argument("--loss", default="0", help="loss levels in %%, cycled over trials (e.g. 0,1,5)")
+    ap.add_argument("--dup", default="0", help="duplication levels in %%, cycled (e.g. 0,1)")
+    ap.add_argument("--roles", default="primary,backup")
+    ap.add_argument("--target", default="understudy,keepalived",
+                    help=f"comma list of {', '.join(TARGETS)}; each trial runs on every target")
+    ap.add_argument("--phases", default="random,fault", help="crash kinds to draw from: random,fault")
+    ap.add_argument("--report", help="write the markdown report here (e.g. docs/RELIABILITY.md)")
+    ap.add_argument("--from-results", help="only write --report from this results.jsonl (no trials)")
+    ap.add_argument("--out", help="directory for results.jsonl and logs of failing trials")
+    ap.add_argument("--binary", default=os.environ.get("UNDERSTUDY_BINARY", os.path.join(REPO, "build", "understudy")))
+    ap.add_argument("--get", type=int, default=5, help="keep-alive GET connections")
+    ap.add_argument("--post", type=int, default=3, help="keep-alive POST /echo connections")
+    ap.add_argument("--pipe", type=int, default=2, help="pipelining connections")
+    ap.add_argument("--post-crash", type=float, default=0.6, help="s of load after the takeover")
+    ap.add_argument("--compare-every", type=int, default=1,
+                    help="run the keepalived target(s) only on every K-th trial (long runs)")
+    ap.add_argument("--fault-wait", type=float, default=2.5, help="s to wait for an armed point to fire")
+    ap.add_argument("--client-timeout", type=float, default=8.0,
+                    help="socket timeout of the load client: a request waiting this long fails (timeout)")
+    ap.add_argument("--stop-on-fail", action="store_true")
+    ap.add_argument("--no-snapshot", action="store_true",
+                    help="use --binary in place instead of a copy taken at the start")
+    ap.add_argument("--ci", action="store_true", help="exit 77 (CTest: skipped) without root")
+    args = ap.parse_args(argv)
+
+    if args.from_results:
+        with open(args.from_results) as f:
+            results = [json.loads(x) for x in f if x.strip()]
+        meta = results[0].get("meta", {}) if results else {}
+        # One result per (trial seed, target): a results file appended to by two processes by
+        # mistake holds some trials twice.
+        seen, uniq = set(), []
+        for r in results:
+            if "target" in r and (r["seed"], r["target"]) not in seen:
+                seen.add((r["seed"], r["target"]))
+                uniq.append(r)
+        results = uniq
+        import report
+        report.write(args.report, results, meta)
+        print(f"report written to {args.report} from {len(results)} trial results")
+        return 0
+
+    if os.geteuid() != 0:
+        print("chaos/run needs root (network namespaces)", file=sys.stderr)
+        return 77 if args.ci else 2
+    targets = parse_list(args.target)
+    for t in targets:
+        if t not in TARGETS:
+            ap.error(f"unknown target {t}")
+    roles = parse_list(args.roles)
+    losses = parse_list(args.loss, float)
+    losses = [int(x) if x == int(x) else x for x in losses]
+    dups = parse_list(args.dup, float)
+    dups = [int(x) if x == int(x) else x for x in dups]
+    phases = parse_list(args.phases)
+    seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(31)
+    if not os.path.exists(args.binary) and "understudy" in targets:
+        print(f"no daemon binary at {args.binary}", file=sys.stderr)
+        return 2
+    out = args.out or f"/tmp/understudy-chaos-{time.strftime('%Y%m%d-%H%M%S')}-{seed}"
+    os.makedirs(out, exist_ok=True)
+    if "understudy" in targets and not args.no_snapshot:
+        # Run every trial with one copy of the daemon: a rebuild during a long run must not
+        # change (or briefly remove) the binary under test.
+        import shutil
+        snap = os.path.join(out, "understudy")
+        shutil.copy2(args.binary, snap)
+        args.binary = snap
+    resfile = os.path.join(out, "results.jsonl")
+    meta = {"seed": seed, "argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "binary": args.binary, "kernel": os.uname().release, "trials": args.trials}
+    try:
+        import hashlib
+        with open(args.binary, "rb") as f:
+            meta["binary_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        pass
+    try:
+        import subprocess
+        meta["commit"] = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                                        capture_output=True, text=True).stdout.strip()
+        meta["dirty"] = bool(subprocess.run(["git", "-C", REPO, "status", "--porcelain", "src"],
+                                            capture_output=True, text=True).stdout.strip())
+        meta["keepalived"] = subprocess.run(["/usr/sbin/keepalived", "--version"], capture_output=True,
+                                            text=True).stderr.splitlines()[0]
+    except Exception:
+        pass
+    with open(resfile, "a") as f:
+        f.write(json.dumps({"meta": meta}) + "\n")
+
+    if args.trial_seed is not None:
+        plans = [trial_plan(args.trial_seed, roles[0], losses[0], dups[0], phases)] * args.repeat
+        print(f"chaos: replaying trial seed {args.trial_seed}{f' {args.repeat} times' if args.repeat > 1 else ''}; "
+              f"results in {out}", flush=True)
+    else:
+        rng = random.Random(seed)
+        plans = []
+        for i in range(args.trials):
+            plans.append(trial_plan(rng.getrandbits(31), roles[(i // len(losses)) % len(roles)],
+                                    losses[i % len(losses)], dups[(i // (len(losses) * len(roles))) % len(dups)],
+                                    phases))
+        print(f"chaos: seed {seed}, {args.trials} trials x targets {','.join(targets)}; "
+              f"results in {out}  (replay the run: chaos/run --seed {seed} --trials {args.trials} "
+              f"--loss {args.loss} --dup {args.dup} --roles {args.roles} --target {args.target})", flush=True)
+
+    results = []
+    n = len(plans)
+    for i, plan in enumerate(plans, 1):
+        for target in targets:
+            if target != "understudy" and (i - 1) % args.compare_every:
+                continue
+            r = run_trial(plan, target, args, out)
+            results.append(r)
+            with open(resfile, "a") as f:
+                f.write(json.dumps({k: v for k, v in r.items() if k != "traceback"}) + "\n")
+            print(line(i, n, r), flush=True)
+        if args.report and i % 50 == 0 and i < n:
+            import report
+            report.write(args.report, results, meta)   # progress: the completed trials so far
+        if args.stop_on_fail and any(not r["ok"] and r["target"] == "understudy" for r in results):
+            break
+    print("", flush=True)
+    for target in targets:
+        print(total_line(results, target), flush=True)
+    if args.report:
+        import report
+        report.write(args.report, results, meta)
+        print(f"report written to {args.report}")
+    us = [r for r in results if r["target"] == "understudy"]
+    lost = sum((r.get("load") or {}).get("failed", 0) for r in us)
+    errs = [r for r in us if r.get("error")]
+    if lost:
+        print(f"FAIL: Understudy lost or corrupted {lost} replies "
+              f"(seeds: {sorted({r['seed'] for r in us if (r.get('load') or {}).get('failed')})})", flush=True)
+        return 1
+    if errs:
+        print(f"FAIL: {len(errs)} Understudy trials did not complete (seeds: {[r['seed'] for r in errs]})", flush=True)
+        return 1
+    bad_infra = [r for r in results if r.get("error") and r["target"] != "understudy"]
+    if bad_infra:
+        print(f"note: {len(bad_infra)} comparison trials had harness errors (seeds: {[r['seed'] for r in bad_infra]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
