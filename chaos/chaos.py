@@ -200,6 +200,7 @@ def run_trial(plan, target, args, outdir):
             st = lab.node_status(survivor) or {}
             res["survivor"] = {k: st.get(k) for k in ("mode", "front", "failovers", "connections")}
             res["survivor_message"] = st.get("message")
+            res["survivor_packet"] = st.get("packet")   # packet-layer counters (drops, fake acks)
             if st.get("failovers") != 1 and not res["error"]:
                 res["error"] = f"survivor status after the trial: {res['survivor']}"
         res["dropped"] = sum(r["packets"] for r in lab.loss_rules()) if plan["loss"] else 0

@@ -494,7 +494,8 @@ class Lab:
             self._start_nginx(node)
         for node in SERVER_NODES:
             self.wait_http(node, "127.0.0.1", NGINX_PORT, "/f/0.bin", what=f"nginx on {node}")
-            self.wait_http(node, "127.0.0.1", NGINX_PORT, "/echo/ping", what=f"echo back-end via nginx on {node}")
+            self.wait_http(node, "127.0.0.1", NGINX_PORT, "/echo/ping", what=f"echo back-end via nginx on {node}",
+                           want_2xx=True)
         return self
 
     def _nsexec(self, node, args, **kw):
@@ -606,8 +607,9 @@ http {{
         self._spawn(node, "nginx", ["nginx", "-p", d + "/", "-c", conf, "-e", os.path.join(d, "logs", "error.log")],
                     "nginx.out")
 
-    def wait_http(self, node, host, port, path="/", timeout=15, what=None):
-        """Wait until an HTTP GET from inside ``node`` to host:port/path gets any HTTP status."""
+    def wait_http(self, node, host, port, path="/", timeout=15, what=None, want_2xx=False):
+        """Wait until an HTTP GET from inside ``node`` to host:port/path gets any HTTP status
+        (with ``want_2xx``, a 2xx one: a proxy answers 502 before its back-end listens)."""
         url = f"http://{host}:{port}{path}"
 
         def probe():
@@ -616,7 +618,10 @@ http {{
                     raise LabError(f"{key[1]} on {node} exited with {p.returncode}: {self.log_tail(node, key[1])}")
             cp = self._nsexec(node, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
                                      "--max-time", "2", url], check=False)
-            return cp.returncode == 0 and cp.stdout.strip() not in (b"", b"000")
+            code = cp.stdout.strip()
+            if want_2xx:
+                return cp.returncode == 0 and code.startswith(b"2")
+            return cp.returncode == 0 and code not in (b"", b"000")
         return wait_for(probe, timeout, what or f"{url} in {self.ns(node)}")
 
     def log_tail(self, node, kind, n=2000):
