@@ -90,6 +90,7 @@ def run_trial(plan, target, args, outdir):
     role, survivor = plan["role"], OTHER[plan["role"]]
     lab = ChaosLab(binary=args.binary, port80=(target != "understudy"))
     t_trial = now()
+    captures = []
     tdir = os.path.join(outdir, f"trial-{plan['seed']}-{target}")
     client = None
     try:
@@ -105,6 +106,8 @@ def run_trial(plan, target, args, outdir):
             lab.wait_status("backup", mode="duplex", front=True)
         else:
             lab.start_keepalived_pair(target)
+        if args.capture and target == "understudy":
+            captures = start_captures(lab)
         # ---- the network
         if plan["loss"]:
             lab.drop_random(plan["loss"])
@@ -214,6 +217,7 @@ def run_trial(plan, target, args, outdir):
             client.kill()
             client.wait()
         failed = not res["ok"]
+        stop_captures(captures, tdir if failed else None)
         if failed and (target == "understudy" or res.get("error")):
             try:
                 os.makedirs(tdir, exist_ok=True)
@@ -241,6 +245,36 @@ def run_trial(plan, target, args, outdir):
             res["down_error"] = str(e)
     res["trial_s"] = round(now() - t_trial, 2)
     return res
+
+
+CAPTURE_POINTS = (("client", "eth0"), ("primary", "eth0"), ("primary", "understudy0"),
+                  ("backup", "eth0"), ("backup", "understudy0"))
+
+
+def start_captures(lab):
+    """One tcpdump per point, each awaited until it reports that it listens."""
+    import subprocess
+    caps = []
+    for node, dev in CAPTURE_POINTS:
+        path = os.path.join(lab.workdir, f"{node}-{dev}.pcap")
+        p = subprocess.Popen(["ip", "netns", "exec", lab.ns(node), "tcpdump", "-i", dev, "-s", "160",
+                              "-U", "-n", "-w", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        line = p.stderr.readline().decode(errors="replace")
+        if "listening on" not in line:
+            p.kill()
+            raise TrialError(f"tcpdump on {node}/{dev} did not start: {line.strip()}")
+        caps.append((p, path))
+    return caps
+
+
+def stop_captures(caps, keep_dir):
+    import shutil
+    for p, path in caps:
+        p.terminate()
+        p.wait()
+        if keep_dir and os.path.exists(path):
+            os.makedirs(keep_dir, exist_ok=True)
+            shutil.copy(path, keep_dir)
 
 
 def _spawn_client(lab, cargs):
@@ -352,6 +386,9 @@ def main(argv=None):
     ap.add_argument("--client-timeout", type=float, default=8.0,
                     help="socket timeout of the load client: a request waiting this long fails (timeout)")
     ap.add_argument("--stop-on-fail", action="store_true")
+    ap.add_argument("--capture", action="store_true",
+                    help="tcpdump (headers only) on the client's eth0 and each node's eth0 and TUN; "
+                         "the captures are kept with the logs of a failing trial")
     ap.add_argument("--no-snapshot", action="store_true",
                     help="use --binary in place instead of a copy taken at the start")
     ap.add_argument("--ci", action="store_true", help="exit 77 (CTest: skipped) without root")
