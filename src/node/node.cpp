@@ -88,7 +88,7 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
   std::unique_ptr<message::MessageLayer> ml;
   std::unique_ptr<peer::Channel> channel;
   std::unique_ptr<ModeMachine> mm;
-  std::vector<uint8_t> rx, scratch;
+  std::vector<uint8_t> rx, scratch, scratch_has;
   int exit_code = 0;
   sys::TimePoint started = sys::Clock::now();
   sys::TimePoint last_heartbeat_sent{};
@@ -107,8 +107,10 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
     send_datagram(peer::Type::Relay, p);
   }
   void to_front(std::span<const uint8_t> p) override { send_datagram(peer::Type::Stray, p); }
-  void backup_has(const packet::ConnKey& key, wire::SeqNum seq) override {
-    send_conn({peer::Type::Has, key, seq.raw(), 0, {}});
+  void backup_has(const packet::ConnKey& key, const packet::HasReport& r) override {
+    scratch_has.clear();
+    peer::encode_has_extra(scratch_has, r);
+    send_conn({peer::Type::Has, key, r.has.raw(), 0, scratch_has});
   }
   // --- PeerLink ------------------------------------------------------------------------------
   void send(const peer::ConnMessage& m) override { send_conn(m); }
@@ -158,6 +160,7 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
   nlohmann::json control_reply(const std::string& line, int fd);
   void on_channel_message(peer::Type type, std::span<const uint8_t> payload);
   void tick();
+  void send_heartbeat();
   void act(Action a);
   void announce();
   nlohmann::json status() const;
@@ -434,11 +437,24 @@ void Node::Impl::on_channel_message(peer::Type type, std::span<const uint8_t> pa
     return;
   }
   if (type == peer::Type::Has) {
-    if (role == Role::Primary)
-      pl->on_backup_has(m->key, wire::SeqNum(static_cast<uint32_t>(m->value)), sys::Clock::now());
+    if (role == Role::Primary) {
+      auto r = peer::decode_has(*m);
+      if (!r) {
+        spdlog::error("peer: malformed Has for {}", m->key.to_string());
+        return;
+      }
+      pl->on_backup_has(m->key, *r, sys::Clock::now());
+    }
     return;
   }
   ml->on_peer_message(*m);
+}
+
+void Node::Impl::send_heartbeat() {
+  scratch.clear();
+  peer::encode(scratch, peer::Heartbeat{role, mm->mode(), boot_id});
+  auto copy = scratch;
+  send_datagram(peer::Type::Heartbeat, copy);
 }
 
 void Node::Impl::tick() {
@@ -449,12 +465,10 @@ void Node::Impl::tick() {
   auto now = sys::Clock::now();
   if (now - last_heartbeat_sent >= std::chrono::milliseconds(cfg.heartbeat.interval_ms)) {
     last_heartbeat_sent = now;
-    scratch.clear();
-    peer::encode(scratch, peer::Heartbeat{role, mm->mode(), boot_id});
-    auto copy = scratch;
-    send_datagram(peer::Type::Heartbeat, copy);
+    send_heartbeat();
   }
   act(mm->on_tick(now));
+  pl->resend_due(now);
   if (now - last_expire >= 1s) {
     last_expire = now;
     pl->expire(now);
@@ -543,6 +557,8 @@ nlohmann::json Node::Impl::status() const {
         {"syn_acks_held", pc.syn_acks_held},
         {"fake_acks", pc.fake_acks},
         {"kernel_acks_clamped", pc.kernel_acks_clamped},
+        {"sacks_trimmed", pc.sacks_trimmed},
+        {"takeover_resends", pc.takeover_resends},
         {"acks_fabricated", pc.acks_fabricated},
         {"retained_sent", pc.retained_sent},
         {"flows_opened", pc.flows_opened}}},

@@ -3,6 +3,7 @@
 // TUN-side connection). Client sequence numbers pass through untouched; server sequence numbers are
 // shifted by a per-connection offset chosen so that both nodes present the same ISN.
 #pragma once
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -13,6 +14,7 @@
 
 #include "wire/address.hpp"
 #include "wire/seq.hpp"
+#include "wire/tcp_options.hpp"
 
 namespace us::packet {
 
@@ -47,6 +49,18 @@ struct RetainedSegment {
   std::vector<uint8_t> packet;
 };
 
+// What the backup holds of a client's stream, as it reports it to the primary (I1). The primary
+// tells the client nothing beyond it: not by ACK, not by SACK, and its window ends where the
+// backup's kernel can still take bytes (a segment beyond it is dropped there, yet the primary's
+// kernel would take and report it).
+struct HasReport {
+  wire::SeqNum has;                       // every client byte below
+  std::optional<wire::SeqNum> right;      // right edge of the backup kernel's receive window
+  std::array<wire::SackBlock, 4> sack{};  // ranges above `has` its kernel holds (latest ACK)
+  uint8_t sack_count = 0;
+  friend bool operator==(const HasReport&, const HasReport&) = default;
+};
+
 struct Flow {
   ConnKey key;
   wire::Endpoint client;
@@ -72,18 +86,28 @@ struct Flow {
   // Primary in duplex: ACK gating (I1). The client is never acknowledged past what the backup has.
   bool backup_has_known = false;
   wire::SeqNum backup_has;  // client seq
+  std::optional<wire::SeqNum> backup_right;
+  std::array<wire::SackBlock, 4> backup_sack{};
+  uint8_t backup_sack_count = 0;
+  std::optional<wire::SeqNum> right_sent;        // right edge of the window last sent to the client
+  std::array<wire::SackBlock, 4> kernel_sack{};  // this kernel's out-of-order ranges, latest
+  uint8_t kernel_sack_count = 0;
+  std::array<wire::SackBlock, 4> sack_sent{};  // SACK blocks of the last ACK made up here
+  uint8_t sack_sent_count = 0;
   bool ack_sent_known = false;
   wire::SeqNum ack_sent;  // client seq: highest ACK number sent to the client
   std::optional<std::vector<uint8_t>> held_syn_ack;
 
   // Backup: what this node holds, reported to the primary.
   bool local_has_known = false;
-  wire::SeqNum local_has;
-  wire::SeqNum local_has_reported;
-  bool local_has_reported_known = false;
-  bool local_has_dirty = false;
+  HasReport local;  // `has` valid once local_has_known
+  std::optional<HasReport> local_reported;
   std::deque<RetainedSegment> retained;
   wire::SeqNum retained_end;
+  // After a takeover: when to send the oldest unacknowledged segment again, and how often more.
+  std::optional<TimePoint> resend_at;
+  std::chrono::milliseconds resend_gap{0};
+  int resends_left = 0;
 
   // Lifecycle.
   std::optional<wire::SeqNum> client_fin;  // client seq of the FIN

@@ -13,6 +13,35 @@ using wire::SeqNum;
 using wire::SeqOffset;
 namespace tf = wire::tcp_flags;
 
+namespace {
+// Below this a window counts as (nearly) closed: its reopening is worth an ACK of its own.
+constexpr uint32_t kSmallWindow = 4 * 1460;
+// The first resend after a takeover comes when a fresh TCP connection would retransmit (Linux's
+// minimum RTO), then at doubling gaps: 0.2, 0.6, 1.4, 3 s after the takeover.
+constexpr std::chrono::milliseconds kTakeoverRto{200};
+constexpr int kTakeoverResends = 4;
+
+void apply_report(Flow& f, const HasReport& r) {
+  if (!f.backup_has_known || r.has > f.backup_has) f.backup_has = r.has;
+  f.backup_has_known = true;
+  if (r.right && (!f.backup_right || *r.right > *f.backup_right)) f.backup_right = r.right;
+  f.backup_sack = r.sack;
+  f.backup_sack_count = r.sack_count;
+}
+// The out-of-order ranges the kernel holds, from its latest segment (D-SACKs left out).
+uint8_t kernel_sack_of(const wire::TcpPacket& p, std::array<wire::SackBlock, 4>& out) {
+  uint8_t n = 0;
+  if (p.tcp.options().empty()) return 0;
+  if (auto opts = wire::parse_options(p.tcp.options())) {
+    for (uint8_t i = 0; i < opts->sack_count; ++i) {
+      const auto& b = opts->sack[i];
+      if (b.right > p.tcp.ack() && b.right > b.left) out[n++] = b;
+    }
+  }
+  return n;
+}
+}  // namespace
+
 std::string ConnKey::to_string() const {
   return ip.to_string() + ":" + std::to_string(port) + "/isn=" + std::to_string(isn);
 }
@@ -127,8 +156,7 @@ Flow* PacketLayer::new_flow(const wire::TcpPacket& syn, TimePoint now) {
   f->server_isn = SeqNum(s_.server_isn(f->key));
   f->last_seen = now;
   if (auto e = early_has_.find(f->key); e != early_has_.end()) {
-    f->backup_has_known = true;
-    f->backup_has = e->second.first;
+    apply_report(*f, e->second.first);
     early_has_.erase(e);
   }
   Flow* raw = f.get();
@@ -235,6 +263,8 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
     if (p.tcp.ack() > f.kernel_rcv_nxt) f.kernel_rcv_nxt = p.tcp.ack();
     if (!syn_ack) f.kernel_window = p.tcp.window();
     note_has(f, p.tcp.ack());
+    if (s_.role == Role::Backup) note_kernel_window(f, p, syn_ack);
+    if (s_.role == Role::Primary) note_kernel_sack(f, p);
   }
   if (fl & tf::FIN) f.kernel_fin = seq + static_cast<uint32_t>(p.tcp.payload().size());
   // A reset made by the backup's kernel alone never reaches the client and does not end the flow:
@@ -260,18 +290,7 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
         ++counters_.syn_acks_held;
         return;
       }
-      if ((fl & tf::ACK) && !syn_ack) {
-        SeqNum allowed = f.backup_has_known ? f.backup_has : SeqNum(f.key.isn + 1);
-        if (p.tcp.ack() > allowed) {
-          // I1: the client must not hear "received" for bytes the backup lacks. Keep the right edge
-          // of the window where the kernel put it.
-          uint32_t diff = static_cast<uint32_t>(p.tcp.ack() - allowed);
-          uint32_t w = p.tcp.window() + (diff >> f.window_shift);
-          p.tcp.set_ack(allowed);
-          p.tcp.set_window(static_cast<uint16_t>(std::min<uint32_t>(w, 0xffff)));
-          ++counters_.acks_clamped;
-        }
-      }
+      if ((fl & tf::ACK) && !syn_ack) gate(f, p);
       break;
     case Mode::Simplex:
       break;
@@ -279,9 +298,56 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
   if (fl & tf::ACK) {
     if (!f.ack_sent_known || p.tcp.ack() > f.ack_sent) f.ack_sent = p.tcp.ack();
     f.ack_sent_known = true;
+    if (!syn_ack) {
+      SeqNum right = p.tcp.ack() + (uint32_t{p.tcp.window()} << f.window_shift);
+      if (!f.right_sent || right > *f.right_sent) f.right_sent = right;
+    }
   }
   emit_.to_client(p.ip.bytes());
   ++counters_.to_client;
+}
+
+// I1 for everything a segment says about the client's bytes. ACK: no further than the backup
+// holds. Window: its right edge no further than the backup's kernel takes bytes, or the client
+// sends what only the primary keeps. SACK: only ranges the backup holds too; a D-SACK of the
+// primary's kernel (below its own ACK) would read as "received" once the ACK is lowered.
+void PacketLayer::gate(Flow& f, wire::TcpPacket& p) {
+  SeqNum allowed = f.backup_has_known ? f.backup_has : SeqNum(f.key.isn + 1);
+  SeqNum kernel_right = p.tcp.ack() + (uint32_t{p.tcp.window()} << f.window_shift);
+  if (p.tcp.ack() > allowed) {
+    p.tcp.set_ack(allowed);
+    ++counters_.acks_clamped;
+  }
+  SeqNum right = window_right(f, kernel_right);
+  SeqNum ack = p.tcp.ack();
+  uint32_t w = right > ack ? static_cast<uint32_t>(right - ack) >> f.window_shift : 0;
+  w = std::min<uint32_t>(w, 0xffff);
+  if (w != p.tcp.window()) p.tcp.set_window(static_cast<uint16_t>(w));
+  if (!p.tcp.options().empty() &&
+      wire::filter_sack(p.tcp, [&](wire::SackBlock b) { return backup_holds(f, b); }))
+    ++counters_.sacks_trimmed;
+}
+
+SeqNum PacketLayer::window_right(const Flow& f, SeqNum kernel_right) const {
+  bool gated = mode_ == Mode::Duplex && s_.role == Role::Primary;
+  return gated && f.backup_right ? SeqNum::min(kernel_right, *f.backup_right) : kernel_right;
+}
+
+// The largest part of a SACK block the backup holds too (below its `has`, or inside one of the
+// ranges its kernel reported), or nothing.
+std::optional<wire::SackBlock> PacketLayer::backup_holds(const Flow& f, wire::SackBlock b) const {
+  if (b.right <= b.left) return std::nullopt;
+  std::optional<wire::SackBlock> best;
+  auto consider = [&](SeqNum l, SeqNum r) {
+    l = SeqNum::max(l, b.left);
+    r = SeqNum::min(r, b.right);
+    if (r <= l) return;
+    if (!best || (r - l) > (best->right - best->left)) best = wire::SackBlock{l, r};
+  };
+  if (f.backup_has_known) consider(b.left, f.backup_has);
+  for (uint8_t i = 0; i < f.backup_sack_count; ++i)
+    consider(f.backup_sack[i].left, f.backup_sack[i].right);
+  return best;
 }
 
 void PacketLayer::retain(Flow& f, SeqNum seq, SeqNum end, const wire::TcpPacket& p) {
@@ -314,9 +380,43 @@ void PacketLayer::maybe_fake_ack(Flow& f) {
 
 void PacketLayer::note_has(Flow& f, SeqNum seq) {
   if (s_.role != Role::Backup) return;
-  if (f.local_has_known && seq <= f.local_has) return;
-  f.local_has = seq;
+  if (f.local_has_known && seq <= f.local.has) return;
+  f.local.has = seq;
   f.local_has_known = true;
+  // Ranges now below `has` need no mention.
+  uint8_t n = 0;
+  for (uint8_t i = 0; i < f.local.sack_count; ++i)
+    if (f.local.sack[i].right > seq) f.local.sack[n++] = f.local.sack[i];
+  f.local.sack_count = n;
+  mark_dirty(f);
+}
+
+// Backup: the window's right edge and the out-of-order ranges of this node's kernel, from each of
+// its segments (the primary must not let the client send beyond them, or claim them received).
+void PacketLayer::note_kernel_window(Flow& f, const wire::TcpPacket& p, bool syn_ack) {
+  uint32_t shift = syn_ack ? 0 : f.window_shift;  // a SYN's window is never scaled
+  SeqNum right = p.tcp.ack() + (uint32_t{p.tcp.window()} << shift);
+  bool changed = false;
+  if (!f.local.right || right > *f.local.right) {
+    f.local.right = right;
+    changed = true;
+  }
+  std::array<wire::SackBlock, 4> sack{};
+  uint8_t n = kernel_sack_of(p, sack);
+  if (n != f.local.sack_count ||
+      !std::equal(sack.begin(), sack.begin() + n, f.local.sack.begin())) {
+    f.local.sack = sack;
+    f.local.sack_count = n;
+    changed = true;
+  }
+  if (changed && f.local_has_known) mark_dirty(f);
+}
+
+void PacketLayer::note_kernel_sack(Flow& f, const wire::TcpPacket& p) {
+  f.kernel_sack_count = kernel_sack_of(p, f.kernel_sack);
+}
+
+void PacketLayer::mark_dirty(Flow& f) {
   if (mode_ == Mode::Duplex) dirty_.insert(&f);
 }
 
@@ -325,20 +425,22 @@ void PacketLayer::note_local_has(const Endpoint& fake, SeqNum seq) {
   if (it != by_fake_.end()) note_has(*it->second, seq);
 }
 
-void PacketLayer::on_backup_has(const ConnKey& key, SeqNum seq, TimePoint now) {
+void PacketLayer::on_backup_has(const ConnKey& key, const HasReport& report, TimePoint now) {
   now_ = now;
   auto it = by_key_.find(key);
   if (it == by_key_.end()) {
-    auto [e, fresh] = early_has_.try_emplace(key, seq, now);
-    if (!fresh) e->second = {SeqNum::max(e->second.first, seq), now};
+    auto [e, fresh] = early_has_.try_emplace(key, report, now);
+    if (!fresh) {
+      HasReport merged = report;
+      merged.has = SeqNum::max(e->second.first.has, report.has);
+      if (e->second.first.right && (!merged.right || *e->second.first.right > *merged.right))
+        merged.right = e->second.first.right;
+      e->second = {merged, now};
+    }
     return;
   }
-  Flow& f = *it->second;
-  if (!f.backup_has_known || seq > f.backup_has) {
-    f.backup_has = seq;
-    f.backup_has_known = true;
-  }
-  release_gate(f);
+  apply_report(*it->second, report);
+  release_gate(*it->second);
 }
 
 void PacketLayer::release_gate(Flow& f) {
@@ -353,25 +455,72 @@ void PacketLayer::release_gate(Flow& f) {
   }
   if (!f.kernel_isn_known || !f.ack_sent_known) return;
   SeqNum target = gated ? SeqNum::min(f.kernel_rcv_nxt, f.backup_has) : f.kernel_rcv_nxt;
-  if (target > f.ack_sent) send_ack_to_client(f, target);
+  // Also a window update when the backup's kernel opened a window that had (nearly) closed.
+  SeqNum right = window_right(f, f.kernel_rcv_nxt + (uint32_t{f.kernel_window} << f.window_shift));
+  bool reopened = f.right_sent && right > *f.right_sent &&
+                  static_cast<uint32_t>(*f.right_sent - f.ack_sent) < kSmallWindow;
+  SeqNum ack = SeqNum::max(target, f.ack_sent);
+  // While the backup is behind, the client learns of the ranges both nodes hold beyond the ACK
+  // from these SACKs: the primary's own ACKs usually leave before the backup's report of the
+  // same segment arrives, and without SACK blocks the client can only wait for its timer.
+  std::array<wire::SackBlock, 4> sack{};
+  uint8_t n = gated ? shared_sack(f, ack, sack) : 0;
+  bool new_sack = n > 0 && (n != f.sack_sent_count ||
+                            !std::equal(sack.begin(), sack.begin() + n, f.sack_sent.begin()));
+  if (target > f.ack_sent || reopened || new_sack) {
+    send_ack_to_client(f, ack, std::nullopt, std::span(sack.data(), n));
+    f.sack_sent = sack;
+    f.sack_sent_count = n;
+  }
 }
 
-void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack, std::optional<SeqNum> seq) {
+// Ranges above `ack` that both this node's kernel and the backup hold, up to four.
+uint8_t PacketLayer::shared_sack(const Flow& f, SeqNum ack,
+                                 std::array<wire::SackBlock, 4>& out) const {
+  std::array<wire::SackBlock, 5> mine{}, theirs{};
+  size_t nm = 0, nt = 0;
+  mine[nm++] = {ack, f.kernel_rcv_nxt};
+  for (uint8_t i = 0; i < f.kernel_sack_count; ++i) mine[nm++] = f.kernel_sack[i];
+  if (f.backup_has_known) theirs[nt++] = {ack, f.backup_has};
+  for (uint8_t i = 0; i < f.backup_sack_count; ++i) theirs[nt++] = f.backup_sack[i];
+  uint8_t n = 0;
+  for (size_t i = 0; i < nt && n < out.size(); ++i) {
+    for (size_t j = 0; j < nm && n < out.size(); ++j) {
+      SeqNum l = SeqNum::max(SeqNum::max(theirs[i].left, mine[j].left), ack);
+      SeqNum r = SeqNum::min(theirs[i].right, mine[j].right);
+      if (r > l) out[n++] = {l, r};
+    }
+  }
+  return n;
+}
+
+void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack, std::optional<SeqNum> seq,
+                                     std::span<const wire::SackBlock> sack) {
   wire::TcpSegmentSpec spec;
   spec.src = s_.advertised;
   spec.dst = f.client;
   spec.seq = seq.value_or(f.kernel_snd_nxt);
   spec.ack = ack;
   spec.flags = tf::ACK;
-  uint32_t behind = f.kernel_rcv_nxt > ack ? static_cast<uint32_t>(f.kernel_rcv_nxt - ack) : 0;
-  spec.window = static_cast<uint16_t>(
-      std::min<uint32_t>(f.kernel_window + (behind >> f.window_shift), 0xffff));
+  SeqNum right = window_right(f, f.kernel_rcv_nxt + (uint32_t{f.kernel_window} << f.window_shift));
+  uint32_t w = right > ack ? static_cast<uint32_t>(right - ack) >> f.window_shift : 0;
+  spec.window = static_cast<uint16_t>(std::min<uint32_t>(w, 0xffff));
+  std::vector<uint8_t> options;
+  if (!sack.empty()) {
+    wire::TcpOptions o;
+    for (const auto& b : sack.first(std::min(sack.size(), o.sack.size())))
+      o.sack[o.sack_count++] = b;
+    options = wire::encode_options(o);
+    spec.options = options;
+  }
   auto pkt = wire::build_tcp_packet(spec);
   emit_.to_client(pkt);
   ++counters_.to_client;
   ++counters_.acks_fabricated;
   if (!f.ack_sent_known || ack > f.ack_sent) f.ack_sent = ack;
   f.ack_sent_known = true;
+  SeqNum sent_right = ack + (uint32_t{spec.window} << f.window_shift);
+  if (!f.right_sent || sent_right > *f.right_sent) f.right_sent = sent_right;
 }
 
 void PacketLayer::take_over(TimePoint now) {
@@ -388,6 +537,36 @@ void PacketLayer::take_over(TimePoint now) {
     }
     // Acknowledge every client byte this node holds, also those the primary never acknowledged.
     send_ack_to_client(f, f.kernel_rcv_nxt);
+    // This kernel's retransmission timer backed off while the primary's copies were the ones on
+    // the wire; if the burst above is lost too, the client (with nothing to send) would wait for
+    // it, seconds. Resend the oldest unacknowledged segment on a fresh timer for a while.
+    if (!f.retained.empty()) {
+      f.resend_gap = kTakeoverRto;
+      f.resend_at = now + f.resend_gap;
+      f.resends_left = kTakeoverResends;
+      resending_.insert(&f);
+    }
+  }
+}
+
+void PacketLayer::resend_due(TimePoint now) {
+  now_ = now;
+  for (auto it = resending_.begin(); it != resending_.end();) {
+    Flow& f = **it;
+    if (f.retained.empty() || f.resends_left <= 0 || f.reset) {
+      f.resend_at.reset();
+      it = resending_.erase(it);
+      continue;
+    }
+    if (now >= *f.resend_at) {
+      emit_.to_client(f.retained.front().packet);
+      ++counters_.takeover_resends;
+      ++counters_.to_client;
+      --f.resends_left;
+      f.resend_gap *= 2;
+      f.resend_at = now + f.resend_gap;
+    }
+    ++it;
   }
 }
 
@@ -412,10 +591,9 @@ void PacketLayer::peer_lost(TimePoint now) {
 
 void PacketLayer::flush() {
   for (Flow* f : dirty_) {
-    if (f->local_has_reported_known && f->local_has <= f->local_has_reported) continue;
-    emit_.backup_has(f->key, f->local_has);
-    f->local_has_reported = f->local_has;
-    f->local_has_reported_known = true;
+    if (!f->local_has_known || f->local_reported == f->local) continue;
+    emit_.backup_has(f->key, f->local);
+    f->local_reported = f->local;
   }
   dirty_.clear();
 }
@@ -434,6 +612,7 @@ void PacketLayer::expire(TimePoint now) {
 
 void PacketLayer::drop_flow(Flow& f) {
   dirty_.erase(&f);
+  resending_.erase(&f);
   by_fake_.erase(f.fake);
   by_key_.erase(f.key);
   by_client_.erase(f.client);  // destroys f

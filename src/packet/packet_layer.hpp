@@ -36,7 +36,7 @@ class Emitter {
   virtual void to_kernel(std::span<const uint8_t> packet) = 0;
   virtual void to_client(std::span<const uint8_t> packet) = 0;
   virtual void to_primary(std::span<const uint8_t> packet) = 0;  // backup relays client packets
-  virtual void backup_has(const ConnKey& key, wire::SeqNum seq) = 0;  // backup -> primary
+  virtual void backup_has(const ConnKey& key, const HasReport& report) = 0;  // backup -> primary
   virtual void to_front(std::span<const uint8_t> packet) = 0;  // primary: a stray client packet
 };
 
@@ -57,6 +57,7 @@ struct Counters {
   uint64_t dropped_not_front = 0, sent_to_front = 0, dropped_kernel_unknown = 0,
            dropped_table_full = 0;
   uint64_t acks_clamped = 0, syn_acks_held = 0, fake_acks = 0, kernel_acks_clamped = 0;
+  uint64_t sacks_trimmed = 0, takeover_resends = 0;
   uint64_t acks_fabricated = 0, retained_sent = 0, flows_opened = 0;
 };
 
@@ -72,8 +73,13 @@ class PacketLayer {
   void on_client_packet(std::span<uint8_t> packet, Source source, TimePoint now);
   void on_kernel_packet(std::span<uint8_t> packet, TimePoint now);
 
-  // Primary: the backup holds client bytes up to `seq` (its kernel or its message layer has them).
-  void on_backup_has(const ConnKey& key, wire::SeqNum seq, TimePoint now);
+  // Primary: what the backup holds (its kernel or its message layer has the bytes below `has`).
+  void on_backup_has(const ConnKey& key, const HasReport& report, TimePoint now);
+  void on_backup_has(const ConnKey& key, wire::SeqNum seq, TimePoint now) {
+    HasReport r;
+    r.has = seq;
+    on_backup_has(key, r, now);
+  }
   // Backup: the local message layer has read the client's stream up to `seq`.
   void note_local_has(const wire::Endpoint& fake, wire::SeqNum seq);
 
@@ -82,6 +88,10 @@ class PacketLayer {
   void take_over(TimePoint now);
   // Primary: the backup died. Stop gating and acknowledge what the kernel has.
   void peer_lost(TimePoint now);
+
+  // After a takeover: sends a kept segment the client has still not acknowledged again, on a
+  // fresh timer (call it often, e.g. every few ms).
+  void resend_due(TimePoint now);
 
   void flush();  // emit coalesced backup_has notices
   void expire(TimePoint now);
@@ -97,8 +107,17 @@ class PacketLayer {
   void kernel_to_client(Flow& f, wire::TcpPacket& p);
   void retain(Flow& f, wire::SeqNum seq, wire::SeqNum end, const wire::TcpPacket& p);
   void note_has(Flow& f, wire::SeqNum seq);
+  void note_kernel_window(Flow& f, const wire::TcpPacket& p, bool syn_ack);
+  void mark_dirty(Flow& f);
+  // Primary in duplex: what the client may be told of a kernel segment's ACK, window and SACK.
+  void gate(Flow& f, wire::TcpPacket& p);
+  std::optional<wire::SackBlock> backup_holds(const Flow& f, wire::SackBlock b) const;
+  wire::SeqNum window_right(const Flow& f, wire::SeqNum kernel_right) const;
   void maybe_fake_ack(Flow& f);
-  void send_ack_to_client(Flow& f, wire::SeqNum ack, std::optional<wire::SeqNum> seq = {});
+  void send_ack_to_client(Flow& f, wire::SeqNum ack, std::optional<wire::SeqNum> seq = {},
+                          std::span<const wire::SackBlock> sack = {});
+  uint8_t shared_sack(const Flow& f, wire::SeqNum ack, std::array<wire::SackBlock, 4>& out) const;
+  void note_kernel_sack(Flow& f, const wire::TcpPacket& p);
   void release_gate(Flow& f);
   void drop_flow(Flow& f);
 
@@ -110,8 +129,9 @@ class PacketLayer {
   std::unordered_map<wire::Endpoint, Flow*, EndpointHash> by_fake_;
   std::unordered_map<ConnKey, Flow*, ConnKeyHash> by_key_;
   // backup_has notices that arrived before the relayed SYN (they travel on another channel).
-  std::unordered_map<ConnKey, std::pair<wire::SeqNum, TimePoint>, ConnKeyHash> early_has_;
+  std::unordered_map<ConnKey, std::pair<HasReport, TimePoint>, ConnKeyHash> early_has_;
   std::unordered_set<Flow*> dirty_;
+  std::unordered_set<Flow*> resending_;
   uint32_t next_fake_ = 0;
   TimePoint now_{};
 };

@@ -64,6 +64,7 @@ void encode(std::vector<uint8_t>& out, const ConnMessage& m) {
   switch (m.type) {
     case Type::Has:
       put(out, m.value, 4);
+      out.insert(out.end(), m.data.begin(), m.data.end());
       break;
     case Type::Reply:
       put(out, m.value, 8);
@@ -80,6 +81,35 @@ void encode(std::vector<uint8_t>& out, const ConnMessage& m) {
     default:
       break;
   }
+}
+
+void encode_has_extra(std::vector<uint8_t>& out, const packet::HasReport& r) {
+  put(out, r.right ? 1u : 0u, 1);
+  put(out, r.right ? r.right->raw() : 0u, 4);
+  for (uint8_t i = 0; i < r.sack_count && i < r.sack.size(); ++i) {
+    put(out, r.sack[i].left.raw(), 4);
+    put(out, r.sack[i].right.raw(), 4);
+  }
+}
+
+std::optional<packet::HasReport> decode_has(const ConnMessage& m) {
+  packet::HasReport r;
+  r.has = wire::SeqNum(static_cast<uint32_t>(m.value));
+  if (m.data.empty()) return r;
+  if (m.data.size() < 5 || (m.data.size() - 5) % 8 != 0 || (m.data.size() - 5) / 8 > r.sack.size())
+    return std::nullopt;
+  Reader rd{m.data};
+  auto flags = rd.get(1);
+  auto right = rd.get(4);
+  if (flags > 1) return std::nullopt;
+  if (flags == 1) r.right = wire::SeqNum(static_cast<uint32_t>(right));
+  while (rd.ok && !rd.done()) {
+    auto l = rd.get(4), rr = rd.get(4);
+    r.sack[r.sack_count++] = {wire::SeqNum(static_cast<uint32_t>(l)),
+                              wire::SeqNum(static_cast<uint32_t>(rr))};
+  }
+  if (!rd.ok) return std::nullopt;
+  return r;
 }
 
 std::optional<Hello> decode_hello(std::span<const uint8_t> payload) {
@@ -111,7 +141,9 @@ std::optional<ConnMessage> decode_conn(Type type, std::span<const uint8_t> paylo
   switch (type) {
     case Type::Has:
       m.value = r.get(4);
-      break;
+      if (!r.ok) return std::nullopt;
+      m.data = payload.subspan(r.pos);
+      return m;
     case Type::Reply:
       m.value = r.get(8);
       if (!r.ok) return std::nullopt;

@@ -49,6 +49,11 @@ struct ConnMessage {
   std::span<const uint8_t> data;
 };
 
+// Has carries, after its seq, the backup kernel's window edge and SACK ranges in `data`:
+// flags (1: bit 0 = edge present), edge (4), then 0-4 blocks of left, right (4 + 4).
+void encode_has_extra(std::vector<uint8_t>& out, const packet::HasReport& r);
+std::optional<packet::HasReport> decode_has(const ConnMessage& m);
+
 void encode(std::vector<uint8_t>& out, const Hello& m);
 void encode(std::vector<uint8_t>& out, const Heartbeat& m);
 void encode(std::vector<uint8_t>& out, const ConnMessage& m);

@@ -38,11 +38,15 @@ const Endpoint kFake{kFakeFirst, 40000};  // the first made-up address, client's
 struct Recorder : Emitter {
   std::vector<std::vector<uint8_t>> kernel, client, primary, front;
   std::vector<std::pair<ConnKey, SeqNum>> has;
+  std::vector<HasReport> reports;
 
   void to_kernel(std::span<const uint8_t> p) override { kernel.emplace_back(p.begin(), p.end()); }
   void to_client(std::span<const uint8_t> p) override { client.emplace_back(p.begin(), p.end()); }
   void to_primary(std::span<const uint8_t> p) override { primary.emplace_back(p.begin(), p.end()); }
-  void backup_has(const ConnKey& key, SeqNum seq) override { has.emplace_back(key, seq); }
+  void backup_has(const ConnKey& key, const HasReport& r) override {
+    has.emplace_back(key, r.has);
+    reports.push_back(r);
+  }
   void to_front(std::span<const uint8_t> p) override { front.emplace_back(p.begin(), p.end()); }
 
   void clear() {
@@ -51,6 +55,7 @@ struct Recorder : Emitter {
     primary.clear();
     front.clear();
     has.clear();
+    reports.clear();
   }
   size_t total() const {
     return kernel.size() + client.size() + primary.size() + front.size() + has.size();
@@ -557,6 +562,156 @@ TEST_F(PacketLayerTest, PrimaryDuplexBackupAhead_KernelAckPassesUnclamped) {
   EXPECT_EQ(pl->counters().acks_clamped, 0u);
 }
 
+// Chaos seed 2035319265: the primary's window let the client send beyond what the backup's kernel
+// could take; the backup dropped those segments while the primary's kernel SACKed them, and after
+// the primary died the client did not resend them for seconds. The window's right edge is the
+// nearer of both kernels'.
+TEST_F(PacketLayerTest, PrimaryDuplex_WindowEndsAtTheBackupsRightEdge) {
+  start(Role::Primary, Mode::Duplex);
+  establish();
+  HasReport r;
+  r.has = SeqNum(C(1025));
+  r.right = SeqNum(C(1025)) + (100u << 7);
+  pl->on_backup_has(key(), r, now);
+  client(from_client().seq(C(1)).ack(S(1)).data(1024).build());
+  kernel(from_kernel().seq(K(1)).ack(C(1025)).window(400).build());
+  ASSERT_EQ(out.client.size(), 1u);
+  Seg c = decode(out.client[0]);
+  EXPECT_VALID(c);
+  EXPECT_EQ(c.ack, C(1025));
+  EXPECT_EQ(c.window, 100);
+
+  // The backup's kernel opens its window: the client hears of it without waiting for data.
+  out.clear();
+  r.right = SeqNum(C(1025)) + (300u << 7);
+  pl->on_backup_has(key(), r, now);
+  ASSERT_EQ(out.client.size(), 0u);  // a 100-unit window was not nearly closed: no extra ACK
+  kernel(from_kernel().seq(K(1)).ack(C(1025)).window(400).build());
+  ASSERT_EQ(out.client.size(), 1u);
+  EXPECT_EQ(decode(out.client[0]).window, 300);
+}
+
+TEST_F(PacketLayerTest, PrimaryDuplex_ClosedWindowReopenedByTheBackupIsAnnounced) {
+  start(Role::Primary, Mode::Duplex);
+  establish();
+  HasReport r;
+  r.has = SeqNum(C(1025));
+  r.right = SeqNum(C(1025));  // the backup's kernel is full
+  pl->on_backup_has(key(), r, now);
+  client(from_client().seq(C(1)).ack(S(1)).data(1024).build());
+  kernel(from_kernel().seq(K(1)).ack(C(1025)).window(400).build());
+  ASSERT_EQ(out.client.size(), 1u);
+  EXPECT_EQ(decode(out.client[0]).window, 0);
+  out.clear();
+  r.right = SeqNum(C(1025)) + (50u << 7);
+  pl->on_backup_has(key(), r, now);
+  ASSERT_EQ(out.client.size(), 1u);
+  Seg u = decode(out.client[0]);
+  EXPECT_VALID(u);
+  EXPECT_EQ(u.ack, C(1025));
+  EXPECT_EQ(u.window, 50);
+}
+
+// A SACK block tells the client "received" as much as an ACK does (I1): the primary passes only
+// the parts the backup holds. The kernel's D-SACK below its own ACK but above the lowered one
+// would otherwise read as a fresh SACK.
+TEST_F(PacketLayerTest, PrimaryDuplex_SackTrimmedToWhatTheBackupHolds) {
+  start(Role::Primary, Mode::Duplex);
+  establish();
+  HasReport r;
+  r.has = SeqNum(C(1001));
+  r.sack[0] = {SeqNum(C(2001)), SeqNum(C(3001))};
+  r.sack_count = 1;
+  pl->on_backup_has(key(), r, now);
+  wire::TcpOptions o;
+  o.sack[0] = {SeqNum(C(1101)), SeqNum(C(1201))};  // D-SACK for the kernel (below its ACK 1501)
+  o.sack[1] = {SeqNum(C(2501)), SeqNum(C(3501))};  // the backup has only up to 3001
+  o.sack[2] = {SeqNum(C(4001)), SeqNum(C(4501))};  // the backup has none of it
+  o.sack_count = 3;
+  kernel(from_kernel().seq(K(1)).ack(C(1501)).window(400).options(o).build());
+  ASSERT_EQ(out.client.size(), 1u);
+  Seg c = decode(out.client[0]);
+  EXPECT_VALID(c);
+  EXPECT_EQ(c.ack, C(1001));
+  ASSERT_EQ(c.opts.sack_count, 1);
+  EXPECT_EQ(c.opts.sack[0], (wire::SackBlock{SeqNum(C(2501)), SeqNum(C(3001))}));
+  EXPECT_EQ(pl->counters().sacks_trimmed, 1u);
+
+  // Blocks the backup holds in full pass unchanged; a D-SACK below the ACK sent is true for both.
+  out.clear();
+  o.sack[0] = {SeqNum(C(901)), SeqNum(C(1001))};
+  o.sack[1] = {SeqNum(C(2001)), SeqNum(C(2501))};
+  o.sack_count = 2;
+  kernel(from_kernel().seq(K(1)).ack(C(1501)).window(400).options(o).build());
+  ASSERT_EQ(out.client.size(), 1u);
+  Seg d = decode(out.client[0]);
+  EXPECT_VALID(d);
+  ASSERT_EQ(d.opts.sack_count, 2);
+  EXPECT_EQ(d.opts.sack[0], o.sack[0]);
+  EXPECT_EQ(d.opts.sack[1], o.sack[1]);
+  EXPECT_EQ(pl->counters().sacks_trimmed, 1u);
+}
+
+// The primary's kernel acknowledged a segment before the backup's report of it arrived, so its
+// ACK carried no SACK the backup could vouch for; the report itself brings the client a SACK of
+// what both hold, or the client could only wait for its retransmission timer.
+TEST_F(PacketLayerTest, PrimaryDuplex_BackupReportBringsTheClientASharedSack) {
+  start(Role::Primary, Mode::Duplex);
+  establish();
+  pl->on_backup_has(key(), SeqNum(C(1001)), now);
+  kernel(from_kernel().seq(K(1)).ack(C(3001)).window(400).build());  // the kernel has it all
+  ASSERT_EQ(out.client.size(), 1u);
+  EXPECT_EQ(decode(out.client[0]).ack, C(1001));
+  EXPECT_EQ(decode(out.client[0]).opts.sack_count, 0);
+  out.clear();
+
+  HasReport r;
+  r.has = SeqNum(C(1001));  // a hole at 1001 in the backup's kernel
+  r.sack[0] = {SeqNum(C(2001)), SeqNum(C(3501))};
+  r.sack_count = 1;
+  pl->on_backup_has(key(), r, now);
+  ASSERT_EQ(out.client.size(), 1u);
+  Seg a = decode(out.client[0]);
+  EXPECT_VALID(a);
+  EXPECT_EQ(a.ack, C(1001));
+  ASSERT_EQ(a.opts.sack_count, 1);
+  // Beyond 3001 only the backup has bytes: not reported.
+  EXPECT_EQ(a.opts.sack[0], (wire::SackBlock{SeqNum(C(2001)), SeqNum(C(3001))}));
+
+  pl->on_backup_has(key(), r, now);  // nothing new: no further ACK
+  EXPECT_EQ(out.client.size(), 1u);
+}
+
+TEST_F(PacketLayerTest, BackupDuplex_ReportsWindowEdgeAndSackRanges) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  out.reports.clear();
+  wire::TcpOptions o;
+  o.sack[0] = {SeqNum(C(2001)), SeqNum(C(3001))};
+  o.sack[1] = {SeqNum(C(1)) - 100u, SeqNum(C(1))};  // a D-SACK: nothing new held
+  o.sack_count = 2;
+  kernel(from_kernel().seq(K(1)).ack(C(1001)).window(1000).options(o).build());
+  pl->flush();
+  ASSERT_EQ(out.reports.size(), 1u);
+  const HasReport& r = out.reports[0];
+  EXPECT_EQ(r.has, SeqNum(C(1001)));
+  ASSERT_TRUE(r.right.has_value());
+  EXPECT_EQ(*r.right, SeqNum(C(1001)) + (1000u << 7));
+  ASSERT_EQ(r.sack_count, 1);
+  EXPECT_EQ(r.sack[0], (wire::SackBlock{SeqNum(C(2001)), SeqNum(C(3001))}));
+
+  // The hole fills: the range is below `has` now and no longer reported.
+  kernel(from_kernel().seq(K(1)).ack(C(3001)).window(1000).build());
+  pl->flush();
+  ASSERT_EQ(out.reports.size(), 2u);
+  EXPECT_EQ(out.reports[1].has, SeqNum(C(3001)));
+  EXPECT_EQ(out.reports[1].sack_count, 0);
+  // Nothing new: nothing sent.
+  kernel(from_kernel().seq(K(1)).ack(C(3001)).window(1000).build());
+  pl->flush();
+  EXPECT_EQ(out.reports.size(), 2u);
+}
+
 // A client with a stale ARP entry sends to the primary: the packet goes, unchanged, to the front
 // (the backup), which relays it back; the primary never acts on it directly (I1).
 TEST_F(PacketLayerTest, PrimaryDuplex_LanPacketSentToFront) {
@@ -669,6 +824,49 @@ TEST_F(PacketLayerTest, BackupDuplexEstablished_ClientAckWithSack) {
 
 // ---------------------------------------------------------------------------------------------
 // Takeover (backup) and peer loss (primary).
+
+// Chaos seed 1344475903: the only reply segment sent at the takeover was lost, and the kernel's
+// backed-off timer would have resent it after the client had given up. The packet layer resends
+// the oldest unacknowledged segment at 0.2, 0.6, 1.4 and 3 s, until the client acknowledges it.
+TEST_F(PacketLayerTest, BackupTakeOver_ResendsTheOldestUnacknowledgedSegment) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  kernel(from_kernel().seq(K(1)).ack(C(1)).data(100, 'a').build());
+  kernel(from_kernel().seq(K(101)).ack(C(1)).data(100, 'b').build());
+  pl->take_over(now);
+  out.clear();
+  auto first = PacketBuilder()
+                   .from(kAdvertised)
+                   .to(kClient)
+                   .seq(S(1))
+                   .ack(C(1))
+                   .window(400)
+                   .data(100, 'a')
+                   .build();
+  pl->resend_due(now + 199ms);
+  EXPECT_TRUE(out.client.empty());
+  pl->resend_due(now + 200ms);
+  ASSERT_EQ(out.client.size(), 1u);
+  EXPECT_EQ(out.client[0], first);
+  pl->resend_due(now + 599ms);
+  EXPECT_EQ(out.client.size(), 1u);
+  pl->resend_due(now + 600ms);
+  ASSERT_EQ(out.client.size(), 2u);
+  EXPECT_EQ(out.client[1], first);
+  // The client acknowledges the first segment: the next resend is of the second.
+  client(from_client().seq(C(1)).ack(S(101)).build(), Source::Lan);
+  out.clear();
+  pl->resend_due(now + 1400ms);
+  ASSERT_EQ(out.client.size(), 1u);
+  EXPECT_EQ(decode(out.client[0]).seq, S(101));
+  EXPECT_EQ(payload_of(out.client[0]), payload_of(PacketBuilder().data(100, 'b').build()));
+  // All acknowledged: nothing more.
+  client(from_client().seq(C(1)).ack(S(201)).build(), Source::Lan);
+  out.clear();
+  pl->resend_due(now + 3000ms);
+  EXPECT_TRUE(out.client.empty());
+  EXPECT_EQ(pl->counters().takeover_resends, 3u);
+}
 
 TEST_F(PacketLayerTest, BackupDuplexEstablished_TakeOver) {
   start(Role::Backup, Mode::Duplex);

@@ -1,0 +1,71 @@
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "peer/messages.hpp"
+
+namespace us::peer {
+namespace {
+
+using wire::SeqNum;
+
+const packet::ConnKey kKey{wire::Ipv4Addr(198, 18, 0, 2), 40000, 0xfffffff0u};
+
+std::optional<packet::HasReport> round_trip(const packet::HasReport& r) {
+  std::vector<uint8_t> extra, wire_bytes;
+  encode_has_extra(extra, r);
+  encode(wire_bytes, ConnMessage{Type::Has, kKey, r.has.raw(), 0, extra});
+  auto m = decode_conn(Type::Has, wire_bytes);
+  if (!m) return std::nullopt;
+  EXPECT_EQ(m->key, kKey);
+  return decode_has(*m);
+}
+
+TEST(PeerMessages, HasCarriesWindowEdgeAndSackRanges) {
+  packet::HasReport r;
+  r.has = SeqNum(0xfffffff0u);
+  r.right = SeqNum(0x00010000u);  // across the wrap
+  r.sack[0] = {SeqNum(0x100), SeqNum(0x200)};
+  r.sack[1] = {SeqNum(0x300), SeqNum(0x400)};
+  r.sack_count = 2;
+  auto back = round_trip(r);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, r);
+
+  packet::HasReport bare;
+  bare.has = SeqNum(7);
+  back = round_trip(bare);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, bare);
+}
+
+TEST(PeerMessages, HasWithoutExtraStillDecodes) {
+  std::vector<uint8_t> b;
+  encode(b, ConnMessage{Type::Has, kKey, 1234, 0, {}});
+  auto m = decode_conn(Type::Has, b);
+  ASSERT_TRUE(m.has_value());
+  auto r = decode_has(*m);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->has, SeqNum(1234));
+  EXPECT_FALSE(r->right.has_value());
+  EXPECT_EQ(r->sack_count, 0);
+}
+
+TEST(PeerMessages, MalformedHasExtraIsRejected) {
+  auto decode_with = [](std::vector<uint8_t> extra) {
+    std::vector<uint8_t> b;
+    encode(b, ConnMessage{Type::Has, kKey, 1, 0, extra});
+    auto m = decode_conn(Type::Has, b);
+    return m ? decode_has(*m) : std::nullopt;
+  };
+  EXPECT_FALSE(decode_with({1, 0, 0}).has_value());                 // short edge
+  EXPECT_FALSE(decode_with({2, 0, 0, 0, 0}).has_value());           // unknown flag
+  EXPECT_FALSE(decode_with({1, 0, 0, 0, 0, 1, 2, 3}).has_value());  // partial block
+  std::vector<uint8_t> five_blocks(5 + 5 * 8, 0);
+  EXPECT_FALSE(decode_with(five_blocks).has_value());
+  std::vector<uint8_t> four_blocks(5 + 4 * 8, 0);
+  EXPECT_TRUE(decode_with(four_blocks).has_value());
+}
+
+}  // namespace
+}  // namespace us::peer
