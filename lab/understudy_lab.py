@@ -870,7 +870,8 @@ http {{
             parts.append(f'oifname "v-{self._check_node(to_node)}"')
         if match:
             parts.append(match)
-        parts.append(action)
+        if action:
+            parts.append(action)
         expr = " ".join(parts)
         cp = self._nft(args=["--echo", "--handle", "add", "rule", "bridge", NFT_TABLE, NFT_CHAIN,
                              f'{expr} counter drop comment "{comment}"'])
@@ -897,7 +898,13 @@ http {{
         """Drop ``percent``% (0..100) of matching bridged packets at random."""
         if not 0 <= percent <= 100:
             raise ValueError("percent must be 0..100")
+        if int(percent) >= 100:  # nft rejects "mod 100 < 100"
+            return self.drop_all(from_node, to_node, match)
         return self._add_rule(from_node, to_node, match, f"numgen random mod 100 < {int(percent)}")
+
+    def drop_all(self, from_node=None, to_node=None, match=""):
+        """Drop every matching bridged packet until the rule is removed (a partition)."""
+        return self._add_rule(from_node, to_node, match, "")
 
     def loss_rules(self):
         """[{handle, comment, expr, packets, bytes}] for the rules of the loss chain."""

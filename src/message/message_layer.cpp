@@ -176,7 +176,7 @@ void MessageLayer::on_client_event(const ConnKey& key, uint32_t events) {
 }
 
 bool MessageLayer::cache_full(const Conn& c) const {
-  return !c.serving && cache_bytes_ >= s_.cache_limit;
+  return !c.serving && cache_bytes_ >= s_.cache_limit && !(finishing_ && *finishing_ == c.key);
 }
 
 // The backup stops reading client bytes while its request cache is full: what it does not hold it
@@ -192,6 +192,13 @@ void MessageLayer::resume_readers() {
 
 bool MessageLayer::read_client(Conn& c) {
   for (int rounds = 0; rounds < 16 && !c.client_eof; ++rounds) {
+    // Partial requests alone can fill the cache; none of them could then complete and free it.
+    // One connection at a time may finish the request it is in (the cache grows past the limit
+    // by at most that request).
+    if (cache_full(c) && !finishing_ && c.reqf.partial()) {
+      finishing_ = c.key;
+      paused_.erase(c.key);
+    }
     if (cache_full(c)) {
       if (paused_.insert(c.key).second)
         spdlog::warn("message: request cache full ({} bytes): pausing reads of {}", cache_bytes_,
@@ -256,6 +263,10 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
                  c.error_index, r.error().reason, r.error().status);
   }
   if (!c.serving && c.reqf.partial()) fault::hit("backup.request_partial");
+  if (finishing_ && *finishing_ == c.key && !c.reqf.partial()) {
+    finishing_.reset();
+    update_interest(c);
+  }
   trim_cache(c);
   if (c.serving) {
     if (!forward_requests(c)) return false;
@@ -811,6 +822,7 @@ void MessageLayer::destroy(Conn& c, bool reset) {
   close_upstream(c);
   ack_dirty_.erase(c.key);
   paused_.erase(c.key);
+  if (finishing_ && *finishing_ == c.key) finishing_.reset();
   cache_bytes_ -= c.cache.size();
   conns_.erase(c.key);  // destroys c
   resume_readers();
@@ -818,7 +830,12 @@ void MessageLayer::destroy(Conn& c, bool reset) {
 
 void MessageLayer::update_interest(Conn& c) {
   if (c.fd) {
-    uint32_t ev = c.client_eof || cache_full(c) ? 0u : static_cast<uint32_t>(EPOLLIN);
+    bool full = cache_full(c);
+    // Every connection left without read interest here must be woken by resume_readers().
+    if (full && !c.client_eof && paused_.insert(c.key).second)
+      spdlog::warn("message: request cache full ({} bytes): pausing reads of {}", cache_bytes_,
+                   c.key.to_string());
+    uint32_t ev = c.client_eof || full ? 0u : static_cast<uint32_t>(EPOLLIN);
     uint64_t limit = c.serving ? std::min(c.reply_acked, c.reply_total) : c.reply_total;
     if (c.reply_written < limit) ev |= EPOLLOUT;
     loop_.modify(c.fd.get(), ev);

@@ -121,6 +121,7 @@ class MessageLayer {
   std::unordered_set<packet::ConnKey, packet::ConnKeyHash> ack_dirty_;
   std::unordered_set<packet::ConnKey, packet::ConnKeyHash> paused_;
   uint64_t cache_bytes_ = 0;
+  std::optional<packet::ConnKey> finishing_;  // may read past a full cache to end its request
   Counters counters_;
   Timing timing_;
   std::vector<uint8_t> buf_;

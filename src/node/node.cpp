@@ -512,6 +512,10 @@ void Node::Impl::act(Action a) {
       announce();
       return;
     case Action::FailStop:
+      // A primary that has not heard this node serve alone yet would never learn of the split
+      // brain (so never announce the address again): tell it, with a few copies against loss.
+      if (role == Role::Backup)
+        for (int i = 0; i < 3; ++i) send_heartbeat();
       spdlog::critical("node: fail-stop: {}", mm->refuse_reason());
       exit_code = 4;
       loop.stop();

@@ -1,0 +1,4 @@
+# Guards: split brain resolved, the backup's request-cache bound (tests/lab/test_guards.py).
+understudy_lab_tests(test_guards guards GuardsTest
+  test_split_brain_resolved
+  test_request_cache_bound_pauses_backup_reads)
