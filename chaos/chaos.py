@@ -121,7 +121,8 @@ def run_trial(plan, target, args, outdir):
         cargs = ["/usr/bin/python3", LOADCLIENT, "--manifest", manifest, "--seed", str(plan["client_seed"]),
                  "--ready", ready, "--stop-file", stop, "--crash-file", crashf,
                  "--get", str(args.get), "--post", str(args.post), "--pipe", str(args.pipe),
-                 "--big", "1" if plan["big"] else "0", "--timeout", str(args.client_timeout)]
+                 "--big", "1" if plan["big"] else "0", "--timeout", str(args.client_timeout),
+                 "--late", str(args.late), "--drain", str(2 * args.client_timeout + 30)]
         client = _spawn_client(lab, cargs)
 
         def client_alive():
@@ -216,9 +217,10 @@ def run_trial(plan, target, args, outdir):
         if client is not None and client.poll() is None:
             client.kill()
             client.wait()
-        failed = not res["ok"]
-        stop_captures(captures, tdir if failed else None)
-        if failed and (target == "understudy" or res.get("error")):
+        late = (res.get("load") or {}).get("late", 0)
+        keep = not res["ok"] or (late and target == "understudy")
+        stop_captures(captures, tdir if keep else None)
+        if keep and (target == "understudy" or res.get("error")):
             try:
                 os.makedirs(tdir, exist_ok=True)
                 for node in ("primary", "backup"):
@@ -296,6 +298,7 @@ def line(i, n, r):
          f" (reset {k.get('reset', 0)} timeout {k.get('timeout', 0)} truncated {k.get('truncated', 0)}"
          f" wrong {k.get('wrong', 0)} connect {k.get('connect', 0)})"
          f" inflight@crash={L.get('in_flight_at_crash', '?')} stall={L.get('stall_max_ms', '?')}ms"
+         f" late={L.get('late', 0)}"
          f" takeover={'n/a' if r.get('takeover_s') is None else str(r['takeover_s']) + 's'} {status}")
     if not r["ok"]:
         if r.get("error"):
@@ -306,6 +309,9 @@ def line(i, n, r):
                 t = fdet["tcp"]
                 s += (f" [tcp unacked={t['unacked']} retransmits={t['retransmits']} backoff={t['backoff']}"
                       f" total_retrans={t['total_retrans']} last_data_recv={t['last_data_recv']}ms]")
+    for ldet in (L.get("late_requests") or [])[:3]:
+        s += f"\n    late: {ldet['worker']} on {ldet['local']}: no byte for {ldet['stall_ms']} ms, then complete"
+    if not r["ok"] or L.get("late"):
         s += f"\n    replay: {replay_cmd(r, r['target'])}"
         if r.get("logs"):
             s += f"\n    logs: {r['logs']}"
@@ -322,13 +328,14 @@ def pct(values, p):
 
 def totals(results, target):
     rs = [r for r in results if r["target"] == target]
-    t = {"trials": len(rs), "sent": 0, "completed": 0, "failed": 0, "kinds": {},
+    t = {"trials": len(rs), "sent": 0, "completed": 0, "failed": 0, "kinds": {}, "late": 0,
          "trials_failed": 0, "trials_error": 0, "stalls": [], "takeovers": []}
     for r in rs:
         L = r.get("load") or {}
         t["sent"] += L.get("sent", 0)
         t["completed"] += L.get("completed", 0)
         t["failed"] += L.get("failed", 0)
+        t["late"] += L.get("late", 0)
         for k, v in (L.get("failed_by_kind") or {}).items():
             t["kinds"][k] = t["kinds"].get(k, 0) + v
         if L.get("failed"):
@@ -349,7 +356,7 @@ def total_line(results, target):
     return (f"TOTAL target={target} trials={t['trials']} sent={t['sent']} completed={t['completed']} "
             f"failed={t['failed']} (reset {k.get('reset', 0)} timeout {k.get('timeout', 0)} "
             f"truncated {k.get('truncated', 0)} wrong {k.get('wrong', 0)} connect {k.get('connect', 0)}) "
-            f"trials_with_failures={t['trials_failed']} trial_errors={t['trials_error']} "
+            f"trials_with_failures={t['trials_failed']} trial_errors={t['trials_error']} late={t['late']} "
             f"stall_ms p50={pct(st, 50)} p99={pct(st, 99)} max={max(st) if st else 0}")
 
 
@@ -383,8 +390,12 @@ def main(argv=None):
     ap.add_argument("--compare-every", type=int, default=1,
                     help="run the keepalived target(s) only on every K-th trial (long runs)")
     ap.add_argument("--fault-wait", type=float, default=2.5, help="s to wait for an armed point to fire")
-    ap.add_argument("--client-timeout", type=float, default=8.0,
-                    help="socket timeout of the load client: a request waiting this long fails (timeout)")
+    ap.add_argument("--client-timeout", type=float, default=60.0,
+                    help="socket timeout of the load client: a request that gets no byte for this "
+                         "long fails (timeout)")
+    ap.add_argument("--late", type=float, default=8.0,
+                    help="a request that completes after waiting this long without a byte is "
+                         "counted late (reported, not failed; its trial keeps its logs)")
     ap.add_argument("--stop-on-fail", action="store_true")
     ap.add_argument("--capture", action="store_true",
                     help="tcpdump (headers only) on the client's eth0 and each node's eth0 and TUN; "

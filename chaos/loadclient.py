@@ -142,6 +142,8 @@ class Stats:
         self.failed = dict.fromkeys(KINDS, 0)
         self.failures = []          # details of the first 50
         self.reqs = []              # (t_sent, t_end, ok, stall_s)
+        self.late_s = float("inf")  # a completed request that stalled this long counts as late
+        self.late = []              # details of the first 20 late ones
         self.bytes = 0
         self.by_type = {}
         self.connects = 0
@@ -155,6 +157,8 @@ class Stats:
             if ok:
                 self.completed += 1
                 bt[1] += 1
+                if stall >= self.late_s and detail is not None and len(self.late) < 20:
+                    self.late.append(detail)
             else:
                 self.failed[detail["kind"]] += 1
                 if len(self.failures) < 50:
@@ -227,7 +231,9 @@ class Worker(threading.Thread):
         return body, hashlib.sha256(body).hexdigest()
 
     def record_ok(self, t0, prog, nbytes):
-        self.c.stats.add(self.wtype, t0, time.monotonic(), True, prog.gap, nbytes)
+        self.c.stats.add(self.wtype, t0, time.monotonic(), True, prog.gap, nbytes, {
+            "worker": self.name, "local": self.local, "stall_ms": round(prog.gap * 1000, 1),
+            "t_sent": round(t0, 4)})
         self.ready()
 
     def record_fail(self, t0, prog, e, what, nbytes=0, tcp=None):
@@ -443,6 +449,7 @@ class Client:
         with open(args.manifest) as f:
             self.manifest = {k: tuple(v) for k, v in json.load(f).items()}
         self.stats = Stats()
+        self.stats.late_s = args.late
         self.stopping = threading.Event()
         self.errors = []
         self.ready_file = args.ready
@@ -471,7 +478,10 @@ def main():
     ap.add_argument("--post", type=int, default=3)
     ap.add_argument("--pipe", type=int, default=2)
     ap.add_argument("--big", type=int, default=0, help="number of 64 MiB GETs (one each)")
-    ap.add_argument("--timeout", type=float, default=15.0, help="socket timeout (s)")
+    ap.add_argument("--timeout", type=float, default=15.0,
+                    help="socket timeout (s): a request that gets no byte for this long fails")
+    ap.add_argument("--late", type=float, default=8.0,
+                    help="a completed request that waited this long (s) without a byte is late")
     ap.add_argument("--duration", type=float, default=0, help="stop after this many seconds")
     ap.add_argument("--stop-file", help="stop issuing requests once this file exists")
     ap.add_argument("--ready", help="touch this file once every worker completed a request")
@@ -509,6 +519,8 @@ def main():
             "t_start": t_start, "t_stop": t_stop, "t_end": time.monotonic(),
         }
     stalls = sorted((r[3] for r in reqs), reverse=True)
+    out["late"] = sum(1 for r in reqs if r[2] and r[3] >= args.late)
+    out["late_requests"] = list(st.late)
     out["stall_max_ms"] = round(stalls[0] * 1000, 1) if stalls else 0.0
     out["stall_top_ms"] = [round(s * 1000, 1) for s in stalls[:5]]
     crash_t = None

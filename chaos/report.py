@@ -62,10 +62,12 @@ both columns come from the same run.
 
 Per request the client records: sent, completed (status 200 and every byte as expected), or
 failed by kind: `connect` (could not connect), `reset` (RST / closed before the reply),
-`timeout` (no byte for 8 s), `truncated` (connection ended inside the body), `wrong` (any byte,
-status or header not as expected). The **stall** of a request is the longest time it waited
-without receiving a byte (from the moment it was written); a trial's stall is the longest over
-its requests.
+`timeout` (no byte for `--client-timeout`, 60 s; runs before run 6 used 8 s), `truncated`
+(connection ended inside the body), `wrong` (any byte, status or header not as expected). The
+**stall** of a request is the longest time it waited without receiving a byte (from the moment it
+was written); a trial's stall is the longest over its requests. A request that completes intact
+after a stall of 8 s or more (`--late`) is counted **late**: not a lost reply, but listed, and its
+trial keeps its logs and packet captures for a look at why.
 
 Every trial has a seed, printed on its line; the trial's role, loss, crash kind, crash moment,
 fault point and N, and the client's request sequence all follow from it (thread timing does not).
@@ -118,8 +120,8 @@ def write(path, results, meta):
     o.append("Stall columns: per-trial longest stall in ms, p50 / p90 / p99 / max over trials. "
              "Takeover: crash to survivor serving (understudy: status simplex+front; keepalived: "
              "VIP on the backup; primary crashes only for keepalived), ms p50 / p99 / max.\n")
-    o.append("| target | trials | requests sent | completed | failed | reset | timeout | truncated | wrong | connect | trials with a failure | trial errors | stall ms | takeover ms |")
-    o.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    o.append("| target | trials | requests sent | completed | failed | reset | timeout | truncated | wrong | connect | trials with a failure | trial errors | late | stall ms | takeover ms |")
+    o.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for t in targets:
         s = totals(results, t)
         k = s["kinds"]
@@ -127,7 +129,7 @@ def write(path, results, meta):
         tks = f"{pct(tk, 50):.0f} / {pct(tk, 99):.0f} / {max(tk):.0f}" if tk else "-"
         o.append(f"| {t} | {s['trials']} | {s['sent']} | {s['completed']} | **{s['failed']}** | {k.get('reset', 0)} | "
                  f"{k.get('timeout', 0)} | {k.get('truncated', 0)} | {k.get('wrong', 0)} | {k.get('connect', 0)} | "
-                 f"{s['trials_failed']} | {s['trials_error']} | {_stall_row(s['stalls'])} | {tks} |")
+                 f"{s['trials_failed']} | {s['trials_error']} | {s['late']} | {_stall_row(s['stalls'])} | {tks} |")
     o.append("")
     if planned and done < planned:
         o.append(f"Totals of the {done} completed trials, in the harness's TOTAL format "
