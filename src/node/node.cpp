@@ -561,7 +561,6 @@ nlohmann::json Node::Impl::status() const {
         {"syn_acks_held", pc.syn_acks_held},
         {"fake_acks", pc.fake_acks},
         {"kernel_acks_clamped", pc.kernel_acks_clamped},
-        {"sacks_trimmed", pc.sacks_trimmed},
         {"takeover_resends", pc.takeover_resends},
         {"acks_fabricated", pc.acks_fabricated},
         {"retained_sent", pc.retained_sent},

@@ -14,7 +14,6 @@
 
 #include "wire/address.hpp"
 #include "wire/seq.hpp"
-#include "wire/tcp_options.hpp"
 
 namespace us::packet {
 
@@ -50,14 +49,11 @@ struct RetainedSegment {
 };
 
 // What the backup holds of a client's stream, as it reports it to the primary (I1). The primary
-// tells the client nothing beyond it: not by ACK, not by SACK, and its window ends where the
-// backup's kernel can still take bytes (a segment beyond it is dropped there, yet the primary's
-// kernel would take and report it).
+// acknowledges nothing beyond `has`, and its window ends where the backup's kernel can still take
+// bytes (a segment beyond it is dropped there, yet the primary's kernel would take and SACK it).
 struct HasReport {
-  wire::SeqNum has;                       // every client byte below
-  std::optional<wire::SeqNum> right;      // right edge of the backup kernel's receive window
-  std::array<wire::SackBlock, 4> sack{};  // ranges above `has` its kernel holds (latest ACK)
-  uint8_t sack_count = 0;
+  wire::SeqNum has;                   // every client byte below
+  std::optional<wire::SeqNum> right;  // right edge of the backup kernel's receive window
   friend bool operator==(const HasReport&, const HasReport&) = default;
 };
 
@@ -87,13 +83,7 @@ struct Flow {
   bool backup_has_known = false;
   wire::SeqNum backup_has;  // client seq
   std::optional<wire::SeqNum> backup_right;
-  std::array<wire::SackBlock, 4> backup_sack{};
-  uint8_t backup_sack_count = 0;
-  std::optional<wire::SeqNum> right_sent;        // right edge of the window last sent to the client
-  std::array<wire::SackBlock, 4> kernel_sack{};  // this kernel's out-of-order ranges, latest
-  uint8_t kernel_sack_count = 0;
-  std::array<wire::SackBlock, 4> sack_sent{};  // SACK blocks of the last ACK made up here
-  uint8_t sack_sent_count = 0;
+  std::optional<wire::SeqNum> right_sent;  // right edge of the window last sent to the client
   bool ack_sent_known = false;
   wire::SeqNum ack_sent;  // client seq: highest ACK number sent to the client
   std::optional<std::vector<uint8_t>> held_syn_ack;

@@ -25,20 +25,6 @@ void apply_report(Flow& f, const HasReport& r) {
   if (!f.backup_has_known || r.has > f.backup_has) f.backup_has = r.has;
   f.backup_has_known = true;
   if (r.right && (!f.backup_right || *r.right > *f.backup_right)) f.backup_right = r.right;
-  f.backup_sack = r.sack;
-  f.backup_sack_count = r.sack_count;
-}
-// The out-of-order ranges the kernel holds, from its latest segment (D-SACKs left out).
-uint8_t kernel_sack_of(const wire::TcpPacket& p, std::array<wire::SackBlock, 4>& out) {
-  uint8_t n = 0;
-  if (p.tcp.options().empty()) return 0;
-  if (auto opts = wire::parse_options(p.tcp.options())) {
-    for (uint8_t i = 0; i < opts->sack_count; ++i) {
-      const auto& b = opts->sack[i];
-      if (b.right > p.tcp.ack() && b.right > b.left) out[n++] = b;
-    }
-  }
-  return n;
 }
 }  // namespace
 
@@ -264,7 +250,6 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
     if (!syn_ack) f.kernel_window = p.tcp.window();
     note_has(f, p.tcp.ack());
     if (s_.role == Role::Backup) note_kernel_window(f, p, syn_ack);
-    if (s_.role == Role::Primary) note_kernel_sack(f, p);
   }
   if (fl & tf::FIN) f.kernel_fin = seq + static_cast<uint32_t>(p.tcp.payload().size());
   // A reset made by the backup's kernel alone never reaches the client and does not end the flow:
@@ -307,10 +292,13 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
   ++counters_.to_client;
 }
 
-// I1 for everything a segment says about the client's bytes. ACK: no further than the backup
-// holds. Window: its right edge no further than the backup's kernel takes bytes, or the client
-// sends what only the primary keeps. SACK: only ranges the backup holds too; a D-SACK of the
-// primary's kernel (below its own ACK) would read as "received" once the ACK is lowered.
+// I1 for what a segment tells the client. ACK: no further than the backup holds. Window: its right
+// edge no further than the backup's kernel takes bytes, or the client sends what only the primary
+// keeps (chaos seed 2035319265). SACK blocks pass: they are advisory (RFC 2018 lets a receiver
+// renege; the client keeps SACKed data until it is acknowledged), and since the backup sees every
+// client segment first and its window is respected, they are almost always true for it too.
+// Trimming them to what the backup had reported cost the client its fast recovery (chaos seeds
+// 602774817, 1487305356).
 void PacketLayer::gate(Flow& f, wire::TcpPacket& p) {
   SeqNum allowed = f.backup_has_known ? f.backup_has : SeqNum(f.key.isn + 1);
   SeqNum kernel_right = p.tcp.ack() + (uint32_t{p.tcp.window()} << f.window_shift);
@@ -323,31 +311,11 @@ void PacketLayer::gate(Flow& f, wire::TcpPacket& p) {
   uint32_t w = right > ack ? static_cast<uint32_t>(right - ack) >> f.window_shift : 0;
   w = std::min<uint32_t>(w, 0xffff);
   if (w != p.tcp.window()) p.tcp.set_window(static_cast<uint16_t>(w));
-  if (!p.tcp.options().empty() &&
-      wire::filter_sack(p.tcp, [&](wire::SackBlock b) { return backup_holds(f, b); }))
-    ++counters_.sacks_trimmed;
 }
 
 SeqNum PacketLayer::window_right(const Flow& f, SeqNum kernel_right) const {
   bool gated = mode_ == Mode::Duplex && s_.role == Role::Primary;
   return gated && f.backup_right ? SeqNum::min(kernel_right, *f.backup_right) : kernel_right;
-}
-
-// The largest part of a SACK block the backup holds too (below its `has`, or inside one of the
-// ranges its kernel reported), or nothing.
-std::optional<wire::SackBlock> PacketLayer::backup_holds(const Flow& f, wire::SackBlock b) const {
-  if (b.right <= b.left) return std::nullopt;
-  std::optional<wire::SackBlock> best;
-  auto consider = [&](SeqNum l, SeqNum r) {
-    l = SeqNum::max(l, b.left);
-    r = SeqNum::min(r, b.right);
-    if (r <= l) return;
-    if (!best || (r - l) > (best->right - best->left)) best = wire::SackBlock{l, r};
-  };
-  if (f.backup_has_known) consider(b.left, f.backup_has);
-  for (uint8_t i = 0; i < f.backup_sack_count; ++i)
-    consider(f.backup_sack[i].left, f.backup_sack[i].right);
-  return best;
 }
 
 void PacketLayer::retain(Flow& f, SeqNum seq, SeqNum end, const wire::TcpPacket& p) {
@@ -383,11 +351,6 @@ void PacketLayer::note_has(Flow& f, SeqNum seq) {
   if (f.local_has_known && seq <= f.local.has) return;
   f.local.has = seq;
   f.local_has_known = true;
-  // Ranges now below `has` need no mention.
-  uint8_t n = 0;
-  for (uint8_t i = 0; i < f.local.sack_count; ++i)
-    if (f.local.sack[i].right > seq) f.local.sack[n++] = f.local.sack[i];
-  f.local.sack_count = n;
   mark_dirty(f);
 }
 
@@ -396,24 +359,9 @@ void PacketLayer::note_has(Flow& f, SeqNum seq) {
 void PacketLayer::note_kernel_window(Flow& f, const wire::TcpPacket& p, bool syn_ack) {
   uint32_t shift = syn_ack ? 0 : f.window_shift;  // a SYN's window is never scaled
   SeqNum right = p.tcp.ack() + (uint32_t{p.tcp.window()} << shift);
-  bool changed = false;
-  if (!f.local.right || right > *f.local.right) {
-    f.local.right = right;
-    changed = true;
-  }
-  std::array<wire::SackBlock, 4> sack{};
-  uint8_t n = kernel_sack_of(p, sack);
-  if (n != f.local.sack_count ||
-      !std::equal(sack.begin(), sack.begin() + n, f.local.sack.begin())) {
-    f.local.sack = sack;
-    f.local.sack_count = n;
-    changed = true;
-  }
-  if (changed && f.local_has_known) mark_dirty(f);
-}
-
-void PacketLayer::note_kernel_sack(Flow& f, const wire::TcpPacket& p) {
-  f.kernel_sack_count = kernel_sack_of(p, f.kernel_sack);
+  if (f.local.right && right <= *f.local.right) return;
+  f.local.right = right;
+  if (f.local_has_known) mark_dirty(f);
 }
 
 void PacketLayer::mark_dirty(Flow& f) {
@@ -459,43 +407,10 @@ void PacketLayer::release_gate(Flow& f) {
   SeqNum right = window_right(f, f.kernel_rcv_nxt + (uint32_t{f.kernel_window} << f.window_shift));
   bool reopened = f.right_sent && right > *f.right_sent &&
                   static_cast<uint32_t>(*f.right_sent - f.ack_sent) < kSmallWindow;
-  SeqNum ack = SeqNum::max(target, f.ack_sent);
-  // While the backup is behind, the client learns of the ranges both nodes hold beyond the ACK
-  // from these SACKs: the primary's own ACKs usually leave before the backup's report of the
-  // same segment arrives, and without SACK blocks the client can only wait for its timer.
-  std::array<wire::SackBlock, 4> sack{};
-  uint8_t n = gated ? shared_sack(f, ack, sack) : 0;
-  bool new_sack = n > 0 && (n != f.sack_sent_count ||
-                            !std::equal(sack.begin(), sack.begin() + n, f.sack_sent.begin()));
-  if (target > f.ack_sent || reopened || new_sack) {
-    send_ack_to_client(f, ack, std::nullopt, std::span(sack.data(), n));
-    f.sack_sent = sack;
-    f.sack_sent_count = n;
-  }
+  if (target > f.ack_sent || reopened) send_ack_to_client(f, SeqNum::max(target, f.ack_sent));
 }
 
-// Ranges above `ack` that both this node's kernel and the backup hold, up to four.
-uint8_t PacketLayer::shared_sack(const Flow& f, SeqNum ack,
-                                 std::array<wire::SackBlock, 4>& out) const {
-  std::array<wire::SackBlock, 5> mine{}, theirs{};
-  size_t nm = 0, nt = 0;
-  mine[nm++] = {ack, f.kernel_rcv_nxt};
-  for (uint8_t i = 0; i < f.kernel_sack_count; ++i) mine[nm++] = f.kernel_sack[i];
-  if (f.backup_has_known) theirs[nt++] = {ack, f.backup_has};
-  for (uint8_t i = 0; i < f.backup_sack_count; ++i) theirs[nt++] = f.backup_sack[i];
-  uint8_t n = 0;
-  for (size_t i = 0; i < nt && n < out.size(); ++i) {
-    for (size_t j = 0; j < nm && n < out.size(); ++j) {
-      SeqNum l = SeqNum::max(SeqNum::max(theirs[i].left, mine[j].left), ack);
-      SeqNum r = SeqNum::min(theirs[i].right, mine[j].right);
-      if (r > l) out[n++] = {l, r};
-    }
-  }
-  return n;
-}
-
-void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack, std::optional<SeqNum> seq,
-                                     std::span<const wire::SackBlock> sack) {
+void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack, std::optional<SeqNum> seq) {
   wire::TcpSegmentSpec spec;
   spec.src = s_.advertised;
   spec.dst = f.client;
@@ -505,14 +420,6 @@ void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack, std::optional<SeqNum> 
   SeqNum right = window_right(f, f.kernel_rcv_nxt + (uint32_t{f.kernel_window} << f.window_shift));
   uint32_t w = right > ack ? static_cast<uint32_t>(right - ack) >> f.window_shift : 0;
   spec.window = static_cast<uint16_t>(std::min<uint32_t>(w, 0xffff));
-  std::vector<uint8_t> options;
-  if (!sack.empty()) {
-    wire::TcpOptions o;
-    for (const auto& b : sack.first(std::min(sack.size(), o.sack.size())))
-      o.sack[o.sack_count++] = b;
-    options = wire::encode_options(o);
-    spec.options = options;
-  }
   auto pkt = wire::build_tcp_packet(spec);
   emit_.to_client(pkt);
   ++counters_.to_client;

@@ -57,7 +57,7 @@ struct Counters {
   uint64_t dropped_not_front = 0, sent_to_front = 0, dropped_kernel_unknown = 0,
            dropped_table_full = 0;
   uint64_t acks_clamped = 0, syn_acks_held = 0, fake_acks = 0, kernel_acks_clamped = 0;
-  uint64_t sacks_trimmed = 0, takeover_resends = 0;
+  uint64_t takeover_resends = 0;
   uint64_t acks_fabricated = 0, retained_sent = 0, flows_opened = 0;
 };
 
@@ -111,13 +111,9 @@ class PacketLayer {
   void mark_dirty(Flow& f);
   // Primary in duplex: what the client may be told of a kernel segment's ACK, window and SACK.
   void gate(Flow& f, wire::TcpPacket& p);
-  std::optional<wire::SackBlock> backup_holds(const Flow& f, wire::SackBlock b) const;
   wire::SeqNum window_right(const Flow& f, wire::SeqNum kernel_right) const;
   void maybe_fake_ack(Flow& f);
-  void send_ack_to_client(Flow& f, wire::SeqNum ack, std::optional<wire::SeqNum> seq = {},
-                          std::span<const wire::SackBlock> sack = {});
-  uint8_t shared_sack(const Flow& f, wire::SeqNum ack, std::array<wire::SackBlock, 4>& out) const;
-  void note_kernel_sack(Flow& f, const wire::TcpPacket& p);
+  void send_ack_to_client(Flow& f, wire::SeqNum ack, std::optional<wire::SeqNum> seq = {});
   void release_gate(Flow& f);
   void drop_flow(Flow& f);
 

@@ -86,29 +86,17 @@ void encode(std::vector<uint8_t>& out, const ConnMessage& m) {
 void encode_has_extra(std::vector<uint8_t>& out, const packet::HasReport& r) {
   put(out, r.right ? 1u : 0u, 1);
   put(out, r.right ? r.right->raw() : 0u, 4);
-  for (uint8_t i = 0; i < r.sack_count && i < r.sack.size(); ++i) {
-    put(out, r.sack[i].left.raw(), 4);
-    put(out, r.sack[i].right.raw(), 4);
-  }
 }
 
 std::optional<packet::HasReport> decode_has(const ConnMessage& m) {
   packet::HasReport r;
   r.has = wire::SeqNum(static_cast<uint32_t>(m.value));
   if (m.data.empty()) return r;
-  if (m.data.size() < 5 || (m.data.size() - 5) % 8 != 0 || (m.data.size() - 5) / 8 > r.sack.size())
-    return std::nullopt;
   Reader rd{m.data};
   auto flags = rd.get(1);
   auto right = rd.get(4);
-  if (flags > 1) return std::nullopt;
+  if (!rd.done() || flags > 1) return std::nullopt;
   if (flags == 1) r.right = wire::SeqNum(static_cast<uint32_t>(right));
-  while (rd.ok && !rd.done()) {
-    auto l = rd.get(4), rr = rd.get(4);
-    r.sack[r.sack_count++] = {wire::SeqNum(static_cast<uint32_t>(l)),
-                              wire::SeqNum(static_cast<uint32_t>(rr))};
-  }
-  if (!rd.ok) return std::nullopt;
   return r;
 }
 

@@ -49,8 +49,8 @@ struct ConnMessage {
   std::span<const uint8_t> data;
 };
 
-// Has carries, after its seq, the backup kernel's window edge and SACK ranges in `data`:
-// flags (1: bit 0 = edge present), edge (4), then 0-4 blocks of left, right (4 + 4).
+// Has carries, after its seq, the backup kernel's window right edge in `data`: flags (1: bit 0 =
+// edge present), edge (4). An empty `data` means no edge.
 void encode_has_extra(std::vector<uint8_t>& out, const packet::HasReport& r);
 std::optional<packet::HasReport> decode_has(const ConnMessage& m);
 

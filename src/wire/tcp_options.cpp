@@ -127,35 +127,6 @@ void translate_sack(TcpView& tcp, SeqOffset offset) {
   });
 }
 
-bool filter_sack(TcpView& tcp, const std::function<std::optional<SackBlock>(SackBlock)>& keep) {
-  auto opts = tcp.options();
-  if (!well_formed(opts)) return false;
-  bool changed = false;
-  for_each_option(opts, [&](OptionAt o) {
-    if (o.kind != tcp_opt::SACK || o.len < 2) return;
-    std::vector<uint8_t> out(o.len, tcp_opt::NOP);
-    size_t kept = 0;
-    for (size_t b = o.offset + 2; b + 8 <= o.offset + o.len; b += 8) {
-      SackBlock in{SeqNum(load_be32(opts, b)), SeqNum(load_be32(opts, b + 4))};
-      auto k = keep(in);
-      if (!k || *k != in) changed = true;
-      if (!k) continue;
-      store_be32(out, 2 + 8 * kept, k->left.raw());
-      store_be32(out, 6 + 8 * kept, k->right.raw());
-      ++kept;
-    }
-    if (!changed) return;
-    if (kept > 0) {
-      out[0] = tcp_opt::SACK;
-      out[1] = static_cast<uint8_t>(2 + 8 * kept);
-    } else {
-      std::fill(out.begin(), out.begin() + 2, tcp_opt::NOP);
-    }
-    tcp.patch(kTcpMinHeaderLen + o.offset, out);
-  });
-  return changed;
-}
-
 bool clamp_mss(TcpView& tcp, uint16_t max_mss) {
   auto opts = tcp.options();
   if (!well_formed(opts)) return false;

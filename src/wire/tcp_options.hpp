@@ -4,7 +4,6 @@
 #pragma once
 #include <array>
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <span>
 #include <utility>
@@ -50,10 +49,6 @@ bool strip_timestamps(TcpView& tcp);
 // Each SACK edge e becomes offset.apply(e). To map client-facing to kernel sequence space, pass
 // the inverse of the kernel->client offset (SeqOffset::inverse()).
 void translate_sack(TcpView& tcp, SeqOffset offset);
-// Rewrites the blocks of a SACK option: `keep` maps each block to the block to send instead, or
-// to nothing to drop it. Kept blocks close up and the freed bytes become NOPs. Returns whether
-// anything changed.
-bool filter_sack(TcpView& tcp, const std::function<std::optional<SackBlock>(SackBlock)>& keep);
 // Lowers an MSS option above max_mss to max_mss; returns whether it changed.
 bool clamp_mss(TcpView& tcp, uint16_t max_mss);
 

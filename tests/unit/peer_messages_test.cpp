@@ -21,13 +21,10 @@ std::optional<packet::HasReport> round_trip(const packet::HasReport& r) {
   return decode_has(*m);
 }
 
-TEST(PeerMessages, HasCarriesWindowEdgeAndSackRanges) {
+TEST(PeerMessages, HasCarriesTheWindowsRightEdge) {
   packet::HasReport r;
   r.has = SeqNum(0xfffffff0u);
   r.right = SeqNum(0x00010000u);  // across the wrap
-  r.sack[0] = {SeqNum(0x100), SeqNum(0x200)};
-  r.sack[1] = {SeqNum(0x300), SeqNum(0x400)};
-  r.sack_count = 2;
   auto back = round_trip(r);
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(*back, r);
@@ -48,7 +45,6 @@ TEST(PeerMessages, HasWithoutExtraStillDecodes) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->has, SeqNum(1234));
   EXPECT_FALSE(r->right.has_value());
-  EXPECT_EQ(r->sack_count, 0);
 }
 
 TEST(PeerMessages, MalformedHasExtraIsRejected) {
@@ -60,11 +56,8 @@ TEST(PeerMessages, MalformedHasExtraIsRejected) {
   };
   EXPECT_FALSE(decode_with({1, 0, 0}).has_value());                 // short edge
   EXPECT_FALSE(decode_with({2, 0, 0, 0, 0}).has_value());           // unknown flag
-  EXPECT_FALSE(decode_with({1, 0, 0, 0, 0, 1, 2, 3}).has_value());  // partial block
-  std::vector<uint8_t> five_blocks(5 + 5 * 8, 0);
-  EXPECT_FALSE(decode_with(five_blocks).has_value());
-  std::vector<uint8_t> four_blocks(5 + 4 * 8, 0);
-  EXPECT_TRUE(decode_with(four_blocks).has_value());
+  EXPECT_FALSE(decode_with({1, 0, 0, 0, 0, 1, 2, 3}).has_value());  // trailing bytes
+  EXPECT_TRUE(decode_with({1, 0, 0, 0, 9}).has_value());
 }
 
 }  // namespace

@@ -177,48 +177,6 @@ TEST(TcpOptions, TranslateSackRandomAlignmentAndOffsets) {
   }
 }
 
-TEST(TcpOptions, FilterSackKeepsClipsAndDrops) {
-  std::vector<uint8_t> pkt = packet_with_options(kAckOptions);
-  TcpPacket p = parsed(pkt);
-  // First block dropped, second clipped: the kept one moves up, the freed 8 bytes become NOPs.
-  bool changed = filter_sack(p.tcp, [](SackBlock b) -> std::optional<SackBlock> {
-    if (b.left == SeqNum(0xffffff00u)) return std::nullopt;
-    return SackBlock{b.left, SeqNum(0x180)};
-  });
-  EXPECT_TRUE(changed);
-  EXPECT_TRUE(p.tcp.checksum_ok(p.ip.src(), p.ip.dst()));
-  auto opts = p.tcp.options();
-  ASSERT_EQ(opts.size(), kAckOptions.size());
-  EXPECT_EQ(opts[14], 0x05);
-  EXPECT_EQ(opts[15], 0x0a);  // one block
-  for (size_t i = 24; i < opts.size(); ++i) EXPECT_EQ(opts[i], 0x01) << i;
-  auto o = parse_options(opts);
-  ASSERT_TRUE(o.ok());
-  ASSERT_EQ(o->sack_count, 1);
-  EXPECT_EQ(o->sack[0], (SackBlock{SeqNum(0x100), SeqNum(0x180)}));
-  EXPECT_EQ(o->timestamp->first, 0x11223344u);
-}
-
-TEST(TcpOptions, FilterSackDroppingAllLeavesOnlyNops) {
-  std::vector<uint8_t> pkt = packet_with_options(kAckOptions);
-  TcpPacket p = parsed(pkt);
-  EXPECT_TRUE(filter_sack(p.tcp, [](SackBlock) { return std::optional<SackBlock>{}; }));
-  EXPECT_TRUE(p.tcp.checksum_ok(p.ip.src(), p.ip.dst()));
-  auto opts = p.tcp.options();
-  for (size_t i = 12; i < opts.size(); ++i) EXPECT_EQ(opts[i], 0x01) << i;
-  auto o = parse_options(opts);
-  ASSERT_TRUE(o.ok());
-  EXPECT_EQ(o->sack_count, 0);
-  EXPECT_TRUE(o->timestamp.has_value());
-}
-
-TEST(TcpOptions, FilterSackUnchangedIsByteExact) {
-  std::vector<uint8_t> pkt = packet_with_options(kAckOptions);
-  TcpPacket p = parsed(pkt);
-  EXPECT_FALSE(filter_sack(p.tcp, [](SackBlock b) { return std::optional<SackBlock>{b}; }));
-  EXPECT_EQ(pkt, packet_with_options(kAckOptions));
-}
-
 TEST(TcpOptions, ClampMss) {
   std::vector<uint8_t> pkt = packet_with_options(kSynOptions, tcp_flags::SYN);
   TcpPacket p = parsed(pkt);
