@@ -199,12 +199,7 @@ bool MessageLayer::read_client(Conn& c) {
       finishing_ = c.key;
       paused_.erase(c.key);
     }
-    if (cache_full(c)) {
-      if (paused_.insert(c.key).second)
-        spdlog::warn("message: request cache full ({} bytes): pausing reads of {}", cache_bytes_,
-                     c.key.to_string());
-      return true;
-    }
+    if (cache_full(c)) return true;  // the caller's update_interest() pauses it
     ssize_t n = ::read(c.fd.get(), buf_.data(), buf_.size());
     if (n > 0) {
       if (!on_client_bytes(c, {buf_.data(), static_cast<size_t>(n)})) return false;
