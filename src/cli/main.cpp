@@ -46,7 +46,7 @@ spdlog::level::level_enum to_spdlog(us::config::LogLevel l) {
 int cmd_run(const std::string& path) {
   auto cfg = load_or_report(path);
   if (!cfg) return kExitConfig;
-  auto logger = spdlog::stderr_color_mt(us::config::to_string(cfg->node.role));
+  auto logger = spdlog::stderr_color_mt(us::to_string(cfg->node.role));
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
   spdlog::set_level(to_spdlog(cfg->log.level));
@@ -147,8 +147,8 @@ int main(int argc, char** argv) {
       std::cout << cfg.error().line() << "\n";
       return kExitConfig;
     }
-    std::cout << "ok: " << config << " (" << us::config::to_string(cfg->node.role)
-              << ", advertised " << cfg->service.advertised.to_string() << ")\n";
+    std::cout << "ok: " << config << " (" << us::to_string(cfg->node.role) << ", advertised "
+              << cfg->service.advertised.to_string() << ")\n";
     return 0;
   }
   if (*status) return cmd_status(config, json, reset_timing);

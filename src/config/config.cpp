@@ -369,16 +369,6 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
 
 }  // namespace
 
-const char* to_string(Role r) {
-  switch (r) {
-    case Role::Primary:
-      return "primary";
-    case Role::Backup:
-      return "backup";
-  }
-  return "unknown";
-}
-
 const char* to_string(LogLevel l) {
   switch (l) {
     case LogLevel::Trace:

@@ -9,12 +9,10 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "core/vocabulary.hpp"
 #include "wire/address.hpp"
 
 namespace us::config {
-
-enum class Role { Primary, Backup };
-const char* to_string(Role);
 
 enum class LogLevel { Trace, Debug, Info, Warn, Error };
 const char* to_string(LogLevel);

@@ -16,13 +16,8 @@
 
 #include "http/error_reply.hpp"
 #include "message/regeneration.hpp"
-#include "node/fault.hpp"
 
 namespace us::message {
-
-using packet::ConnKey;
-using packet::Mode;
-using packet::Role;
 
 struct MessageLayer::Conn {
   ConnKey key;
@@ -86,9 +81,8 @@ std::optional<std::chrono::steady_clock::time_point> take(
 }
 }  // namespace
 
-MessageLayer::MessageLayer(sys::EventLoop& loop, packet::PacketLayer& pl, PeerLink& link,
-                           Settings s)
-    : loop_(loop), pl_(pl), link_(link), s_(s), buf_(64 * 1024) {}
+MessageLayer::MessageLayer(sys::EventLoop& loop, Flows& flows, peer::ConnSender& link, Settings s)
+    : loop_(loop), flows_(flows), link_(link), s_(std::move(s)), buf_(64 * 1024) {}
 
 MessageLayer::~MessageLayer() = default;
 
@@ -135,19 +129,19 @@ void MessageLayer::on_accept() {
     if (fd < 0) return;
     sys::Fd owned(fd);
     wire::Endpoint fake{wire::Ipv4Addr(ntohl(a.sin_addr.s_addr)), ntohs(a.sin_port)};
-    const packet::Flow* flow = pl_.find_by_fake(fake);
-    if (!flow) {
+    auto known = flows_.key_for(fake);
+    if (!known) {
       spdlog::warn("message: accepted {} with no flow; closing", fake.to_string());
       continue;
     }
-    if (conns_.size() >= s_.max_connections && !find(flow->key)) {
+    if (conns_.size() >= s_.max_connections && !find(*known)) {
       spdlog::warn("message: connection limit {} reached; refusing {}", s_.max_connections,
-                   flow->key.to_string());
+                   known->to_string());
       continue;
     }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    Conn& c = conn_for(flow->key);
+    Conn& c = conn_for(*known);
     c.fake = fake;
     c.fd = std::move(owned);
     ++counters_.accepted;
@@ -208,8 +202,7 @@ bool MessageLayer::read_client(Conn& c) {
     if (n == 0) {
       c.client_eof = true;
       // The FIN is a byte of the client's stream: the backup holds it too.
-      pl_.note_local_has(c.fake,
-                         wire::SeqNum(c.key.isn + 1 + static_cast<uint32_t>(c.req_read) + 1));
+      flows_.local_has(c.fake, wire::SeqNum(c.key.isn + 1 + static_cast<uint32_t>(c.req_read) + 1));
       maybe_finish(c);
       return write_client(c);
     }
@@ -227,7 +220,7 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
   if (!c.serving) {
     c.cache.append(reinterpret_cast<const char*>(data.data()), data.size());
     cache_bytes_ += data.size();
-    pl_.note_local_has(c.fake, wire::SeqNum(c.key.isn + 1 + static_cast<uint32_t>(c.req_read)));
+    flows_.local_has(c.fake, wire::SeqNum(c.key.isn + 1 + static_cast<uint32_t>(c.req_read)));
   } else {
     c.held.append(reinterpret_cast<const char*>(data.data()), data.size());
   }
@@ -241,7 +234,7 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
     // answered before this node had all of it) is not waiting for anything.
     if (ri.index >= c.replies_done) c.unanswered.push_back(ri);
     ++counters_.requests;
-    if (!c.serving) fault::hit("backup.request_complete");
+    if (!c.serving) fault("backup.request_complete");
   }
   expect_new_requests(c);
   uint64_t seen = c.reqf.completed() + (c.reqf.partial() ? 1 : 0);
@@ -257,7 +250,7 @@ bool MessageLayer::on_client_bytes(Conn& c, std::span<const uint8_t> data) {
     spdlog::warn("http: client {}: request {}: {}; answering {} and closing", c.key.to_string(),
                  c.error_index, r.error().reason, r.error().status);
   }
-  if (!c.serving && c.reqf.partial()) fault::hit("backup.request_partial");
+  if (!c.serving && c.reqf.partial()) fault("backup.request_partial");
   if (finishing_ && *finishing_ == c.key && !c.reqf.partial()) {
     finishing_.reset();
     update_interest(c);
@@ -410,7 +403,7 @@ bool MessageLayer::read_upstream(Conn& c) {
 }
 
 bool MessageLayer::on_upstream_bytes(Conn& c, std::span<const uint8_t> data) {
-  if (replicating()) fault::hit("primary.reply_read");
+  if (replicating()) fault("primary.reply_read");
   uint64_t up_start = c.respf.offset();
   if (!c.respf.in_message() && !data.empty()) {
     if (auto t = take(c.server_started, c.replies_done))
@@ -580,7 +573,7 @@ bool MessageLayer::write_client(Conn& c) {
     if (n > 0) {
       c.reply_written += static_cast<uint64_t>(n);
       c.last_active = Conn::Clock::now();
-      if (c.serving && replicating()) fault::hit("primary.reply_written");
+      if (c.serving && replicating()) fault("primary.reply_written");
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
@@ -638,7 +631,7 @@ void MessageLayer::on_peer_message(const peer::ConnMessage& m) {
       return;
     }
     if (m.value > c->reply_written && std::min(m.value, c->reply_total) > c->reply_written)
-      fault::hit("primary.reply_acked");
+      fault("primary.reply_acked");
     c->reply_acked = std::max(c->reply_acked, std::min(m.value, c->reply_total));
     auto now = Conn::Clock::now();
     while (!c->repl_sent.empty() && c->repl_sent.front().first <= m.value) {
@@ -675,7 +668,7 @@ void MessageLayer::on_peer_message(const peer::ConnMessage& m) {
       c.reply_total += bytes.size();
       c.partial.add(bytes);
       ack_dirty_.insert(m.key);
-      fault::hit("backup.reply_received");
+      fault("backup.reply_received");
       break;
     }
     case peer::Type::ReplyEnd:

@@ -24,22 +24,16 @@
 
 #include "common/histogram.hpp"
 #include "common/result.hpp"
+#include "core/vocabulary.hpp"
 #include "http/framer.hpp"
-#include "packet/packet_layer.hpp"
+#include "message/flows.hpp"
 #include "peer/messages.hpp"
 #include "sys/event_loop.hpp"
 
 namespace us::message {
 
-// The replication channel as the message layer sees it.
-class PeerLink {
- public:
-  virtual ~PeerLink() = default;
-  virtual void send(const peer::ConnMessage& m) = 0;
-};
-
 struct Settings {
-  packet::Role role = packet::Role::Primary;
+  Role role = Role::Primary;
   wire::Endpoint listen;       // TUN side
   wire::Endpoint server;       // the local web server
   size_t window = 256 * 1024;  // reply bytes per connection not yet written to the client
@@ -47,6 +41,7 @@ struct Settings {
   uint64_t cache_limit = 256u << 20;               // backup: request bytes held for all connections
   std::chrono::milliseconds idle_timeout{120000};  // serving: close a connection with nothing to do
   std::chrono::milliseconds linger{60000};  // after our FIN, or a replica never accepted: give up
+  FaultHook fault;                          // named fault points (docs/FAULTS.md)
 };
 
 struct Counters {
@@ -56,11 +51,11 @@ struct Counters {
 
 class MessageLayer {
  public:
-  MessageLayer(sys::EventLoop& loop, packet::PacketLayer& pl, PeerLink& link, Settings s);
+  MessageLayer(sys::EventLoop& loop, Flows& flows, peer::ConnSender& link, Settings s);
   ~MessageLayer();
   Result<Ok, std::string> start();
 
-  void set_mode(packet::Mode m) { mode_ = m; }
+  void set_mode(Mode m) { mode_ = m; }
   void on_peer_message(const peer::ConnMessage& m);
   void take_over();  // backup: the primary died
   void peer_lost();  // primary: the backup died
@@ -82,11 +77,11 @@ class MessageLayer {
 
  private:
   bool replicating() const;
-  Conn& conn_for(const packet::ConnKey& key);
-  Conn* find(const packet::ConnKey& key);
+  Conn& conn_for(const ConnKey& key);
+  Conn* find(const ConnKey& key);
   void on_accept();
-  void on_client_event(const packet::ConnKey& key, uint32_t events);
-  void on_upstream_event(const packet::ConnKey& key, uint32_t events);
+  void on_client_event(const ConnKey& key, uint32_t events);
+  void on_upstream_event(const ConnKey& key, uint32_t events);
   bool read_client(Conn& c);
   bool on_client_bytes(Conn& c, std::span<const uint8_t> data);
   bool forward_requests(Conn& c);
@@ -112,16 +107,19 @@ class MessageLayer {
   void resume_readers();
 
   sys::EventLoop& loop_;
-  packet::PacketLayer& pl_;
-  PeerLink& link_;
+  Flows& flows_;
+  peer::ConnSender& link_;
+  void fault(std::string_view point) const {
+    if (s_.fault) s_.fault(point);
+  }
   Settings s_;
-  packet::Mode mode_ = packet::Mode::Starting;
+  Mode mode_ = Mode::Starting;
   sys::Fd listener_;
-  std::unordered_map<packet::ConnKey, std::unique_ptr<Conn>, packet::ConnKeyHash> conns_;
-  std::unordered_set<packet::ConnKey, packet::ConnKeyHash> ack_dirty_;
-  std::unordered_set<packet::ConnKey, packet::ConnKeyHash> paused_;
+  std::unordered_map<ConnKey, std::unique_ptr<Conn>, ConnKeyHash> conns_;
+  std::unordered_set<ConnKey, ConnKeyHash> ack_dirty_;
+  std::unordered_set<ConnKey, ConnKeyHash> paused_;
   uint64_t cache_bytes_ = 0;
-  std::optional<packet::ConnKey> finishing_;  // may read past a full cache to end its request
+  std::optional<ConnKey> finishing_;  // may read past a full cache to end its request
   Counters counters_;
   Timing timing_;
   std::vector<uint8_t> buf_;

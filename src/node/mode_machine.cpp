@@ -6,9 +6,6 @@
 
 namespace us::node {
 
-using packet::Mode;
-using packet::Role;
-
 namespace {
 
 int64_t ms(Clock::duration d) {
@@ -77,7 +74,7 @@ Action ModeMachine::on_heartbeat(const PeerView& peer, TimePoint now) {
         // than after the timeout.
         peer_alive_ = false;
         return fail_over(fmt::format("{} restarted: boot {} -> {}, its state is lost",
-                                     packet::to_string(peer.role), duplex_boot_, peer.boot_id));
+                                     to_string(peer.role), duplex_boot_, peer.boot_id));
       }
       if (peer.mode == Mode::Simplex) {
         // The peer declared us dead (our heartbeats did not reach it) and now serves alone and owns
@@ -86,7 +83,7 @@ Action ModeMachine::on_heartbeat(const PeerView& peer, TimePoint now) {
         return transition(mode_, Action::FailStop,
                           fmt::format("{} (boot {}) went simplex: it declared us dead; stopping so "
                                       "that one node serves",
-                                      packet::to_string(peer.role), peer.boot_id));
+                                      to_string(peer.role), peer.boot_id));
       }
       heard(now);
       return Action::None;
@@ -135,13 +132,13 @@ Action ModeMachine::on_channel_up(const PeerView& peer, TimePoint now) {
       channel_down_since_.reset();
       return transition(
           Mode::Duplex, Action::EnterDuplex,
-          fmt::format("channel up with {}, boot {}", packet::to_string(peer.role), peer.boot_id));
+          fmt::format("channel up with {}, boot {}", to_string(peer.role), peer.boot_id));
 
     case Mode::Duplex:
       // Ignored: a channel that went down lost replicated replies; coming back does not restore
       // them, so the backup's fail-stop clock keeps running.
-      SPDLOG_DEBUG("mode: duplex: ignoring channel up from {} (boot {})",
-                   packet::to_string(peer.role), peer.boot_id);
+      SPDLOG_DEBUG("mode: duplex: ignoring channel up from {} (boot {})", to_string(peer.role),
+                   peer.boot_id);
       return Action::None;
 
     case Mode::Simplex:
@@ -194,7 +191,7 @@ Action ModeMachine::on_tick(TimePoint now) {
       if (!peer_alive_) {
         return fail_over(
             fmt::format("no heartbeat from {} for {} ms",
-                        packet::to_string(role_ == Role::Primary ? Role::Backup : Role::Primary),
+                        to_string(role_ == Role::Primary ? Role::Backup : Role::Primary),
                         ms(now - *last_heard_)));
       }
       if (channel_down_since_ && now - *channel_down_since_ > heartbeat_timeout_) {
@@ -217,14 +214,14 @@ std::optional<Action> ModeMachine::check_starting_peer(const PeerView& peer, con
   if (peer.role == role_) {
     return transition(mode_, Action::Refuse,
                       fmt::format("both nodes are configured as {} ({} from boot {})",
-                                  packet::to_string(role_), what, peer.boot_id));
+                                  to_string(role_), what, peer.boot_id));
   }
   if (peer.mode == Mode::Simplex) {
     return transition(mode_, Action::Refuse,
                       fmt::format("peer serves alone (simplex, {} from {} boot {}); a restarted "
                                   "node cannot rejoin until reintegration exists: stop the "
                                   "peer's service or restart both",
-                                  what, packet::to_string(peer.role), peer.boot_id));
+                                  what, to_string(peer.role), peer.boot_id));
   }
   return std::nullopt;
 }
@@ -242,7 +239,7 @@ void ModeMachine::note_ignored_peer(const PeerView& peer, const char* what) {
   ignored_boot_ = peer.boot_id;
   spdlog::info(
       "mode: simplex: {} (boot {}, {}) appeared ({}) but cannot rejoin until reintegration exists",
-      packet::to_string(peer.role), peer.boot_id, packet::to_string(peer.mode), what);
+      to_string(peer.role), peer.boot_id, to_string(peer.mode), what);
 }
 
 void ModeMachine::heard(TimePoint now) {
@@ -252,8 +249,8 @@ void ModeMachine::heard(TimePoint now) {
 
 Action ModeMachine::transition(Mode next, Action action, std::string reason) {
   const bool stop = action == Action::Refuse || action == Action::FailStop;
-  const char* from = packet::to_string(mode_);
-  const char* to = stop ? "stopped" : packet::to_string(next);
+  const char* from = to_string(mode_);
+  const char* to = stop ? "stopped" : to_string(next);
   if (stop) {
     spdlog::error("mode: {} -> {} ({})", from, to, reason);
     stopped_ = true;

@@ -4,12 +4,15 @@
 // an Action the node carries out (drive the PacketLayer, send a gratuitous ARP, exit). Read
 // DESIGN.md section 1 first.
 //
-//   starting --channel up, peer starting/duplex--> duplex --heartbeat timeout / peer rebooted-->
-//   simplex starting --startup_wait, no channel (a backup waits while a starting primary is
-//   heard)----> simplex starting --peer simplex / same role--> stopped (Refuse) duplex   --backup:
-//   channel down but heartbeats go on / peer went simplex--> stopped (FailStop)
+//   starting --channel up, peer starting/duplex----------------> duplex
+//   starting --startup_wait, no channel (a backup waits while
+//              a starting primary is heard)----------------------> simplex
+//   starting --peer simplex / same role-------------------------> stopped (Refuse)
+//   duplex   --heartbeat timeout / peer rebooted----------------> simplex
+//   duplex   --backup: channel down but heartbeats go on /
+//              peer went simplex--------------------------------> stopped (FailStop)
 //
-// "stopped" is not a packet::Mode: the node exits (fail-stop, the paper's "intentional termination
+// "stopped" is not a Mode: the node exits (fail-stop, the paper's "intentional termination
 // of a cluster"); mode() keeps the last mode, front() turns false and every later event returns
 // None.
 #pragma once
@@ -18,17 +21,14 @@
 #include <optional>
 #include <string>
 
-#include "packet/packet_layer.hpp"
+#include "core/vocabulary.hpp"
 
 namespace us::node {
 
-using Clock = std::chrono::steady_clock;
-using TimePoint = Clock::time_point;
-
 // What an authenticated heartbeat or the replication channel's hello says about the peer.
 struct PeerView {
-  packet::Role role;
-  packet::Mode mode;
+  Role role;
+  Mode mode;
   uint64_t boot_id;  // changes on every start of the peer's daemon
 };
 
@@ -46,11 +46,11 @@ const char* to_string(Action);
 
 class ModeMachine {
  public:
-  ModeMachine(packet::Role role, std::chrono::milliseconds heartbeat_timeout,
+  ModeMachine(Role role, std::chrono::milliseconds heartbeat_timeout,
               std::chrono::milliseconds startup_wait, TimePoint start);
 
-  packet::Mode mode() const { return mode_; }
-  packet::Role role() const { return role_; }
+  Mode mode() const { return mode_; }
+  Role role() const { return role_; }
   // Owns the advertised address: Simplex, or the Backup in Duplex (DESIGN.md section 1). Never
   // after Refuse / FailStop.
   bool front() const;
@@ -83,19 +83,19 @@ class ModeMachine {
   void heard(TimePoint now);
   // The one place the state changes. Logs "mode: A -> B (reason)"; Refuse / FailStop go to
   // "stopped".
-  Action transition(packet::Mode next, Action action, std::string reason);
+  Action transition(Mode next, Action action, std::string reason);
 
-  packet::Role role_;
+  Role role_;
   std::chrono::milliseconds heartbeat_timeout_;
   std::chrono::milliseconds startup_wait_;
   TimePoint start_;
-  packet::Mode mode_ = packet::Mode::Starting;
+  Mode mode_ = Mode::Starting;
   bool stopped_ = false;
   bool peer_alive_ = false;
   uint64_t failovers_ = 0;
   std::string refuse_reason_;
-  std::optional<TimePoint> last_heard_;  // last heartbeat (or channel up) from a peer
-  packet::Mode last_peer_mode_ = packet::Mode::Starting;  // starting: what the last heartbeat said
+  std::optional<TimePoint> last_heard_;   // last heartbeat (or channel up) from a peer
+  Mode last_peer_mode_ = Mode::Starting;  // starting: what the last heartbeat said
   bool split_brain_announced_ = false;
   uint64_t duplex_boot_ = 0;                     // the peer's boot_id when duplex began
   std::optional<TimePoint> channel_down_since_;  // backup, duplex: the replication channel is down

@@ -33,8 +33,6 @@
 
 namespace us::node {
 
-using packet::Mode;
-using packet::Role;
 using namespace std::chrono_literals;
 
 namespace {
@@ -51,8 +49,8 @@ bool carries_data(std::span<const uint8_t> p) {
   return total > ihl + doff;
 }
 
-Role to_role(config::Role r) {
-  return r == config::Role::Primary ? Role::Primary : Role::Backup;
+Role to_role(Role r) {
+  return r == Role::Primary ? Role::Primary : Role::Backup;
 }
 
 crypto::Key to_key(const std::vector<uint8_t>& v) {
@@ -69,7 +67,7 @@ uint64_t make_boot_id() {
 }
 }  // namespace
 
-struct Node::Impl : packet::Emitter, message::PeerLink {
+struct Node::Impl : packet::Emitter, peer::ConnSender, message::Flows {
   config::Config cfg;
   Role role;
   uint64_t boot_id = make_boot_id();
@@ -107,13 +105,21 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
     send_datagram(peer::Type::Relay, p);
   }
   void to_front(std::span<const uint8_t> p) override { send_datagram(peer::Type::Stray, p); }
-  void backup_has(const packet::ConnKey& key, const packet::HasReport& r) override {
+  void backup_has(const ConnKey& key, const HasReport& r) override {
     scratch_has.clear();
     peer::encode_has_extra(scratch_has, r);
     send_conn({peer::Type::Has, key, r.has.raw(), 0, scratch_has});
   }
-  // --- PeerLink ------------------------------------------------------------------------------
+  // --- ConnSender ----------------------------------------------------------------------------
   void send(const peer::ConnMessage& m) override { send_conn(m); }
+  // --- Flows ---------------------------------------------------------------------------------
+  std::optional<ConnKey> key_for(const wire::Endpoint& fake) const override {
+    const packet::Flow* f = pl->find_by_fake(fake);
+    return f ? std::optional<ConnKey>(f->key) : std::nullopt;
+  }
+  void local_has(const wire::Endpoint& fake, wire::SeqNum seq) override {
+    pl->note_local_has(fake, seq);
+  }
 
   void send_conn(const peer::ConnMessage& m) {
     if (!channel || !channel->up()) return;
@@ -133,7 +139,7 @@ struct Node::Impl : packet::Emitter, message::PeerLink {
     ::sendto(udp.get(), frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
   }
 
-  uint32_t server_isn(const packet::ConnKey& k) const {
+  uint32_t server_isn(const ConnKey& k) const {
     uint8_t msg[16];
     auto put32 = [&](int at, uint32_t v) {
       for (int i = 0; i < 4; ++i) msg[at + i] = static_cast<uint8_t>(v >> (24 - 8 * i));
@@ -224,7 +230,7 @@ Result<Ok, std::string> Node::Impl::init() {
   ps.fake_first = wire::Ipv4Addr(cfg.tun.address.v + 256);
   uint32_t size = cfg.tun.prefix >= 32 ? 1 : (uint32_t{1} << (32 - cfg.tun.prefix));
   ps.fake_count = size > 512 ? size - 512 : 1;
-  ps.server_isn = [this](const packet::ConnKey& k) { return server_isn(k); };
+  ps.server_isn = [this](const ConnKey& k) { return server_isn(k); };
   ps.max_flows = static_cast<size_t>(cfg.limits.max_connections);
   pl = std::make_unique<packet::PacketLayer>(ps, *this);
 
@@ -236,7 +242,8 @@ Result<Ok, std::string> Node::Impl::init() {
   ms.max_connections = static_cast<size_t>(cfg.limits.max_connections);
   ms.cache_limit = cfg.limits.request_cache_bytes;
   ms.idle_timeout = std::chrono::milliseconds(cfg.limits.idle_timeout_ms);
-  ml = std::make_unique<message::MessageLayer>(loop, *pl, *this, ms);
+  ms.fault = [](std::string_view point) { fault::hit(point); };
+  ml = std::make_unique<message::MessageLayer>(loop, *this, *this, ms);
   if (auto s = ml->start(); !s) return Err{"message layer: " + s.error()};
 
   mm = std::make_unique<ModeMachine>(role, std::chrono::milliseconds(cfg.heartbeat.timeout_ms),
@@ -285,7 +292,7 @@ Result<Ok, std::string> Node::Impl::init() {
   };
   loop.after(0ms, ticker);
   spdlog::info("node: {} on {} ({}), advertised {}, server {}, peer {}:{}, boot {}",
-               packet::to_string(role), cfg.service.interface, link.mac.to_string(),
+               to_string(role), cfg.service.interface, link.mac.to_string(),
                cfg.service.advertised.to_string(), cfg.node.server.to_string(),
                cfg.peer.address.to_string(), cfg.peer.port, boot_id);
   return Ok{};
@@ -533,8 +540,8 @@ nlohmann::json Node::Impl::status() const {
   const auto& t = ml->timing();
   const auto& mc = ml->counters();
   return {
-      {"role", packet::to_string(role)},
-      {"mode", packet::to_string(mm->mode())},
+      {"role", to_string(role)},
+      {"mode", to_string(mm->mode())},
       {"front", mm->front()},
       {"peer", mm->peer_alive() ? "alive" : "dead"},
       {"connections", ml->connections()},

@@ -12,33 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "core/vocabulary.hpp"
 #include "wire/address.hpp"
 #include "wire/seq.hpp"
 
 namespace us::packet {
-
-using TimePoint = std::chrono::steady_clock::time_point;
-
-// I4: how both nodes name a connection.
-struct ConnKey {
-  wire::Ipv4Addr ip;
-  uint16_t port = 0;
-  uint32_t isn = 0;
-  friend constexpr auto operator<=>(const ConnKey&, const ConnKey&) = default;
-  std::string to_string() const;
-};
-
-struct ConnKeyHash {
-  size_t operator()(const ConnKey& k) const {
-    return std::hash<uint64_t>{}((uint64_t{k.ip.v} << 16 | k.port) ^ (uint64_t{k.isn} << 29));
-  }
-};
-
-struct EndpointHash {
-  size_t operator()(const wire::Endpoint& e) const {
-    return std::hash<uint64_t>{}(uint64_t{e.ip.v} << 16 | e.port);
-  }
-};
 
 // A kernel segment kept, already rewritten for the client, until the client acknowledges it, so a
 // backup taking over can send it at once instead of waiting for its kernel's backed-off timer.
@@ -46,15 +24,6 @@ struct RetainedSegment {
   wire::SeqNum seq;
   wire::SeqNum end;
   std::vector<uint8_t> packet;
-};
-
-// What the backup holds of a client's stream, as it reports it to the primary (I1). The primary
-// acknowledges nothing beyond `has`, and its window ends where the backup's kernel can still take
-// bytes (a segment beyond it is dropped there, yet the primary's kernel would take and SACK it).
-struct HasReport {
-  wire::SeqNum has;                   // every client byte below
-  std::optional<wire::SeqNum> right;  // right edge of the backup kernel's receive window
-  friend bool operator==(const HasReport&, const HasReport&) = default;
 };
 
 struct Flow {

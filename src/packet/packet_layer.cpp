@@ -28,29 +28,10 @@ void apply_report(Flow& f, const HasReport& r) {
 }
 }  // namespace
 
-std::string ConnKey::to_string() const {
-  return ip.to_string() + ":" + std::to_string(port) + "/isn=" + std::to_string(isn);
-}
-
 bool Flow::fully_closed() const {
   if (reset) return true;
   return client_fin && kernel_fin && client_ack_seen && client_acked > *kernel_fin &&
          kernel_rcv_nxt > *client_fin;
-}
-
-const char* to_string(Role r) {
-  return r == Role::Primary ? "primary" : "backup";
-}
-const char* to_string(Mode m) {
-  switch (m) {
-    case Mode::Starting:
-      return "starting";
-    case Mode::Duplex:
-      return "duplex";
-    case Mode::Simplex:
-      return "simplex";
-  }
-  return "?";
 }
 
 PacketLayer::PacketLayer(Settings settings, Emitter& emit) : s_(std::move(settings)), emit_(emit) {}

@@ -3,10 +3,10 @@
 // socket and the peer channels. Read flow.hpp first, then DESIGN.md sections 1-3.
 //
 //   client --(LAN, AF_PACKET)--> [front node] --relay (backup in duplex)--> [primary]
-//   each node: client packet -> rewrite (src := fake, dst := tun listen, ack -= offset) -> TUN ->
-//   kernel each node: kernel segment -> rewrite (src := advertised, dst := client, seq += offset)
-//   -> client
-//              (the backup in duplex keeps it instead of sending it)
+//
+//   each node, client packet:  rewrite (src := fake, dst := TUN, ack -= offset) -> TUN -> kernel
+//   each node, kernel segment: rewrite (src := advertised, dst := client, seq += offset) -> client
+//                              (the backup in duplex keeps it instead of sending it)
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -20,11 +20,6 @@
 #include "wire/tcp.hpp"
 
 namespace us::packet {
-
-enum class Role { Primary, Backup };
-enum class Mode { Starting, Duplex, Simplex };
-const char* to_string(Role);
-const char* to_string(Mode);
 
 // Lan: this node's own interface (or a stray packet the primary passed on: the client's ARP entry
 // was stale). Relay: the backup's relay to the primary.

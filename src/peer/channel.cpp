@@ -37,7 +37,7 @@ Channel::~Channel() {
 }
 
 Result<Ok, std::string> Channel::start() {
-  if (s_.role == packet::Role::Primary) {
+  if (s_.role == Role::Primary) {
     listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     int one = 1;
     ::setsockopt(listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -176,13 +176,13 @@ void Channel::handle_frame(std::span<const uint8_t> frame) {
     }
     // Session keys bind both nonces, so an old session's frames cannot be replayed into this one.
     std::vector<uint8_t> ctx;
-    const auto& primary_nonce = s_.role == packet::Role::Primary ? my_nonce_ : h->nonce;
-    const auto& backup_nonce = s_.role == packet::Role::Primary ? h->nonce : my_nonce_;
+    const auto& primary_nonce = s_.role == Role::Primary ? my_nonce_ : h->nonce;
+    const auto& backup_nonce = s_.role == Role::Primary ? h->nonce : my_nonce_;
     ctx.insert(ctx.end(), primary_nonce.begin(), primary_nonce.end());
     ctx.insert(ctx.end(), backup_nonce.begin(), backup_nonce.end());
     auto p2b = crypto::derive_key(s_.key, "understudy channel p2b v1", ctx);
     auto b2p = crypto::derive_key(s_.key, "understudy channel b2p v1", ctx);
-    bool primary = s_.role == packet::Role::Primary;
+    bool primary = s_.role == Role::Primary;
     send_auth_.emplace(primary ? p2b : b2p);
     recv_auth_.emplace(primary ? b2p : p2b);
     send_counter_ = recv_counter_ = 1;
@@ -265,8 +265,7 @@ void Channel::fail(const std::string& why) {
   // Still starting: the peer may not be up yet; try again.
   state_ = State::Idle;
   SPDLOG_DEBUG("peer: channel attempt failed: {}", why);
-  if (s_.role == packet::Role::Backup)
-    loop_.after(std::chrono::milliseconds(100), [this] { connect(); });
+  if (s_.role == Role::Backup) loop_.after(std::chrono::milliseconds(100), [this] { connect(); });
 }
 
 }  // namespace us::peer

@@ -18,13 +18,13 @@
 namespace us::peer {
 
 struct ChannelSettings {
-  packet::Role role;
+  Role role;
   wire::Ipv4Addr local;
   wire::Ipv4Addr remote;
   uint16_t port = 7400;
   crypto::Key key;
   uint64_t boot_id = 0;
-  std::function<packet::Mode()> mode;  // sent in our Hello
+  std::function<Mode()> mode;  // sent in our Hello
 };
 
 class Channel {

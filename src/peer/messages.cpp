@@ -30,14 +30,14 @@ bool valid_mode(uint64_t v) {
   return v <= 2;
 }
 
-void put_key(std::vector<uint8_t>& out, const packet::ConnKey& k) {
+void put_key(std::vector<uint8_t>& out, const ConnKey& k) {
   put(out, k.ip.v, 4);
   put(out, k.port, 2);
   put(out, k.isn, 4);
 }
 
-packet::ConnKey get_key(Reader& r) {
-  packet::ConnKey k;
+ConnKey get_key(Reader& r) {
+  ConnKey k;
   k.ip = wire::Ipv4Addr(static_cast<uint32_t>(r.get(4)));
   k.port = static_cast<uint16_t>(r.get(2));
   k.isn = static_cast<uint32_t>(r.get(4));
@@ -83,13 +83,13 @@ void encode(std::vector<uint8_t>& out, const ConnMessage& m) {
   }
 }
 
-void encode_has_extra(std::vector<uint8_t>& out, const packet::HasReport& r) {
+void encode_has_extra(std::vector<uint8_t>& out, const HasReport& r) {
   put(out, r.right ? 1u : 0u, 1);
   put(out, r.right ? r.right->raw() : 0u, 4);
 }
 
-std::optional<packet::HasReport> decode_has(const ConnMessage& m) {
-  packet::HasReport r;
+std::optional<HasReport> decode_has(const ConnMessage& m) {
+  HasReport r;
   r.has = wire::SeqNum(static_cast<uint32_t>(m.value));
   if (m.data.empty()) return r;
   Reader rd{m.data};
@@ -107,8 +107,8 @@ std::optional<Hello> decode_hello(std::span<const uint8_t> payload) {
   h.boot_id = r.get(8);
   if (!r.ok || !valid_role(role) || !valid_mode(mode) || r.in.size() - r.pos != h.nonce.size())
     return std::nullopt;
-  h.role = static_cast<packet::Role>(role);
-  h.mode = static_cast<packet::Mode>(mode);
+  h.role = static_cast<Role>(role);
+  h.mode = static_cast<Mode>(mode);
   std::copy(payload.begin() + static_cast<long>(r.pos), payload.end(), h.nonce.begin());
   return h;
 }
@@ -118,7 +118,7 @@ std::optional<Heartbeat> decode_heartbeat(std::span<const uint8_t> payload) {
   auto role = r.get(1), mode = r.get(1);
   auto boot = r.get(8);
   if (!r.done() || !valid_role(role) || !valid_mode(mode)) return std::nullopt;
-  return Heartbeat{static_cast<packet::Role>(role), static_cast<packet::Mode>(mode), boot};
+  return Heartbeat{static_cast<Role>(role), static_cast<Mode>(mode), boot};
 }
 
 std::optional<ConnMessage> decode_conn(Type type, std::span<const uint8_t> payload) {

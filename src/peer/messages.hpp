@@ -7,8 +7,7 @@
 #include <span>
 #include <vector>
 
-#include "packet/flow.hpp"
-#include "packet/packet_layer.hpp"
+#include "core/vocabulary.hpp"
 
 namespace us::peer {
 
@@ -28,14 +27,14 @@ enum class Type : uint8_t {
 };
 
 struct Hello {
-  packet::Role role;
-  packet::Mode mode;
+  Role role;
+  Mode mode;
   uint64_t boot_id;
   std::array<uint8_t, 16> nonce;
 };
 struct Heartbeat {
-  packet::Role role;
-  packet::Mode mode;
+  Role role;
+  Mode mode;
   uint64_t boot_id;
 };
 
@@ -43,7 +42,7 @@ struct Heartbeat {
 // (Reply, Close, ReplyAck, ReplyEnd); `index` only for ReplyEnd; `data` only for Reply.
 struct ConnMessage {
   Type type;
-  packet::ConnKey key;
+  ConnKey key;
   uint64_t value = 0;
   uint64_t index = 0;
   std::span<const uint8_t> data;
@@ -51,8 +50,8 @@ struct ConnMessage {
 
 // Has carries, after its seq, the backup kernel's window right edge in `data`: flags (1: bit 0 =
 // edge present), edge (4). An empty `data` means no edge.
-void encode_has_extra(std::vector<uint8_t>& out, const packet::HasReport& r);
-std::optional<packet::HasReport> decode_has(const ConnMessage& m);
+void encode_has_extra(std::vector<uint8_t>& out, const HasReport& r);
+std::optional<HasReport> decode_has(const ConnMessage& m);
 
 void encode(std::vector<uint8_t>& out, const Hello& m);
 void encode(std::vector<uint8_t>& out, const Heartbeat& m);
@@ -60,5 +59,12 @@ void encode(std::vector<uint8_t>& out, const ConnMessage& m);
 std::optional<Hello> decode_hello(std::span<const uint8_t> payload);
 std::optional<Heartbeat> decode_heartbeat(std::span<const uint8_t> payload);
 std::optional<ConnMessage> decode_conn(Type type, std::span<const uint8_t> payload);
+
+// Where per-connection messages go: the replication channel to the peer, in order.
+class ConnSender {
+ public:
+  virtual ~ConnSender() = default;
+  virtual void send(const ConnMessage& m) = 0;
+};
 
 }  // namespace us::peer

@@ -10,12 +10,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/vocabulary.hpp"
 #include "sys/fd.hpp"
 
 namespace us::sys {
 
-using Clock = std::chrono::steady_clock;
-using TimePoint = Clock::time_point;
+using us::Clock;
+using us::TimePoint;
 
 class EventLoop {
  public:

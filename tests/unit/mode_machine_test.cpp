@@ -13,8 +13,6 @@ namespace us::node {
 namespace {
 
 using namespace std::chrono_literals;
-using packet::Mode;
-using packet::Role;
 
 constexpr std::chrono::milliseconds kTimeout = 300ms;
 constexpr std::chrono::milliseconds kStartupWait = 2000ms;
@@ -401,7 +399,7 @@ TEST(ModeMachine, simplex_failover_counted_once) {
 
 TEST(ModeMachine, front_in_each_state) {
   for (Role role : {Role::Primary, Role::Backup}) {
-    SCOPED_TRACE(packet::to_string(role));
+    SCOPED_TRACE(to_string(role));
     EXPECT_EQ(starting(role).front(), false);
     EXPECT_EQ(duplex(role).front(), role == Role::Backup);
 

@@ -9,9 +9,9 @@ namespace {
 
 using wire::SeqNum;
 
-const packet::ConnKey kKey{wire::Ipv4Addr(198, 18, 0, 2), 40000, 0xfffffff0u};
+const ConnKey kKey{wire::Ipv4Addr(198, 18, 0, 2), 40000, 0xfffffff0u};
 
-std::optional<packet::HasReport> round_trip(const packet::HasReport& r) {
+std::optional<HasReport> round_trip(const HasReport& r) {
   std::vector<uint8_t> extra, wire_bytes;
   encode_has_extra(extra, r);
   encode(wire_bytes, ConnMessage{Type::Has, kKey, r.has.raw(), 0, extra});
@@ -22,14 +22,14 @@ std::optional<packet::HasReport> round_trip(const packet::HasReport& r) {
 }
 
 TEST(PeerMessages, HasCarriesTheWindowsRightEdge) {
-  packet::HasReport r;
+  HasReport r;
   r.has = SeqNum(0xfffffff0u);
   r.right = SeqNum(0x00010000u);  // across the wrap
   auto back = round_trip(r);
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(*back, r);
 
-  packet::HasReport bare;
+  HasReport bare;
   bare.has = SeqNum(7);
   back = round_trip(bare);
   ASSERT_TRUE(back.has_value());

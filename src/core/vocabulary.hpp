@@ -1,0 +1,60 @@
+// The words every layer shares, on the ground floor above wire/: a node's role and mode, how both
+// nodes name a connection (I4), what the backup reports it holds (I1), the clock, and the hook
+// through which tests make a node die at a named point. Nothing here does I/O.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "wire/address.hpp"
+#include "wire/seq.hpp"
+
+namespace us {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+
+// The role is the node's configured place in the pair; the mode is what the pair is doing now.
+enum class Role { Primary, Backup };
+enum class Mode { Starting, Duplex, Simplex };
+const char* to_string(Role);
+const char* to_string(Mode);
+
+// I4: how both nodes name a connection: the client's address, port and initial sequence number.
+struct ConnKey {
+  wire::Ipv4Addr ip;
+  uint16_t port = 0;
+  uint32_t isn = 0;
+  friend constexpr auto operator<=>(const ConnKey&, const ConnKey&) = default;
+  std::string to_string() const;
+};
+
+struct ConnKeyHash {
+  size_t operator()(const ConnKey& k) const {
+    return std::hash<uint64_t>{}((uint64_t{k.ip.v} << 16 | k.port) ^ (uint64_t{k.isn} << 29));
+  }
+};
+
+struct EndpointHash {
+  size_t operator()(const wire::Endpoint& e) const {
+    return std::hash<uint64_t>{}(uint64_t{e.ip.v} << 16 | e.port);
+  }
+};
+
+// What the backup holds of a client's stream, as it reports it to the primary (I1). The primary
+// acknowledges nothing beyond `has`, and its window ends where the backup's kernel can still take
+// bytes (a segment beyond it is dropped there, yet the primary's kernel would take and SACK it).
+struct HasReport {
+  wire::SeqNum has;                   // every client byte below
+  std::optional<wire::SeqNum> right;  // right edge of the backup kernel's receive window
+  friend bool operator==(const HasReport&, const HasReport&) = default;
+};
+
+// Called at each named fault point (docs/FAULTS.md). The node wires it to its fault injector;
+// layers hold it as a value, so unit tests run without one (empty: no-op) or record the hits.
+using FaultHook = std::function<void(std::string_view point)>;
+
+}  // namespace us

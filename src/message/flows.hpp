@@ -1,0 +1,22 @@
+// What the message layer needs of the packet layer's flow table, and nothing more: which client
+// connection a made-up TUN-side address stands for, and (backup) how far this node holds the
+// client's stream, so the primary may acknowledge it (I1). The node adapts the packet layer to it.
+#pragma once
+#include <optional>
+
+#include "core/vocabulary.hpp"
+#include "wire/address.hpp"
+#include "wire/seq.hpp"
+
+namespace us::message {
+
+class Flows {
+ public:
+  virtual ~Flows() = default;
+  // The connection the local kernel knows as `fake` (the accepted peer address), if any.
+  virtual std::optional<ConnKey> key_for(const wire::Endpoint& fake) const = 0;
+  // Backup: the message layer holds the client's stream below `seq` (a FIN counts as a byte).
+  virtual void local_has(const wire::Endpoint& fake, wire::SeqNum seq) = 0;
+};
+
+}  // namespace us::message
