@@ -22,6 +22,8 @@ enum class Role { Primary, Backup };
 enum class Mode { Starting, Duplex, Simplex };
 const char* to_string(Role);
 const char* to_string(Mode);
+// The mode has one owner, the node's mode machine; the layers read it through this.
+using ModeSource = std::function<Mode()>;
 
 // I4: how both nodes name a connection: the client's address, port and initial sequence number.
 struct ConnKey {

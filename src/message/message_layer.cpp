@@ -103,7 +103,7 @@ Result<Ok, std::string> MessageLayer::start() {
 }
 
 bool MessageLayer::replicating() const {
-  return s_.role == Role::Primary && mode_ == Mode::Duplex;
+  return s_.role == Role::Primary && mode() == Mode::Duplex;
 }
 
 MessageLayer::Conn& MessageLayer::conn_for(const ConnKey& key) {
@@ -148,7 +148,7 @@ void MessageLayer::on_accept() {
     ConnKey key = c.key;
     loop_.add(c.fd.get(), EPOLLIN, [this, key](uint32_t ev) { on_client_event(key, ev); });
     SPDLOG_DEBUG("message: accepted {}", key.to_string());
-    bool serve = s_.role == Role::Primary || mode_ == Mode::Simplex;
+    bool serve = s_.role == Role::Primary || mode() == Mode::Simplex;
     if (serve && !c.serving) {
       if (s_.role == Role::Backup) {
         take_over_conn(c);
@@ -642,7 +642,7 @@ void MessageLayer::on_peer_message(const peer::ConnMessage& m) {
     if (write_client(*c)) update_interest(*c);
     return;
   }
-  if (s_.role != Role::Backup || mode_ != Mode::Duplex) return;
+  if (s_.role != Role::Backup || mode() != Mode::Duplex) return;
   Conn* known = find(m.key);
   if (!known && !(m.type == peer::Type::Reply && m.value == 0)) {
     // The connection ended here first (a client reset reaches both nodes; frames the primary had
@@ -731,7 +731,6 @@ void MessageLayer::sweep() {
 }
 
 void MessageLayer::take_over() {
-  mode_ = Mode::Simplex;
   ack_dirty_.clear();
   std::vector<ConnKey> keys;
   for (auto& [k, c] : conns_) keys.push_back(k);
@@ -776,7 +775,6 @@ void MessageLayer::take_over_conn(Conn& c) {
 }
 
 void MessageLayer::peer_lost() {
-  mode_ = Mode::Simplex;
   std::vector<ConnKey> keys;
   for (auto& [k, c] : conns_) keys.push_back(k);
   for (auto& k : keys) {

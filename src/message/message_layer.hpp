@@ -34,6 +34,7 @@ namespace us::message {
 
 struct Settings {
   Role role = Role::Primary;
+  ModeSource mode;             // the node's mode (its mode machine owns it); empty: Starting
   wire::Endpoint listen;       // TUN side
   wire::Endpoint server;       // the local web server
   size_t window = 256 * 1024;  // reply bytes per connection not yet written to the client
@@ -55,10 +56,9 @@ class MessageLayer {
   ~MessageLayer();
   Result<Ok, std::string> start();
 
-  void set_mode(Mode m) { mode_ = m; }
   void on_peer_message(const peer::ConnMessage& m);
-  void take_over();  // backup: the primary died
-  void peer_lost();  // primary: the backup died
+  void take_over();  // backup: the primary died (the mode is already Simplex)
+  void peer_lost();  // primary: the backup died (the mode is already Simplex)
   void flush();      // coalesced ReplyAcks
   void sweep();      // every second: idle and abandoned connections
   size_t connections() const { return conns_.size(); }
@@ -77,6 +77,7 @@ class MessageLayer {
 
  private:
   bool replicating() const;
+  Mode mode() const { return s_.mode ? s_.mode() : Mode::Starting; }
   Conn& conn_for(const ConnKey& key);
   Conn* find(const ConnKey& key);
   void on_accept();
@@ -113,7 +114,6 @@ class MessageLayer {
     if (s_.fault) s_.fault(point);
   }
   Settings s_;
-  Mode mode_ = Mode::Starting;
   sys::Fd listener_;
   std::unordered_map<ConnKey, std::unique_ptr<Conn>, ConnKeyHash> conns_;
   std::unordered_set<ConnKey, ConnKeyHash> ack_dirty_;

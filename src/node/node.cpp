@@ -224,6 +224,7 @@ Result<Ok, std::string> Node::Impl::init() {
 
   packet::Settings ps;
   ps.role = role;
+  ps.mode = [this] { return mm->mode(); };
   ps.advertised = cfg.service.advertised;
   ps.listen = {cfg.tun.address, cfg.service.advertised.port};
   // Made-up client addresses: the TUN subnet above its own address.
@@ -236,6 +237,7 @@ Result<Ok, std::string> Node::Impl::init() {
 
   message::Settings ms;
   ms.role = role;
+  ms.mode = [this] { return mm->mode(); };
   ms.listen = ps.listen;
   ms.server = cfg.node.server;
   ms.window = static_cast<size_t>(cfg.limits.replication_window_bytes);
@@ -489,13 +491,9 @@ void Node::Impl::act(Action a) {
     case Action::None:
       return;
     case Action::EnterDuplex:
-      pl->set_mode(Mode::Duplex);
-      ml->set_mode(Mode::Duplex);
       if (role == Role::Backup) announce();
       return;
     case Action::EnterSimplexAlone:
-      pl->set_mode(Mode::Simplex);
-      ml->set_mode(Mode::Simplex);
       announce();
       return;
     case Action::TakeOver:

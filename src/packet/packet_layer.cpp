@@ -37,7 +37,7 @@ bool Flow::fully_closed() const {
 PacketLayer::PacketLayer(Settings settings, Emitter& emit) : s_(std::move(settings)), emit_(emit) {}
 
 bool PacketLayer::front() const {
-  return mode_ == Mode::Simplex || (s_.role == Role::Backup && mode_ == Mode::Duplex);
+  return mode() == Mode::Simplex || (s_.role == Role::Backup && mode() == Mode::Duplex);
 }
 
 void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, TimePoint now) {
@@ -60,7 +60,7 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
   }
   if (source == Source::Lan) {
     if (!front()) {
-      if (s_.role == Role::Primary && mode_ == Mode::Duplex) {
+      if (s_.role == Role::Primary && mode() == Mode::Duplex) {
         // A stale ARP entry at the client: hand the packet to the front instead of losing it.
         emit_.to_front(p.ip.bytes());
         ++counters_.sent_to_front;
@@ -69,12 +69,12 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
       ++counters_.dropped_not_front;
       return;
     }
-    if (s_.role == Role::Backup && mode_ == Mode::Duplex) {
+    if (s_.role == Role::Backup && mode() == Mode::Duplex) {
       // Step 2 of the paper: the client's packet, unchanged, to the primary.
       emit_.to_primary(p.ip.bytes());
       ++counters_.relayed;
     }
-  } else if (!(s_.role == Role::Primary && mode_ == Mode::Duplex)) {
+  } else if (!(s_.role == Role::Primary && mode() == Mode::Duplex)) {
     ++counters_.dropped_not_front;
     return;
   }
@@ -235,7 +235,7 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
   if (fl & tf::FIN) f.kernel_fin = seq + static_cast<uint32_t>(p.tcp.payload().size());
   // A reset made by the backup's kernel alone never reaches the client and does not end the flow:
   // the primary may still be serving it.
-  if ((fl & tf::RST) && !(s_.role == Role::Backup && mode_ == Mode::Duplex)) {
+  if ((fl & tf::RST) && !(s_.role == Role::Backup && mode() == Mode::Duplex)) {
     f.reset = true;
     if (!f.closed_at) f.closed_at = now_;
   }
@@ -246,7 +246,7 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
   if (s_.role == Role::Backup && p.tcp.seg_len() > 0 && !(fl & tf::RST)) retain(f, seq, end, p);
   maybe_fake_ack(f);
 
-  switch (mode_) {
+  switch (mode()) {
     case Mode::Starting:
       return;
     case Mode::Duplex:
@@ -295,7 +295,7 @@ void PacketLayer::gate(Flow& f, wire::TcpPacket& p) {
 }
 
 SeqNum PacketLayer::window_right(const Flow& f, SeqNum kernel_right) const {
-  bool gated = mode_ == Mode::Duplex && s_.role == Role::Primary;
+  bool gated = mode() == Mode::Duplex && s_.role == Role::Primary;
   return gated && f.backup_right ? SeqNum::min(kernel_right, *f.backup_right) : kernel_right;
 }
 
@@ -346,7 +346,7 @@ void PacketLayer::note_kernel_window(Flow& f, const wire::TcpPacket& p, bool syn
 }
 
 void PacketLayer::mark_dirty(Flow& f) {
-  if (mode_ == Mode::Duplex) dirty_.insert(&f);
+  if (mode() == Mode::Duplex) dirty_.insert(&f);
 }
 
 void PacketLayer::note_local_has(const Endpoint& fake, SeqNum seq) {
@@ -373,7 +373,7 @@ void PacketLayer::on_backup_has(const ConnKey& key, const HasReport& report, Tim
 }
 
 void PacketLayer::release_gate(Flow& f) {
-  bool gated = mode_ == Mode::Duplex && s_.role == Role::Primary;
+  bool gated = mode() == Mode::Duplex && s_.role == Role::Primary;
   if (f.held_syn_ack) {
     if (gated && !(f.backup_has_known && f.backup_has > SeqNum(f.key.isn))) return;
     emit_.to_client(*f.held_syn_ack);
@@ -413,7 +413,6 @@ void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack, std::optional<SeqNum> 
 
 void PacketLayer::take_over(TimePoint now) {
   now_ = now;
-  mode_ = Mode::Simplex;
   dirty_.clear();
   for (auto& [client, fp] : by_client_) {
     Flow& f = *fp;
@@ -460,7 +459,6 @@ void PacketLayer::resend_due(TimePoint now) {
 
 void PacketLayer::peer_lost(TimePoint now) {
   now_ = now;
-  mode_ = Mode::Simplex;
   dirty_.clear();
   for (auto& [client, fp] : by_client_) {
     Flow& f = *fp;

@@ -37,6 +37,7 @@ class Emitter {
 
 struct Settings {
   Role role = Role::Primary;
+  ModeSource mode;  // the node's mode (its mode machine owns it); empty: Starting
   wire::Endpoint advertised;
   wire::Endpoint listen;        // where the message layer listens on the TUN side
   wire::Ipv4Addr fake_first;    // first made-up client address
@@ -60,9 +61,7 @@ class PacketLayer {
  public:
   PacketLayer(Settings settings, Emitter& emit);
 
-  Mode mode() const { return mode_; }
-  // Starting -> Duplex. Takeovers go through take_over() / peer_lost().
-  void set_mode(Mode m) { mode_ = m; }
+  Mode mode() const { return s_.mode ? s_.mode() : Mode::Starting; }
   bool front() const;
 
   void on_client_packet(std::span<uint8_t> packet, Source source, TimePoint now);
@@ -78,10 +77,10 @@ class PacketLayer {
   // Backup: the local message layer has read the client's stream up to `seq`.
   void note_local_has(const wire::Endpoint& fake, wire::SeqNum seq);
 
-  // Backup: the primary died. Become the only node: send every kept segment now, acknowledge all
+  // Backup: the primary died (the mode is already Simplex). Become the only node: send every kept segment now, acknowledge all
   // client data this node holds (Table 2, primary rows).
   void take_over(TimePoint now);
-  // Primary: the backup died. Stop gating and acknowledge what the kernel has.
+  // Primary: the backup died (the mode is already Simplex). Stop gating and acknowledge what the kernel has.
   void peer_lost(TimePoint now);
 
   // After a takeover: sends a kept segment the client has still not acknowledged again, on a
@@ -114,7 +113,6 @@ class PacketLayer {
 
   Settings s_;
   Emitter& emit_;
-  Mode mode_ = Mode::Starting;
   Counters counters_;
   std::unordered_map<wire::Endpoint, std::unique_ptr<Flow>, EndpointHash> by_client_;
   std::unordered_map<wire::Endpoint, Flow*, EndpointHash> by_fake_;

@@ -202,6 +202,7 @@ class PacketLayerTest : public ::testing::Test {
   Recorder out;
   std::unique_ptr<PacketLayer> pl;
   Role role = Role::Backup;
+  Mode mode = Mode::Starting;  // the node's mode machine owns it; tests set it as it would
   TimePoint t0 = TimePoint{} + 1000h;
   TimePoint now = t0;
 
@@ -219,8 +220,9 @@ class PacketLayerTest : public ::testing::Test {
     s.fake_first = kFakeFirst;
     uint32_t isn = server_isn;
     s.server_isn = [isn](const ConnKey&) { return isn; };
+    mode = m;
+    s.mode = [this] { return mode; };
     pl = std::make_unique<PacketLayer>(std::move(s), out);
-    pl->set_mode(m);
   }
 
   // Where a client packet arrives on this node: relayed to the primary in duplex, else the LAN.
@@ -777,6 +779,7 @@ TEST_F(PacketLayerTest, BackupTakeOver_ResendsTheOldestUnacknowledgedSegment) {
   establish();
   kernel(from_kernel().seq(K(1)).ack(C(1)).data(100, 'a').build());
   kernel(from_kernel().seq(K(101)).ack(C(1)).data(100, 'b').build());
+  mode = Mode::Simplex;
   pl->take_over(now);
   out.clear();
   auto first = PacketBuilder()
@@ -822,6 +825,7 @@ TEST_F(PacketLayerTest, BackupDuplexEstablished_TakeOver) {
   kernel(from_kernel().seq(K(301)).ack(C(51)).window(333).build());    // our kernel has them
   out.clear();
 
+  mode = Mode::Simplex;
   pl->take_over(now);
   EXPECT_EQ(pl->mode(), Mode::Simplex);
   ASSERT_EQ(out.client.size(), 3u);
@@ -868,6 +872,7 @@ TEST_F(PacketLayerTest, PrimaryDuplexSynAckHeld_PeerLost) {
   kernel(kernel_syn_ack());
   out.clear();
 
+  mode = Mode::Simplex;
   pl->peer_lost(now);
   EXPECT_EQ(pl->mode(), Mode::Simplex);
   ASSERT_EQ(out.client.size(), 1u);
@@ -889,6 +894,7 @@ TEST_F(PacketLayerTest, PrimaryDuplexAckClamped_PeerLost) {
   kernel(from_kernel().seq(K(1)).ack(C(301)).window(400).build());  // clamped to C(1)
   out.clear();
 
+  mode = Mode::Simplex;
   pl->peer_lost(now);
   // The released ACK, a probe below the client's RCV.NXT (it answers at once), then four
   // duplicate ACKs (fast retransmit of anything the dead backup swallowed).
