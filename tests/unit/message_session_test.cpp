@@ -469,6 +469,22 @@ TEST_F(SessionTest, PrimaryDuplex_FinWaitsForTheAckOfTheClose) {
   EXPECT_TRUE(fin);
 }
 
+// Closing: a request that arrives after the Close gets no reply, so it never reaches the server.
+TEST_F(SessionTest, PrimaryDuplex_RequestAfterTheClose_IsNotForwarded) {
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  s->on_server_connected();
+  to_server();
+  server(reply("bye", "Sat, 29 Nov 2025 10:00:00 GMT", false));
+  ASSERT_FALSE(s->server_open());
+  link.sent.clear();
+  client(get("/b"));
+  EXPECT_EQ(host.opens, 1);
+  EXPECT_FALSE(s->server_open());
+  EXPECT_EQ(counters.requests, 1u);
+  EXPECT_TRUE(link.sent.empty());
+}
+
 TEST_F(SessionTest, PrimaryDuplex_PipelinedRequestsAreForwardedAndAnsweredInOrder) {
   start(Role::Primary, Mode::Duplex);
   std::string a = get("/a"), b = get("/b");
