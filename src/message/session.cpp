@@ -1,0 +1,623 @@
+#include "message/session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "http/error_reply.hpp"
+
+namespace us::message {
+namespace {
+
+// Pops entries for indices below `index` and returns the time for `index`, if recorded.
+std::optional<TimePoint> take(std::deque<std::pair<uint64_t, TimePoint>>& q, uint64_t index) {
+  while (!q.empty() && q.front().first < index) q.pop_front();
+  if (q.empty() || q.front().first != index) return std::nullopt;
+  auto t = q.front().second;
+  q.pop_front();
+  return t;
+}
+
+std::span<const uint8_t> bytes_of(const std::string& s, size_t from, size_t n) {
+  return {reinterpret_cast<const uint8_t*>(s.data()) + from, n};
+}
+
+}  // namespace
+
+Session::Session(const ConnKey& key, SessionContext& ctx, TimePoint now)
+    : key_(key), ctx_(ctx), last_active_(now) {}
+
+bool Session::replicating() const {
+  const auto& s = ctx_.settings;
+  return s.role == Role::Primary && (s.mode ? s.mode() : Mode::Starting) == Mode::Duplex;
+}
+
+void Session::fault(std::string_view point) const {
+  if (ctx_.settings.fault) ctx_.settings.fault(point);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side.
+
+void Session::on_accepted(const wire::Endpoint& fake, TimePoint now) {
+  client_.fake = fake;
+  client_.accepted = true;
+  const auto& s = ctx_.settings;
+  Mode mode = s.mode ? s.mode() : Mode::Starting;
+  bool serve = s.role == Role::Primary || mode == Mode::Simplex;
+  if (serve && !serving_) {
+    if (s.role == Role::Backup) {
+      take_over(now);  // a connection the dead primary knew, accepted only now
+    } else {
+      serving_ = true;
+    }
+  }
+}
+
+bool Session::blocked_by_cache() const {
+  return !serving_ && ctx_.cache.full_for(key_);
+}
+
+bool Session::may_read_client() {
+  if (!serving_) ctx_.cache.offer_finishing(key_, client_.framer.partial().has_value());
+  return !blocked_by_cache();
+}
+
+bool Session::wants_client_read() const {
+  return client_.accepted && !finished() && !client_.eof && !blocked_by_cache();
+}
+
+void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
+  if (finished()) return;
+  auto& c = client_;
+  c.read += data.size();
+  last_active_ = now;
+  if (!serving_) {
+    c.cache.append(reinterpret_cast<const char*>(data.data()), data.size());
+    ctx_.cache.add(data.size());
+    ctx_.flows.local_has(c.fake, wire::SeqNum(key_.isn + 1 + static_cast<uint32_t>(c.read)));
+  } else {
+    c.held.append(reinterpret_cast<const char*>(data.data()), data.size());
+  }
+  if (c.error) return;                      // after a bad request nothing more is read as HTTP
+  if (serving_ && reply_.close_at) return;  // closing: later requests get no reply
+  if (serving_ && !up_.open && !open_upstream()) return;
+  std::vector<http::RequestInfo> done;
+  auto r = c.framer.feed(data, done);
+  for (auto& ri : done) {
+    // A request answered before it was complete here (an early reply, or one the dead primary
+    // answered before this node had all of it) is not waiting for anything.
+    if (ri.index >= reply_.replies_done) c.unanswered.push_back(ri);
+    ++ctx_.counters.requests;
+    if (!serving_) fault("backup.request_complete");
+  }
+  expect_new_requests();
+  uint64_t seen = c.framer.completed() + (c.framer.partial() ? 1 : 0);
+  if (serving_) {
+    for (; stamps_.stamped < seen; ++stamps_.stamped)
+      stamps_.req_started.emplace_back(stamps_.stamped, now);
+  }
+  stamps_.stamped = std::max(stamps_.stamped, seen);
+  if (!r) {
+    c.error = r.error();
+    c.error_index = c.framer.completed();
+    ++ctx_.counters.bad_requests;
+    spdlog::warn("http: client {}: request {}: {}; answering {} and closing", key_.to_string(),
+                 c.error_index, r.error().reason, r.error().status);
+  }
+  if (!serving_ && c.framer.partial()) fault("backup.request_partial");
+  if (!c.framer.partial()) ctx_.cache.request_ended(key_);
+  trim_cache();
+  if (serving_) {
+    forward_requests(now);
+    if (c.error) maybe_error_reply(now);
+  }
+}
+
+void Session::on_client_eof() {
+  if (finished()) return;
+  client_.eof = true;
+  // The FIN is a byte of the client's stream: the backup holds it too.
+  ctx_.flows.local_has(client_.fake,
+                       wire::SeqNum(key_.isn + 1 + static_cast<uint32_t>(client_.read) + 1));
+  maybe_finish();
+  if (reply_.fin_sent) end(false);
+}
+
+void Session::on_client_error() {
+  end(false);
+}
+
+uint64_t Session::client_limit() const {
+  return serving_ ? std::min(reply_.acked, reply_.total) : reply_.total;
+}
+
+std::span<const uint8_t> Session::client_output() const {
+  uint64_t limit = client_limit();
+  if (!client_.accepted || finished() || reply_.written >= limit) return {};
+  return bytes_of(reply_.out, static_cast<size_t>(reply_.written - reply_.out_base),
+                  static_cast<size_t>(limit - reply_.written));
+}
+
+void Session::on_client_written(size_t n, TimePoint now) {
+  auto& r = reply_;
+  r.written += n;
+  last_active_ = now;
+  if (serving_ && replicating()) fault("primary.reply_written");
+  settle_request_timing(now);
+  size_t consumed = static_cast<size_t>(r.written - r.out_base);
+  if (consumed == r.out.size() || consumed > (1u << 20)) {
+    r.out.erase(0, consumed);
+    r.out_base = r.written;
+  }
+}
+
+// I2 for the close: a serving node in duplex sends its FIN only once the backup acknowledged the
+// Close (ReplyAck one past its offset).
+bool Session::wants_fin() const {
+  bool close_ok = serving_ ? reply_.close_acked : true;
+  return client_.accepted && !finished() && reply_.close_at && close_ok && !reply_.fin_sent &&
+         reply_.written >= *reply_.close_at;
+}
+
+void Session::on_fin_sent(TimePoint now) {
+  reply_.fin_sent = true;
+  last_active_ = now;
+  if (client_.eof) end(false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests to the server.
+
+// A request reaches the server only once its headers are complete and valid: the server must never
+// answer (or refuse) bytes that this node's framer has not accepted, or the two nodes' streams and
+// the reply order could differ.
+void Session::forward_requests(TimePoint now) {
+  auto& c = client_;
+  if (c.skip_before_index) {
+    // After a takeover: the dead primary answered every request below this index (its reply is
+    // replicated here), though this node may still be receiving the tail of one. Their bytes must
+    // not reach this node's server: it would run them again and answer what nobody asked.
+    std::optional<uint64_t> begin;
+    for (const auto& ri : c.unanswered)
+      if (ri.index == *c.skip_before_index) begin = ri.begin;
+    if (!begin && c.framer.partial() && c.framer.partial()->index == *c.skip_before_index)
+      begin = c.framer.partial()->begin;
+    uint64_t skip_to = begin.value_or(c.read);
+    if (skip_to > c.forwarded) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(skip_to - c.forwarded, c.held.size()));
+      c.held.erase(0, n);
+      c.forwarded += n;
+    }
+    if (begin) c.skip_before_index.reset();
+  }
+  uint64_t limit = c.read;
+  if (c.error) {
+    limit = c.framer.partial() ? c.framer.partial()->begin : c.framer.offset();
+  } else if (c.framer.partial() && !c.framer.headers_complete()) {
+    limit = c.framer.partial()->begin;
+  }
+  if (limit <= c.forwarded) return;
+  size_t n = static_cast<size_t>(std::min<uint64_t>(limit - c.forwarded, c.held.size()));
+  up_.out.append(c.held, 0, n);
+  c.held.erase(0, n);
+  c.forwarded += n;
+  auto stamp = [&](const http::RequestInfo& ri) {
+    if (ri.index >= stamps_.server_stamped && ri.begin < c.forwarded) {
+      stamps_.server_started.emplace_back(ri.index, now);
+      stamps_.server_stamped = ri.index + 1;
+    }
+  };
+  for (const auto& ri : c.unanswered) stamp(ri);
+  if (c.framer.partial()) stamp(*c.framer.partial());
+}
+
+void Session::expect_new_requests() {
+  if (!serving_) return;
+  for (auto& ri : client_.unanswered) {
+    if (ri.index == up_.expected) {
+      up_.framer.expect(ri.method);
+      ++up_.expected;
+    }
+  }
+  if (client_.framer.headers_complete() && client_.framer.partial()->index == up_.expected) {
+    up_.framer.expect(client_.framer.partial()->method);
+    ++up_.expected;
+  }
+}
+
+bool Session::open_upstream() {
+  up_.framer = http::ResponseFramer();
+  up_.expected = reply_.replies_done;
+  up_.origin = reply_.total - (up_.regen ? up_.regen->expected.length : 0);
+  expect_new_requests();
+  if (!ctx_.host.open_server(key_)) {
+    ++ctx_.counters.upstream_errors;
+    end(true);
+    return false;
+  }
+  up_.open = true;
+  up_.connecting = true;
+  return true;
+}
+
+void Session::close_upstream() {
+  if (!up_.open) return;
+  ctx_.host.close_server(key_);
+  up_.open = false;
+  up_.connecting = false;
+  up_.out.clear();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies from the server.
+
+size_t Session::server_read_budget() const {
+  uint64_t pending = reply_.total - reply_.written;
+  size_t window = ctx_.settings.window;
+  return pending >= window ? 0 : window - static_cast<size_t>(pending);
+}
+
+bool Session::wants_server_read() const {
+  return up_.open && reply_.total - reply_.written < ctx_.settings.window;
+}
+
+std::span<const uint8_t> Session::server_output() const {
+  if (!up_.open || up_.connecting) return {};
+  return bytes_of(up_.out, 0, up_.out.size());
+}
+
+void Session::on_server_bytes(std::span<const uint8_t> data, TimePoint now) {
+  if (finished() || !up_.open) return;
+  if (replicating()) fault("primary.reply_read");
+  uint64_t up_start = up_.framer.offset();
+  if (!up_.framer.in_message() && !data.empty()) {
+    if (auto t = take(stamps_.server_started, reply_.replies_done))
+      ctx_.timing.server.add(now - *t);
+  }
+  std::vector<http::ResponseInfo> done;
+  auto r = up_.framer.feed(data, done);
+  if (!r) {
+    spdlog::error("http: server reply for {}: {}; resetting the connection", key_.to_string(),
+                  r.error().reason);
+    ++ctx_.counters.upstream_errors;
+    end(true);
+    return;
+  }
+  // Emit in pieces so every ReplyEnd follows exactly the bytes of its reply.
+  size_t pos = 0;
+  for (auto& ri : done) {
+    emit_until(data, up_start, pos, ri.end, now);
+    if (finished()) return;
+    if (!ri.interim) on_final_reply(ri, now);
+    if (finished() || !up_.open) return;  // closing: the rest is not ours to send
+  }
+  emit_until(data, up_start, pos, up_start + data.size(), now);
+}
+
+// Emits data[pos, up_end - up_start), first checking it against a reply being regenerated.
+void Session::emit_until(std::span<const uint8_t> data, uint64_t up_start, size_t& pos,
+                         uint64_t up_end, TimePoint now) {
+  size_t stop = static_cast<size_t>(std::min<uint64_t>(up_end - up_start, data.size()));
+  if (stop <= pos) return;
+  auto piece = data.subspan(pos, stop - pos);
+  pos = stop;
+  if (auto& regen = up_.regen) {
+    // DESIGN.md section 3, "Large messages": the client may hold any prefix of what the dead
+    // primary sent; the new reply must start with the same bytes, which are not sent again (I5).
+    size_t skip = static_cast<size_t>(std::min<uint64_t>(piece.size(), regen->remaining));
+    if (!regen->consume(piece.first(skip))) {
+      ++ctx_.counters.regen_mismatch;
+      spdlog::error(
+          "message: {}: regenerated reply {} differs from the bytes the client may hold ({}); "
+          "resetting the connection (I5)",
+          key_.to_string(), reply_.replies_done, regen->mismatch);
+      end(true);
+      return;
+    }
+    if (regen->remaining == 0) {
+      spdlog::info("message: {}: reply {} regenerated; first {} bytes verified", key_.to_string(),
+                   reply_.replies_done, regen->expected.length);
+      ++ctx_.counters.regenerated;
+      regen.reset();
+    }
+    piece = piece.subspan(skip);
+  }
+  emit_reply(piece, now);
+}
+
+void Session::on_final_reply(const http::ResponseInfo& r, TimePoint now) {
+  if (up_.regen) {
+    // The regenerated reply ended before covering what the client may have: it differs.
+    ++ctx_.counters.regen_mismatch;
+    spdlog::error("message: {}: regenerated reply {} is shorter than the original; resetting (I5)",
+                  key_.to_string(), reply_.replies_done);
+    end(true);
+    return;
+  }
+  uint64_t end_offset = up_.origin + r.end;
+  if (auto t = take(stamps_.req_started, r.index)) stamps_.reply_ends.emplace_back(end_offset, *t);
+  settle_request_timing(now);
+  reply_.replies_done = r.index + 1;
+  ++ctx_.counters.replies;
+  auto& unanswered = client_.unanswered;
+  while (!unanswered.empty() && unanswered.front().index <= r.index) unanswered.pop_front();
+  if (replicating()) ctx_.link.send({peer::Type::ReplyEnd, key_, end_offset, r.index, {}});
+  if (!r.keep_alive) {
+    start_close(end_offset);
+    close_upstream();
+    return;
+  }
+  if (client_.error) maybe_error_reply(now);
+  if (finished()) return;
+  maybe_finish();
+}
+
+void Session::emit_reply(std::span<const uint8_t> bytes, TimePoint now) {
+  if (bytes.empty()) return;
+  auto& r = reply_;
+  if (r.out.empty()) r.out_base = r.total;
+  r.out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  uint64_t offset = r.total;
+  r.total += bytes.size();
+  if (replicating()) {
+    ctx_.link.send({peer::Type::Reply, key_, offset, 0, bytes});
+    stamps_.repl_sent.emplace_back(r.total, now);
+  } else {
+    r.acked = r.total;
+  }
+}
+
+// A bad request gets its error reply once every earlier request has its reply, so both nodes put
+// the same bytes at the same place in the stream.
+void Session::maybe_error_reply(TimePoint now) {
+  auto& c = client_;
+  if (!c.error || c.error_sent || reply_.close_at || reply_.replies_done != c.error_index) return;
+  c.error_sent = true;
+  close_upstream();
+  std::string reply = http::error_reply(c.error->status);
+  uint64_t begin = reply_.total;
+  emit_reply(bytes_of(reply, 0, reply.size()), now);
+  reply_.replies_done = c.error_index + 1;
+  if (replicating())
+    ctx_.link.send({peer::Type::ReplyEnd, key_, begin + reply.size(), c.error_index, {}});
+  start_close(reply_.total);
+}
+
+void Session::on_server_eof(bool error, TimePoint now) {
+  if (finished() || !up_.open) return;
+  std::vector<http::ResponseInfo> done;
+  bool mid_reply = up_.framer.in_message();
+  auto r = up_.framer.finish(done);
+  for (auto& ri : done) {
+    if (!ri.interim) on_final_reply(ri, now);
+    if (finished()) return;
+  }
+  close_upstream();
+  if (reply_.close_at) return;
+  if (!r && mid_reply) {
+    spdlog::error("message: {}: server closed in the middle of reply {}; resetting (I5)",
+                  key_.to_string(), reply_.replies_done);
+    ++ctx_.counters.upstream_errors;
+    end(true);
+    return;
+  }
+  bool outstanding = !client_.unanswered.empty() || client_.framer.partial().has_value();
+  if (outstanding || error) {
+    spdlog::warn("message: {}: server closed with {} request(s) unanswered; closing",
+                 key_.to_string(), client_.unanswered.size());
+    start_close(reply_.total);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Closing.
+
+void Session::maybe_finish() {
+  if (!serving_ || !client_.eof || reply_.close_at) return;
+  if (!client_.unanswered.empty() || up_.framer.in_message()) return;
+  start_close(reply_.total);
+}
+
+void Session::start_close(uint64_t offset) {
+  if (reply_.close_at) return;
+  reply_.close_at = offset;
+  if (replicating()) {
+    ctx_.link.send({peer::Type::Close, key_, offset, 0, {}});
+  } else {
+    reply_.close_acked = true;
+  }
+}
+
+void Session::end(bool reset) {
+  if (finished()) return;
+  if (client_.accepted && reset) {
+    ++ctx_.counters.aborted;
+    if (replicating()) ctx_.link.send({peer::Type::Abort, key_, 0, 0, {}});
+  }
+  close_upstream();
+  ctx_.cache.drop(client_.cache.size());
+  client_.cache.clear();
+  ctx_.cache.forget(key_);
+  end_ = reset ? End::Reset : End::Closed;
+  ctx_.host.finished(key_);
+}
+
+// A request's time ends when the last byte of its reply is in the client socket; the reply may have
+// been written before its end was framed, so this runs after both.
+void Session::settle_request_timing(TimePoint now) {
+  auto& ends = stamps_.reply_ends;
+  while (!ends.empty() && reply_.written >= ends.front().first) {
+    ctx_.timing.request.add(now - ends.front().second);
+    ends.pop_front();
+  }
+}
+
+// Backup: drops the cached request bytes the replicated replies show answered.
+void Session::trim_cache() {
+  if (serving_) return;
+  auto& c = client_;
+  while (!c.unanswered.empty() && c.unanswered.front().index < reply_.replies_done)
+    c.unanswered.pop_front();
+  uint64_t keep_from;
+  if (!c.unanswered.empty()) {
+    keep_from = c.unanswered.front().begin;
+  } else if (c.framer.partial()) {
+    keep_from = c.framer.partial()->begin;
+  } else {
+    keep_from = c.framer.offset();
+  }
+  if (keep_from > c.cache_base) {
+    size_t drop = static_cast<size_t>(std::min<uint64_t>(keep_from - c.cache_base, c.cache.size()));
+    c.cache.erase(0, drop);
+    c.cache_base += drop;
+    ctx_.cache.drop(drop);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The peer.
+
+void Session::on_peer_message(const peer::ConnMessage& m, TimePoint now) {
+  if (finished()) return;
+  auto& r = reply_;
+  switch (m.type) {
+    case peer::Type::ReplyAck: {
+      if (m.value > r.total + 1) {
+        ++ctx_.counters.protocol_errors;
+        spdlog::error("peer: ReplyAck beyond the reply stream for {}", m.key.to_string());
+        return;
+      }
+      if (m.value > r.written && std::min(m.value, r.total) > r.written)
+        fault("primary.reply_acked");
+      r.acked = std::max(r.acked, std::min(m.value, r.total));
+      auto& sent = stamps_.repl_sent;
+      while (!sent.empty() && sent.front().first <= m.value) {
+        ctx_.timing.replication.add(now - sent.front().second);
+        sent.pop_front();
+      }
+      // The Close counts as one byte past its offset.
+      if (r.close_at && m.value > *r.close_at) r.close_acked = true;
+      return;
+    }
+    case peer::Type::Reply: {
+      if (m.value > r.total) {
+        ++ctx_.counters.protocol_errors;
+        spdlog::error("peer: gap in the reply stream of {} ({} > {})", m.key.to_string(), m.value,
+                      r.total);
+        return;
+      }
+      uint64_t skip = r.total - m.value;
+      if (skip >= m.data.size()) return;
+      auto bytes = m.data.subspan(static_cast<size_t>(skip));
+      if (r.out.empty()) r.out_base = r.total;
+      r.out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      r.total += bytes.size();
+      r.partial.add(bytes);
+      r.ack_pending = true;
+      fault("backup.reply_received");
+      return;
+    }
+    case peer::Type::ReplyEnd:
+      r.replies_done = std::max(r.replies_done, m.index + 1);
+      r.partial = PartialReply{};
+      trim_cache();
+      return;
+    case peer::Type::Close:
+      // Acknowledged at once: the mirror may finish and go away before the next flush().
+      r.close_at = m.value;
+      ctx_.link.send({peer::Type::ReplyAck, key_, m.value + 1, 0, {}});
+      r.ack_pending = false;
+      return;
+    case peer::Type::Abort:
+      end(true);
+      return;
+    default:
+      return;
+  }
+}
+
+void Session::send_ack() {
+  if (finished()) return;
+  uint64_t v = reply_.total;
+  if (reply_.close_at && reply_.total >= *reply_.close_at) v = *reply_.close_at + 1;
+  ctx_.link.send({peer::Type::ReplyAck, key_, v, 0, {}});
+  reply_.ack_pending = false;
+}
+
+// Table 2, primary rows: cached requests with no complete replicated reply go to this node's
+// server; a reply cut mid-way is regenerated and checked against what the client may hold.
+void Session::take_over(TimePoint now) {
+  if (finished()) return;
+  serving_ = true;
+  reply_.ack_pending = false;
+  reply_.acked = reply_.total;
+  if (reply_.close_at) {
+    reply_.close_acked = true;
+    return;
+  }
+  trim_cache();
+  auto& c = client_;
+  if (reply_.partial.length > 0) {
+    up_.regen.emplace();
+    up_.regen->expected = std::move(reply_.partial);
+    up_.regen->remaining = up_.regen->expected.length;
+    reply_.partial = PartialReply{};
+  }
+  bool partial_pending = c.framer.partial() && c.framer.partial()->index >= reply_.replies_done;
+  bool to_server = !c.unanswered.empty() || (partial_pending && !c.error);
+  spdlog::info(
+      "message: {}: taking over: {} replies done, {} request(s) pending, {} reply bytes held",
+      key_.to_string(), reply_.replies_done, c.unanswered.size() + (partial_pending ? 1 : 0),
+      up_.regen ? up_.regen->expected.length : 0);
+  // From here on this node serves: the cached request bytes become the bytes still to forward
+  // (`held` always starts at stream offset `forwarded`).
+  c.skip_before_index = reply_.replies_done;
+  ctx_.cache.drop(c.cache.size());
+  c.held = std::move(c.cache);
+  c.forwarded = c.cache_base;
+  c.cache.clear();
+  if (to_server) {
+    if (!open_upstream()) return;
+    forward_requests(now);
+  }
+  if (c.error) maybe_error_reply(now);
+  if (finished()) return;
+  maybe_finish();
+}
+
+void Session::peer_lost() {
+  if (finished()) return;
+  reply_.acked = reply_.total;
+  stamps_.repl_sent.clear();
+  if (reply_.close_at) reply_.close_acked = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sweep.
+
+Session::Quiet Session::quiet(TimePoint now, Clock::duration idle_timeout,
+                              Clock::duration linger) const {
+  if (finished()) return Quiet::Busy;
+  auto quiet_for = now - last_active_;
+  if (!client_.accepted || reply_.fin_sent) {
+    // A replica whose connection this node never accepted, or a client that never answered our
+    // FIN: nothing more will happen on it.
+    return quiet_for > linger ? Quiet::Abandoned : Quiet::Busy;
+  }
+  if (serving_ && !reply_.close_at && client_.unanswered.empty() && !client_.framer.partial() &&
+      !up_.framer.in_message() && reply_.written == reply_.total && quiet_for > idle_timeout)
+    return Quiet::Idle;
+  return Quiet::Busy;
+}
+
+void Session::close_idle() {
+  if (!finished()) start_close(reply_.total);
+}
+
+void Session::abandon() {
+  end(false);
+}
+
+}  // namespace us::message

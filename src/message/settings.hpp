@@ -1,0 +1,38 @@
+// What the message layer is configured with, and what it counts and times. Shared by the
+// adapter (message_layer.hpp) and the sessions (session.hpp).
+#pragma once
+#include <chrono>
+#include <cstdint>
+
+#include "common/histogram.hpp"
+#include "core/vocabulary.hpp"
+#include "wire/address.hpp"
+
+namespace us::message {
+
+struct Settings {
+  Role role = Role::Primary;
+  ModeSource mode;             // the node's mode (its mode machine owns it); empty: Starting
+  wire::Endpoint listen;       // TUN side
+  wire::Endpoint server;       // the local web server
+  size_t window = 256 * 1024;  // reply bytes per connection not yet written to the client
+  size_t max_connections = 16384;
+  uint64_t cache_limit = 256u << 20;               // backup: request bytes held for all connections
+  std::chrono::milliseconds idle_timeout{120000};  // serving: close a connection with nothing to do
+  std::chrono::milliseconds linger{60000};  // after our FIN, or a replica never accepted: give up
+  FaultHook fault;                          // named fault points (docs/FAULTS.md)
+};
+
+struct Counters {
+  uint64_t accepted = 0, requests = 0, replies = 0, bad_requests = 0, upstream_errors = 0;
+  uint64_t regenerated = 0, regen_mismatch = 0, aborted = 0, protocol_errors = 0;
+};
+
+// Where a request's time goes (docs/PERFORMANCE.md), in microseconds.
+struct Timing {
+  Histogram request;      // first request byte read -> last reply byte written (serving)
+  Histogram server;       // first request byte sent to the server -> first reply byte read
+  Histogram replication;  // Reply frame sent -> ReplyAck received (primary, duplex)
+};
+
+}  // namespace us::message

@@ -1,0 +1,675 @@
+// State-machine tests of one message-layer connection (src/message/session.hpp), named
+// <state>_<event>. Read the fixture first: it starts a Session in a role and mode with fakes that
+// record every replicated message, every local_has report, every server open/close and every fault
+// point; helpers play the adapter (write what the session offers, send the FIN it asks for).
+// The paper's Table 2 message-side rows and the invariants I2 and I5 are cited where tested.
+#include "message/session.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "http/error_reply.hpp"
+
+namespace us::message {
+namespace {
+
+using namespace std::chrono_literals;
+
+const ConnKey kKey{wire::Ipv4Addr(198, 18, 0, 2), 40000, 5000};
+const wire::Endpoint kFake{wire::Ipv4Addr(198, 19, 1, 0), 40000};
+
+std::span<const uint8_t> bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+std::string get(const std::string& path) {
+  return "GET " + path + " HTTP/1.1\r\nHost: example\r\n\r\n";
+}
+
+std::string reply(const std::string& body,
+                  const std::string& date = "Sat, 29 Nov 2025 10:00:00 GMT",
+                  bool keep_alive = true) {
+  return "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: " + date +
+         "\r\nContent-Length: " + std::to_string(body.size()) +
+         (keep_alive ? "\r\nConnection: keep-alive" : "\r\nConnection: close") + "\r\n\r\n" + body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording fakes.
+
+struct Sent {
+  peer::Type type;
+  uint64_t value = 0, index = 0;
+  std::string data;
+  bool operator==(const Sent&) const = default;
+};
+std::ostream& operator<<(std::ostream& o, const Sent& s) {
+  return o << "{type " << static_cast<int>(s.type) << ", value " << s.value << ", index " << s.index
+           << ", " << s.data.size() << " bytes}";
+}
+Sent reply_msg(uint64_t offset, const std::string& data) {
+  return {peer::Type::Reply, offset, 0, data};
+}
+Sent reply_end(uint64_t offset, uint64_t index) {
+  return {peer::Type::ReplyEnd, offset, index, {}};
+}
+Sent close_msg(uint64_t offset) {
+  return {peer::Type::Close, offset, 0, {}};
+}
+Sent reply_ack(uint64_t value) {
+  return {peer::Type::ReplyAck, value, 0, {}};
+}
+Sent abort_msg() {
+  return {peer::Type::Abort, 0, 0, {}};
+}
+
+struct FakeLink : peer::ConnSender {
+  std::vector<Sent> sent;
+  void send(const peer::ConnMessage& m) override {
+    EXPECT_EQ(m.key, kKey);
+    sent.push_back({m.type, m.value, m.index, std::string(m.data.begin(), m.data.end())});
+  }
+};
+
+struct FakeFlows : Flows {
+  std::vector<uint32_t> has;  // local_has seqs, raw
+  std::optional<ConnKey> key_for(const wire::Endpoint&) const override { return kKey; }
+  void local_has(const wire::Endpoint& fake, wire::SeqNum seq) override {
+    EXPECT_EQ(fake, kFake);
+    has.push_back(seq.raw());
+  }
+};
+
+struct FakeHost : SessionHost {
+  int opens = 0, closes = 0, finished_calls = 0;
+  bool refuse = false;
+  bool open_server(const ConnKey&) override {
+    ++opens;
+    return !refuse;
+  }
+  void close_server(const ConnKey&) override { ++closes; }
+  void finished(const ConnKey& key) override {
+    EXPECT_EQ(key, kKey);
+    ++finished_calls;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Fixture.
+
+class SessionTest : public ::testing::Test {
+ protected:
+  SessionTest() {
+    settings.mode = [this] { return mode; };
+    settings.fault = [this](std::string_view p) { faults.emplace_back(p); };
+    settings.window = 1 << 20;
+  }
+
+  // A session accepted on `role` in `m`.
+  Session& start(Role role, Mode m) {
+    settings.role = role;
+    mode = m;
+    s = std::make_unique<Session>(kKey, ctx, t0);
+    s->on_accepted(kFake, t0);
+    return *s;
+  }
+
+  void client(const std::string& data, TimePoint now) { s->on_client_bytes(bytes(data), now); }
+  void client(const std::string& data) { client(data, t0); }
+  void server(const std::string& data) { s->on_server_bytes(bytes(data), t0); }
+  void peer(peer::Type type, uint64_t value, uint64_t index = 0, const std::string& data = {}) {
+    s->on_peer_message({type, kKey, value, index, bytes(data)}, t0);
+  }
+
+  // The adapter's part: write everything offered (one write per call), then the FIN if asked.
+  std::string to_client(TimePoint now = {}) {
+    std::string out;
+    for (auto o = s->client_output(); !o.empty(); o = s->client_output()) {
+      out.append(reinterpret_cast<const char*>(o.data()), o.size());
+      s->on_client_written(o.size(), now);
+    }
+    if (s->wants_fin()) {
+      fin = true;
+      s->on_fin_sent(now);
+    }
+    return out;
+  }
+  std::string to_server() {
+    auto o = s->server_output();
+    std::string out(reinterpret_cast<const char*>(o.data()), o.size());
+    s->on_server_written(o.size());
+    return out;
+  }
+  int count(const std::string& point) const {
+    return static_cast<int>(std::count(faults.begin(), faults.end(), point));
+  }
+  uint32_t seq(uint64_t stream_offset) const {
+    return kKey.isn + 1 + static_cast<uint32_t>(stream_offset);
+  }
+
+  // Backup in duplex: the request `req` cached, then the primary dies.
+  void backup_with_request(const std::string& req) {
+    start(Role::Backup, Mode::Duplex);
+    client(req);
+  }
+  void primary_dies() {
+    mode = Mode::Simplex;
+    s->take_over(t0);
+  }
+
+  Settings settings;
+  Mode mode = Mode::Duplex;
+  std::vector<std::string> faults;
+  FakeFlows flows;
+  FakeLink link;
+  FakeHost host;
+  RequestCache cache{1 << 20};
+  Counters counters;
+  Timing timing;
+  SessionContext ctx{settings, flows, link, host, cache, counters, timing};
+  TimePoint t0 = TimePoint{} + 1000s;
+  std::unique_ptr<Session> s;
+  bool fin = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Backup in duplex: the mirror.
+
+// Table 2, "request received by the backup": cached, and reported so the primary may ACK it (I1).
+TEST_F(SessionTest, BackupDuplex_RequestIsCachedAndReportedViaLocalHas) {
+  start(Role::Backup, Mode::Duplex);
+  std::string req = get("/a");
+  client(req.substr(0, 10));
+  client(req.substr(10));
+  EXPECT_EQ(flows.has, (std::vector<uint32_t>{seq(10), seq(req.size())}));
+  EXPECT_EQ(s->cached_bytes(), req.size());
+  EXPECT_EQ(cache.bytes(), req.size());
+  EXPECT_EQ(count("backup.request_partial"), 1);
+  EXPECT_EQ(count("backup.request_complete"), 1);
+  EXPECT_EQ(counters.requests, 1u);
+  EXPECT_TRUE(link.sent.empty());
+  EXPECT_EQ(host.opens, 0);  // the backup's server is not asked while the primary lives
+  EXPECT_TRUE(s->server_output().empty());
+  EXPECT_FALSE(s->has_client_output());
+}
+
+TEST_F(SessionTest, BackupDuplex_ClientFinCountsAsOneByte) {
+  start(Role::Backup, Mode::Duplex);
+  client(get("/a"));
+  s->on_client_eof();
+  EXPECT_EQ(flows.has.back(), seq(get("/a").size() + 1));
+  EXPECT_FALSE(s->wants_client_read());
+  EXPECT_FALSE(s->finished());
+}
+
+TEST_F(SessionTest, BackupDuplex_ReplyIsWrittenToTheMirrorAndAckedOnFlush) {
+  start(Role::Backup, Mode::Duplex);
+  client(get("/a"));
+  std::string r = reply("hello");
+  peer(peer::Type::Reply, 0, 0, r.substr(0, 20));
+  peer(peer::Type::Reply, 20, 0, r.substr(20));
+  EXPECT_EQ(count("backup.reply_received"), 2);
+  EXPECT_TRUE(s->ack_pending());
+  EXPECT_EQ(to_client(), r);
+  s->send_ack();
+  EXPECT_EQ(link.sent, (std::vector<Sent>{reply_ack(r.size())}));
+  EXPECT_FALSE(s->ack_pending());
+}
+
+TEST_F(SessionTest, BackupDuplex_DuplicateReplyBytesAreSkipped) {
+  start(Role::Backup, Mode::Duplex);
+  std::string r = reply("hello");
+  peer(peer::Type::Reply, 0, 0, r.substr(0, 20));
+  peer(peer::Type::Reply, 10, 0, r.substr(10));  // overlaps the first 10 bytes
+  EXPECT_EQ(s->reply_total(), r.size());
+  EXPECT_EQ(to_client(), r);
+}
+
+TEST_F(SessionTest, BackupDuplex_ReplyWithAGapIsAProtocolError) {
+  start(Role::Backup, Mode::Duplex);
+  peer(peer::Type::Reply, 5, 0, "abc");
+  EXPECT_EQ(counters.protocol_errors, 1u);
+  EXPECT_EQ(s->reply_total(), 0u);
+  EXPECT_FALSE(s->ack_pending());
+}
+
+TEST_F(SessionTest, BackupDuplex_ReplyEndTrimsTheCache) {
+  std::string a = get("/a"), b = get("/bb");
+  backup_with_request(a + b);
+  std::string r = reply("A");
+  peer(peer::Type::Reply, 0, 0, r);
+  peer(peer::Type::ReplyEnd, r.size(), 0);
+  EXPECT_EQ(s->cached_bytes(), b.size());  // request b waits for its reply
+  EXPECT_EQ(cache.bytes(), b.size());
+  peer(peer::Type::ReplyEnd, r.size(), 1);
+  EXPECT_EQ(s->cached_bytes(), 0u);
+  EXPECT_EQ(cache.bytes(), 0u);
+}
+
+// The Close rule: the backup acknowledges a Close at once, one past its offset (the Close counts
+// as a byte), and sends its FIN after the last reply byte.
+TEST_F(SessionTest, BackupDuplex_CloseIsAcknowledgedAtOnceOnePastItsOffset) {
+  start(Role::Backup, Mode::Duplex);
+  std::string r = reply("bye", "Sat, 29 Nov 2025 10:00:00 GMT", false);
+  peer(peer::Type::Reply, 0, 0, r);
+  peer(peer::Type::Close, r.size());
+  EXPECT_EQ(link.sent, (std::vector<Sent>{reply_ack(r.size() + 1)}));
+  EXPECT_FALSE(s->ack_pending());  // the Close's ack covers the bytes
+  EXPECT_EQ(to_client(), r);
+  EXPECT_TRUE(fin);
+  s->on_client_eof();
+  EXPECT_TRUE(s->finished());
+  EXPECT_FALSE(s->reset());
+  EXPECT_EQ(host.finished_calls, 1);
+}
+
+TEST_F(SessionTest, BackupDuplex_FlushAfterCloseCoversIt) {
+  start(Role::Backup, Mode::Duplex);
+  peer(peer::Type::Close, 0);
+  link.sent.clear();
+  s->send_ack();
+  EXPECT_EQ(link.sent, (std::vector<Sent>{reply_ack(1)}));
+}
+
+TEST_F(SessionTest, BackupDuplex_AbortResetsWithoutEchoingIt) {
+  start(Role::Backup, Mode::Duplex);
+  client(get("/a"));
+  peer(peer::Type::Abort, 0);
+  EXPECT_TRUE(s->finished());
+  EXPECT_TRUE(s->reset());
+  EXPECT_EQ(counters.aborted, 1u);
+  EXPECT_TRUE(link.sent.empty());
+  EXPECT_EQ(cache.bytes(), 0u);  // its cached request is released
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backup taking over: Table 2's primary-failure rows.
+
+// The primary died after the request was acknowledged but before any reply copy: the cached
+// request goes to this node's server and the reply reaches the client.
+TEST_F(SessionTest, BackupTakeover_NoReplyCopy_SendsTheCachedRequestToItsServer) {
+  std::string req = get("/a");
+  backup_with_request(req);
+  primary_dies();
+  EXPECT_TRUE(s->serving());
+  EXPECT_EQ(host.opens, 1);
+  EXPECT_EQ(cache.bytes(), 0u);
+  EXPECT_TRUE(s->server_connecting());
+  EXPECT_TRUE(s->server_output().empty());  // nothing is written before the connect completes
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), req);
+  std::string r = reply("hello");
+  server(r);
+  EXPECT_EQ(to_client(), r);
+  EXPECT_TRUE(link.sent.empty());  // simplex: nothing is replicated
+  EXPECT_EQ(counters.replies, 1u);
+}
+
+// The reply was fully copied to the backup but not yet sent: the held copy is written and the
+// server is not asked.
+TEST_F(SessionTest, BackupTakeover_ReplyFullyCopied_WritesTheHeldCopyWithoutTheServer) {
+  std::string req = get("/a");
+  backup_with_request(req);
+  std::string r = reply("hello");
+  peer(peer::Type::Reply, 0, 0, r);
+  peer(peer::Type::ReplyEnd, r.size(), 0);
+  primary_dies();
+  EXPECT_EQ(host.opens, 0);
+  EXPECT_EQ(to_client(), r);
+  // A later request on the same connection goes to this node's server.
+  std::string req2 = get("/b");
+  client(req2);
+  EXPECT_EQ(host.opens, 1);
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), req2);
+}
+
+// The primary died mid-reply: the backup's server regenerates the reply; the bytes the client may
+// already hold are checked (the Date value may differ) and not sent again (I5).
+TEST_F(SessionTest, BackupTakeover_PrimaryDiedMidReply_RegeneratesVerifiesAndContinues) {
+  std::string req = get("/a");
+  backup_with_request(req);
+  std::string original = reply(std::string(300, 'x'));
+  peer(peer::Type::Reply, 0, 0, original.substr(0, 120));
+  EXPECT_EQ(to_client(), original.substr(0, 120));
+  primary_dies();
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), req);
+  std::string again = reply(std::string(300, 'x'), "Sat, 29 Nov 2025 10:00:07 GMT");
+  server(again.substr(0, 50));
+  EXPECT_EQ(to_client(), "");  // still within the held bytes: nothing new for the client
+  server(again.substr(50));
+  EXPECT_EQ(counters.regenerated, 1u);
+  EXPECT_EQ(to_client(), again.substr(120));
+  EXPECT_EQ(s->reply_total(), original.size());
+  EXPECT_EQ(s->replies_done(), 1u);
+  EXPECT_FALSE(s->finished());
+}
+
+TEST_F(SessionTest, BackupTakeover_RegeneratedBytesDiffer_ResetsTheClient) {
+  std::string req = get("/a");
+  backup_with_request(req);
+  std::string original = reply(std::string(300, 'x'));
+  peer(peer::Type::Reply, 0, 0, original.substr(0, 200));
+  to_client();
+  primary_dies();
+  s->on_server_connected();
+  to_server();
+  server(reply(std::string(300, 'y')));
+  EXPECT_TRUE(s->finished());
+  EXPECT_TRUE(s->reset());
+  EXPECT_EQ(counters.regen_mismatch, 1u);
+  EXPECT_EQ(counters.aborted, 1u);
+  EXPECT_EQ(host.closes, 1);
+  EXPECT_EQ(host.finished_calls, 1);
+  EXPECT_EQ(to_client(), "");
+}
+
+TEST_F(SessionTest, BackupTakeover_RegeneratedReplyShorter_ResetsTheClient) {
+  backup_with_request(get("/a"));
+  std::string original = reply(std::string(300, 'x'));
+  peer(peer::Type::Reply, 0, 0, original.substr(0, 200));
+  primary_dies();
+  s->on_server_connected();
+  to_server();
+  server(reply(std::string(50, 'x')));
+  EXPECT_TRUE(s->reset());
+  EXPECT_EQ(counters.regen_mismatch, 1u);
+}
+
+// The dead primary answered a request this node was still receiving: its tail must not reach this
+// node's server, only the requests after it.
+TEST_F(SessionTest, BackupTakeover_RequestsTheDeadPrimaryAnsweredAreSkipped) {
+  std::string post = "POST /p HTTP/1.1\r\nHost: example\r\nContent-Length: 10\r\n\r\n0123456789";
+  backup_with_request(post.substr(0, post.size() - 4));  // the body's last 4 bytes not yet here
+  std::string r = reply("done");
+  peer(peer::Type::Reply, 0, 0, r);
+  peer(peer::Type::ReplyEnd, r.size(), 0);
+  primary_dies();
+  EXPECT_EQ(host.opens, 0);  // nothing is pending: the one request has its reply
+  EXPECT_EQ(to_client(), r);
+  std::string next = get("/next");
+  client(post.substr(post.size() - 4) + next);
+  EXPECT_EQ(host.opens, 1);
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), next);
+}
+
+TEST_F(SessionTest, BackupTakeover_AfterTheReplicatedClose_FinishesTheClose) {
+  backup_with_request(get("/a"));
+  std::string r = reply("bye");
+  peer(peer::Type::Reply, 0, 0, r);
+  peer(peer::Type::ReplyEnd, r.size(), 0);
+  peer(peer::Type::Close, r.size());
+  primary_dies();
+  EXPECT_EQ(host.opens, 0);
+  EXPECT_EQ(to_client(), r);
+  EXPECT_TRUE(fin);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Primary in duplex.
+
+// I2: the primary writes no reply byte to the client before the backup's ReplyAck covers it; the
+// replicated stream carries each ReplyEnd right after its reply's bytes.
+TEST_F(SessionTest, PrimaryDuplex_NoReplyByteBeforeReplyAckCoversIt) {
+  start(Role::Primary, Mode::Duplex);
+  std::string req = get("/a");
+  client(req);
+  EXPECT_EQ(host.opens, 1);
+  EXPECT_TRUE(flows.has.empty());  // only a backup reports what it holds
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), req);
+  std::string r = reply("hello");
+  server(r);
+  EXPECT_EQ(count("primary.reply_read"), 1);
+  EXPECT_EQ(link.sent, (std::vector<Sent>{reply_msg(0, r), reply_end(r.size(), 0)}));
+  EXPECT_EQ(to_client(), "");
+  peer(peer::Type::ReplyAck, 10);
+  EXPECT_EQ(count("primary.reply_acked"), 1);
+  EXPECT_EQ(to_client(), r.substr(0, 10));
+  EXPECT_EQ(count("primary.reply_written"), 1);
+  peer(peer::Type::ReplyAck, r.size());
+  EXPECT_EQ(to_client(), r.substr(10));
+  EXPECT_FALSE(fin);
+}
+
+TEST_F(SessionTest, PrimaryDuplex_ReplyAckBeyondTheStreamIsAProtocolError) {
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  s->on_server_connected();
+  to_server();
+  std::string r = reply("hello");
+  server(r);
+  peer(peer::Type::ReplyAck, r.size() + 2);
+  EXPECT_EQ(counters.protocol_errors, 1u);
+  EXPECT_EQ(to_client(), "");
+}
+
+// The Close rule on the primary: its FIN waits for a ReplyAck one past the Close's offset.
+TEST_F(SessionTest, PrimaryDuplex_FinWaitsForTheAckOfTheClose) {
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  s->on_server_connected();
+  to_server();
+  std::string r = reply("bye", "Sat, 29 Nov 2025 10:00:00 GMT", false);
+  server(r);
+  EXPECT_EQ(link.sent,
+            (std::vector<Sent>{reply_msg(0, r), reply_end(r.size(), 0), close_msg(r.size())}));
+  EXPECT_EQ(host.closes, 1);  // Connection: close ends the upstream
+  peer(peer::Type::ReplyAck, r.size());
+  EXPECT_EQ(to_client(), r);
+  EXPECT_FALSE(fin);
+  peer(peer::Type::ReplyAck, r.size() + 1);
+  EXPECT_EQ(to_client(), "");
+  EXPECT_TRUE(fin);
+}
+
+// Closing: a request that arrives after the Close gets no reply, so it never reaches the server.
+TEST_F(SessionTest, PrimaryDuplex_RequestAfterTheClose_IsNotForwarded) {
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  s->on_server_connected();
+  to_server();
+  server(reply("bye", "Sat, 29 Nov 2025 10:00:00 GMT", false));
+  ASSERT_FALSE(s->server_open());
+  link.sent.clear();
+  client(get("/b"));
+  EXPECT_EQ(host.opens, 1);
+  EXPECT_FALSE(s->server_open());
+  EXPECT_EQ(counters.requests, 1u);
+  EXPECT_TRUE(link.sent.empty());
+}
+
+TEST_F(SessionTest, PrimaryDuplex_PipelinedRequestsAreForwardedAndAnsweredInOrder) {
+  start(Role::Primary, Mode::Duplex);
+  std::string a = get("/a"), b = get("/b");
+  client(a + b);
+  EXPECT_EQ(counters.requests, 2u);
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), a + b);
+  std::string ra = reply("AAAA"), rb = reply("B");
+  server(ra + rb);
+  EXPECT_EQ(link.sent,
+            (std::vector<Sent>{reply_msg(0, ra), reply_end(ra.size(), 0), reply_msg(ra.size(), rb),
+                               reply_end(ra.size() + rb.size(), 1)}));
+  peer(peer::Type::ReplyAck, ra.size() + rb.size());
+  EXPECT_EQ(to_client(), ra + rb);
+  EXPECT_EQ(counters.replies, 2u);
+}
+
+// A bad request is answered after every earlier reply, at the same place in both nodes' streams,
+// then the connection closes; the server never sees it.
+TEST_F(SessionTest, PrimaryDuplex_BadRequestIsAnsweredInOrderThenClosed) {
+  start(Role::Primary, Mode::Duplex);
+  std::string a = get("/a");
+  client(a + "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+  EXPECT_EQ(counters.bad_requests, 1u);
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), a);
+  EXPECT_TRUE(link.sent.empty());  // the error reply waits for reply 0
+  std::string ra = reply("A");
+  server(ra);
+  std::string err = http::error_reply(400);
+  uint64_t end = ra.size() + err.size();
+  EXPECT_EQ(link.sent,
+            (std::vector<Sent>{reply_msg(0, ra), reply_end(ra.size(), 0), reply_msg(ra.size(), err),
+                               reply_end(end, 1), close_msg(end)}));
+  EXPECT_FALSE(s->server_open());
+  peer(peer::Type::ReplyAck, end + 1);
+  EXPECT_EQ(to_client(), ra + err);
+  EXPECT_TRUE(fin);
+}
+
+// The server closed in the middle of a reply: the client cannot be given a complete one (I5).
+TEST_F(SessionTest, PrimaryDuplex_ServerClosesMidReply_ResetsAndReplicatesTheAbort) {
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  s->on_server_connected();
+  to_server();
+  std::string r = reply(std::string(100, 'z'));
+  server(r.substr(0, 60));
+  s->on_server_eof(false, t0);
+  EXPECT_TRUE(s->finished());
+  EXPECT_TRUE(s->reset());
+  EXPECT_EQ(counters.upstream_errors, 1u);
+  EXPECT_EQ(link.sent, (std::vector<Sent>{reply_msg(0, r.substr(0, 60)), abort_msg()}));
+}
+
+TEST_F(SessionTest, PrimaryDuplex_ServerClosesWithRequestsUnanswered_Closes) {
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  s->on_server_connected();
+  to_server();
+  s->on_server_eof(false, t0);
+  EXPECT_FALSE(s->finished());
+  EXPECT_EQ(link.sent, (std::vector<Sent>{close_msg(0)}));
+}
+
+TEST_F(SessionTest, PrimaryDuplex_ServerRefusesTheConnection_Resets) {
+  host.refuse = true;
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  EXPECT_TRUE(s->reset());
+  EXPECT_EQ(counters.upstream_errors, 1u);
+  EXPECT_EQ(counters.requests, 0u);  // it ended before the request was framed
+  EXPECT_EQ(link.sent, (std::vector<Sent>{abort_msg()}));
+}
+
+TEST_F(SessionTest, PrimaryDuplex_PeerLost_ReleasesEverything) {
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  s->on_server_connected();
+  to_server();
+  std::string r = reply("bye", "Sat, 29 Nov 2025 10:00:00 GMT", false);
+  server(r);
+  EXPECT_EQ(to_client(), "");
+  mode = Mode::Simplex;
+  s->peer_lost();
+  EXPECT_EQ(to_client(), r);
+  EXPECT_TRUE(fin);
+}
+
+TEST_F(SessionTest, PrimaryDuplex_ClientFinAfterTheLastReply_ClosesAfterIt) {
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  s->on_client_eof();
+  EXPECT_TRUE(link.sent.empty());  // the reply is still due
+  s->on_server_connected();
+  to_server();
+  std::string r = reply("A");
+  server(r);
+  EXPECT_EQ(link.sent.back(), close_msg(r.size()));
+  peer(peer::Type::ReplyAck, r.size() + 1);
+  EXPECT_EQ(to_client(), r);
+  EXPECT_TRUE(fin);
+  EXPECT_TRUE(s->finished());  // both sides closed
+  EXPECT_FALSE(s->reset());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Primary in simplex, timing and the sweep.
+
+TEST_F(SessionTest, PrimarySimplex_RepliesGoOutWithoutWaiting) {
+  start(Role::Primary, Mode::Simplex);
+  client(get("/a"), t0);
+  s->on_server_connected();
+  to_server();
+  std::string r = reply("A");
+  server(r);
+  EXPECT_TRUE(link.sent.empty());
+  EXPECT_EQ(to_client(t0 + 5ms), r);
+  EXPECT_EQ(timing.request.summary().count, 1u);
+  EXPECT_DOUBLE_EQ(timing.request.summary().max, 5000.0);  // first request byte -> last reply byte
+  EXPECT_EQ(count("primary.reply_written"), 0);            // the fault point is for duplex only
+}
+
+TEST_F(SessionTest, PrimarySimplex_IdleTimeout_ClosesOnlyWhenNothingIsPending) {
+  settings.idle_timeout = 120s;
+  start(Role::Primary, Mode::Simplex);
+  client(get("/a"), t0);
+  auto late = t0 + 121s;
+  EXPECT_EQ(s->quiet(late, settings.idle_timeout, settings.linger), Session::Quiet::Busy);
+  s->on_server_connected();
+  to_server();
+  server(reply("A"));
+  to_client(t0 + 1s);
+  EXPECT_EQ(s->quiet(t0 + 120s, settings.idle_timeout, settings.linger), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 122s, settings.idle_timeout, settings.linger), Session::Quiet::Idle);
+  s->close_idle();
+  EXPECT_EQ(to_client(), "");
+  EXPECT_TRUE(fin);
+}
+
+TEST_F(SessionTest, MirrorNeverAccepted_LingerExpires_Abandoned) {
+  settings.role = Role::Backup;
+  s = std::make_unique<Session>(kKey, ctx, t0);
+  peer(peer::Type::Reply, 0, 0, "HTTP/1.1");
+  EXPECT_FALSE(s->has_client_output());  // no client socket to write to
+  EXPECT_EQ(s->quiet(t0 + 60s, 120s, 60s), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 61s, 120s, 60s), Session::Quiet::Abandoned);
+  s->abandon();
+  EXPECT_TRUE(s->finished());
+  EXPECT_FALSE(s->reset());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The request cache as sessions use it.
+
+TEST_F(SessionTest, BackupDuplex_CacheFull_OnlyTheFinishingConnectionReads) {
+  cache = RequestCache(40);
+  std::string post = "POST /p HTTP/1.1\r\nHost: example\r\nContent-Length: 10\r\n\r\n0123456789";
+  start(Role::Backup, Mode::Duplex);
+  client(post.substr(0, 50));  // the cache is now past its limit, mid-request
+  EXPECT_TRUE(s->blocked_by_cache());
+  EXPECT_FALSE(s->wants_client_read());
+  Session other(ConnKey{wire::Ipv4Addr(198, 18, 0, 3), 40001, 77}, ctx, t0);
+  other.on_accepted(kFake, t0);
+  EXPECT_TRUE(s->may_read_client());  // takes the finishing slot: it is in a request
+  EXPECT_TRUE(s->wants_client_read());
+  EXPECT_FALSE(other.may_read_client());  // the slot is taken
+  client(post.substr(50));
+  EXPECT_TRUE(s->blocked_by_cache());  // its request ended: it waits like the others
+  std::string r = reply("ok");
+  peer(peer::Type::Reply, 0, 0, r);
+  peer(peer::Type::ReplyEnd, r.size(), 0);
+  EXPECT_EQ(cache.bytes(), 0u);
+  EXPECT_TRUE(s->wants_client_read());
+  EXPECT_TRUE(other.may_read_client());
+}
+
+TEST_F(SessionTest, BackupTakeover_CacheNoLongerLimitsAServingConnection) {
+  cache = RequestCache(10);
+  backup_with_request(get("/a"));
+  EXPECT_TRUE(s->blocked_by_cache());
+  primary_dies();
+  EXPECT_FALSE(s->blocked_by_cache());
+  EXPECT_EQ(cache.bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace us::message
