@@ -1,13 +1,11 @@
-#!/usr/bin/python3
-"""Command-line front end of the Understudy namespace lab (see lab/README.md)."""
+"""Command-line front end of the Understudy namespace lab: lab/lab runs this (see lab/README.md)."""
 
 import argparse
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import understudy_lab as ul  # noqa: E402
+from understudy_lab import lab as ul
 
 
 def resolve(prefix):
