@@ -45,11 +45,11 @@ __all__ = [
 
 @dataclasses.dataclass
 class LabOptions:
-    prefix: str = None              # us<4 hex>; None: a fresh one
-    workdir: str = None             # None: a temporary directory, removed by down()
+    prefix: str | None = None       # us<4 hex>; None: a fresh one
+    workdir: str | None = None      # None: a temporary directory, removed by down()
     binary: str = "build/understudy"  # relative to the repo; $UNDERSTUDY_BINARY replaces the default
     lan_listen: bool = False        # nginx also on <node ip>:8080 (baseline tests)
-    keep_workdir: bool = None       # None: $UNDERSTUDY_LAB_KEEP
+    keep_workdir: bool | None = None  # None: $UNDERSTUDY_LAB_KEEP
     persistent: bool = False        # CLI labs: survive the creating process
     nginx_workers: int = 2
 

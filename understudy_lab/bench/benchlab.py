@@ -13,7 +13,7 @@ from understudy_lab.lab import NGINX_PORT, Lab
 class NginxTuning:
     """The benchmark's nginx knobs (the test lab keeps nginx's defaults)."""
     worker_connections: int = 4096
-    rlimit_nofile: int = None       # None: worker_rlimit_nofile not set
+    rlimit_nofile: int | None = None  # None: worker_rlimit_nofile not set
     access_log: bool = True
 
 
