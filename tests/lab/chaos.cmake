@@ -1,4 +1,4 @@
-# Randomized crash-under-load harness (chaos/, docs/RELIABILITY.md). Included from tests.cmake.
+# Randomized crash-under-load harness (chaos/run, understudy_lab/chaos/, docs/RELIABILITY.md). Included from tests.cmake.
 # chaos.short: 4 trials, each on Understudy and on keepalived + nginx, primary and backup crashes,
 # loss 0/1%, random moments and fault points. Fails if Understudy loses or corrupts any reply;
 # keepalived's losses are only reported. Needs root (skips itself otherwise).
@@ -18,12 +18,12 @@ set_tests_properties(chaos.short PROPERTIES
   ENVIRONMENT "${chaos_env}"
   SKIP_RETURN_CODE 77)
 
-# Deterministic regression tests for failures the chaos runs found (chaos/test_regressions.py).
+# Deterministic regression tests for failures the chaos runs found (tests/lab/test_chaos_regressions.py).
 foreach(method test_idle_keepalive_connection_across_primary_crash
                test_idle_keepalive_connection_across_backup_crash)
   string(REGEX REPLACE "^test_" "" name "${method}")
   add_test(NAME chaos.regress.${name}
-    COMMAND /usr/bin/python3 -m unittest -v chaos.test_regressions.ChaosRegressionTest.${method}
+    COMMAND /usr/bin/python3 -m unittest -v tests.lab.test_chaos_regressions.ChaosRegressionTest.${method}
     WORKING_DIRECTORY ${UNDERSTUDY_CHAOS_SRC})
   set_tests_properties(chaos.regress.${name} PROPERTIES
     LABELS chaos

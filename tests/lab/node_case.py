@@ -8,14 +8,12 @@ import subprocess
 import sys
 import unittest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "lab"))
-import understudy_lab as ul  # noqa: E402
+from understudy_lab import lab as ul
 
 NEEDS_ROOT = unittest.skipUnless(os.geteuid() == 0, "needs root (network namespaces)")
-BINARY = os.environ.get("UNDERSTUDY_BINARY", os.path.join(REPO, "build", "understudy"))
+BINARY = os.environ.get("UNDERSTUDY_BINARY", os.path.join(ul.REPO_ROOT, "build", "understudy"))
 URL = f"http://{ul.ADVERTISED_IP}"
-TIMED_FETCH = os.path.join(REPO, "lab", "timed_fetch.py")
+TIMED_FETCH = ul.python_module("understudy_lab.timed_fetch")
 
 
 @NEEDS_ROOT
@@ -68,7 +66,7 @@ class NodeCase(unittest.TestCase):
 
     def wait_dead(self, node, timeout=20):
         """Wait until the node's daemon has died (a fault point fired)."""
-        ul.wait_for(lambda: not self.lab._daemon_pids(node), timeout, f"{node} daemon to die")
+        ul.wait_for(lambda: not self.lab.daemon_pids(node), timeout, f"{node} daemon to die")
 
     def wait_survivor(self, node, timeout=10):
         return self.lab.wait_status(node, timeout=timeout, mode="simplex", front=True, failovers=1)
@@ -86,8 +84,8 @@ class NodeCase(unittest.TestCase):
         return p.returncode, out, err
 
     def timed_fetch(self, paths, rate=0, ready=None, timeout=60):
-        """Start lab/timed_fetch.py on one keep-alive connection; returns the Popen."""
-        args = ["/usr/bin/python3", TIMED_FETCH, URL + paths[0]] + list(paths[1:])
+        """Start understudy_lab/timed_fetch.py on one keep-alive connection; returns the Popen."""
+        args = TIMED_FETCH + [URL + paths[0]] + list(paths[1:])
         if rate:
             args += ["--rate", str(rate)]
         if ready:

@@ -18,7 +18,7 @@ from tests.lab.node_case import NodeCase, ul
 DEFAULT_PEER_PORT = 7400  # docs/CONFIG.md, peer.port
 
 # One client connection, one upload: POST /echo of a body file, answered with the body's length and
-# sha256 (lab/echo_backend.py). With slow_ms > 0 a GET /echo/slow?ms=<slow_ms> goes first in the
+# sha256 (understudy_lab/echo_backend.py). With slow_ms > 0 a GET /echo/slow?ms=<slow_ms> goes first in the
 # same write (pipelined): the POST is then complete but unanswered until the GET's reply is out, so
 # the backup must keep its bytes cached meanwhile. Prints {"get": {...} or null, "post": {...}};
 # a reply that does not come within 30 s is an exception (exit status 1).

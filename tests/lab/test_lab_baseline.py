@@ -9,13 +9,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import unittest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "lab"))
-import understudy_lab as ul  # noqa: E402
+from understudy_lab import lab as ul
 
 NEEDS_ROOT = unittest.skipUnless(os.geteuid() == 0, "needs root (network namespaces)")
 LAN = ipaddress.ip_network("198.18.0.0/24")
@@ -211,8 +208,7 @@ class BaselineTest(unittest.TestCase):
 
 CHILD = textwrap.dedent("""\
     import sys
-    sys.path.insert(0, sys.argv[1])
-    import understudy_lab as ul
+    from understudy_lab import lab as ul
     lab = ul.Lab().up()
     print(lab.prefix, lab.workdir, flush=True)
     sys.stdin.read()   # block until the parent signals us (an event, not a sleep)
@@ -224,11 +220,11 @@ class LifecycleTest(unittest.TestCase):
 
     def assertGone(self, prefix, workdir=None, pids=()):
         self.assertEqual([n for n in ul.list_netns() if n.startswith(prefix + "-")], [])
-        self.assertFalse(os.path.exists(ul._state_path(prefix)))
+        self.assertFalse(os.path.exists(ul.state_path(prefix)))
         if workdir:
             self.assertFalse(os.path.exists(workdir))
         for pid in pids:
-            self.assertFalse(ul._pid_alive(pid) and ul._proc_state(pid) != "Z", f"pid {pid} alive")
+            self.assertFalse(ul.pid_alive(pid) and ul.proc_state(pid) != "Z", f"pid {pid} alive")
 
     def test_down_removes_everything(self):
         lab = ul.Lab()
@@ -259,7 +255,7 @@ class LifecycleTest(unittest.TestCase):
         self.assertGone(b.prefix)
 
     def _child_lab(self):
-        p = subprocess.Popen(["/usr/bin/python3", "-c", CHILD, os.path.join(REPO, "lab")],
+        p = subprocess.Popen(["/usr/bin/python3", "-c", CHILD], env=dict(os.environ, PYTHONPATH=ul.REPO_ROOT),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         def reap():
             if p.poll() is None:
@@ -275,7 +271,7 @@ class LifecycleTest(unittest.TestCase):
 
     def test_sigterm_cleans_up(self):
         p, prefix, workdir = self._child_lab()
-        self.assertTrue(os.path.exists(ul._state_path(prefix)))
+        self.assertTrue(os.path.exists(ul.state_path(prefix)))
         p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(timeout=60), 128 + signal.SIGTERM, p.stderr.read().decode())
         self.assertGone(prefix, workdir)

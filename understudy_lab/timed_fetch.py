@@ -1,10 +1,9 @@
-#!/usr/bin/python3
 """A client that measures what a user would feel: one or more requests over ONE keep-alive
 connection with Python's http.client, reporting per reply the status, size, sha256 and the
 longest gap between two reads (the stall a failover causes). Prints one JSON object.
 
-  timed_fetch.py http://198.18.0.100/f/64m.bin [PATH ...] [--rate BYTES_PER_S] [--ready FILE]
-                 [--ready-after BYTES] [--interval-ms MS]
+  python3 -m understudy_lab.timed_fetch http://198.18.0.100/f/64m.bin [PATH ...] [--rate BYTES_PER_S]
+                 [--ready FILE] [--ready-after BYTES] [--interval-ms MS]
 
 --ready FILE is created once BYTES of the first reply arrived (default: its headers), so a test
 can crash a node mid-reply without sleeping. --rate paces reads so a large reply stays in flight

@@ -1,7 +1,7 @@
 """Randomized crash-under-load harness (see docs/RELIABILITY.md; entry point: chaos/run).
 
 Each trial: a fresh lab; Understudy on both nodes (duplex), or keepalived (VRRP) + nginx; optional
-random loss / duplication on the lab bridge; steady verifying load (chaos/loadclient.py) from the
+random loss / duplication on the lab bridge; steady verifying load (understudy_lab/chaos/loadclient.py) from the
 client namespace; at a seeded random moment the primary or the backup dies like a host (eth0
 down + SIGKILL), either at a random time or at one of the daemon's fault points (docs/FAULTS.md,
 the phases of the paper's Table 2); load continues past the takeover, then every request already
@@ -11,59 +11,29 @@ For the keepalived target, fault points do not exist: the same role dies by lab 
 moment the fault point would have been armed.
 """
 import argparse
+import hashlib
 import json
 import os
 import random
-import shlex
-import statistics
+import shutil
+import subprocess
 import sys
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from chaoslab import ChaosLab, KEEPALIVED_TARGETS, ul  # noqa: E402
+from understudy_lab import lab as ul
+from understudy_lab.chaos import report
+from understudy_lab.chaos.chaoslab import KEEPALIVED_TARGETS, ChaosLab
+from understudy_lab.chaos.plan import OTHER, trial_plan
+from understudy_lab.chaos.summary import line, total_line
 
-REPO = os.path.dirname(HERE)
-LOADCLIENT = os.path.join(HERE, "loadclient.py")
+REPO = ul.REPO_ROOT
+LOADCLIENT = ul.python_module("understudy_lab.chaos.loadclient")
 TARGETS = ("understudy",) + tuple(KEEPALIVED_TARGETS)
-
-# Fault points per role (docs/FAULTS.md) and the range of N for POINT:N under this load.
-FAULTS = {
-    "primary": {"primary.before_ack": 200, "primary.reply_read": 100,
-                "primary.reply_acked": 100, "primary.reply_written": 200},
-    "backup": {"backup.request_partial": 3, "backup.before_relay": 200,
-               "backup.request_complete": 100, "backup.reply_received": 200},
-}
-OTHER = {"primary": "backup", "backup": "primary"}
 
 
 def now():
     return time.monotonic()
-
-
-# --------------------------------------------------------------------------- plan
-
-def trial_plan(tseed, role, loss, dup, phases):
-    """Everything random about a trial, from its seed alone."""
-    rng = random.Random(tseed)
-    kind = rng.choice(phases)
-    plan = {"seed": tseed, "role": role, "loss": loss, "dup": dup,
-            "crash_after": round(rng.uniform(0.2, 1.2), 3),   # s of steady load before the crash
-            "client_seed": rng.getrandbits(32),
-            "big": rng.random() < 0.12}                       # one 64 MiB GET in ~1 trial of 8
-    if kind == "fault":
-        point = rng.choice(sorted(FAULTS[role]))
-        plan["crash"] = f"{point}:{rng.randint(1, FAULTS[role][point])}"
-    else:
-        plan["crash"] = "random"
-        rng.random()
-    return plan
-
-
-def replay_cmd(plan, target, binary_note=""):
-    return (f"chaos/run --trial-seed {plan['seed']} --roles {plan['role']} --loss {plan['loss']} "
-            f"--dup {plan['dup']} --target {target}")
 
 
 # --------------------------------------------------------------------------- one trial
@@ -76,7 +46,7 @@ def survivor_gone(lab, survivor, res):
     """True (and the trial marked as an error) if the node that should survive the crash has
     exited already: e.g. a false failover (heartbeats late under CPU starvation) made the backup
     take over and the primary fail-stop. Crashing the other node then is no failover test."""
-    if lab._daemon_pids(survivor):
+    if lab.daemon_pids(survivor):
         return False
     res["error"] = (f"{survivor} daemon exited before the crash, so the crash was not done "
                     f"(false failover?); {survivor} log tail: {lab.log_tail(survivor, 'daemon', 600)}")
@@ -118,7 +88,7 @@ def run_trial(plan, target, args, outdir):
         with open(manifest, "w") as f:
             json.dump(lab.manifest, f)
         ready, stop, crashf = (os.path.join(lab.workdir, n) for n in ("load-ready", "load-stop", "crash-at"))
-        cargs = ["/usr/bin/python3", LOADCLIENT, "--manifest", manifest, "--seed", str(plan["client_seed"]),
+        cargs = LOADCLIENT + ["--manifest", manifest, "--seed", str(plan["client_seed"]),
                  "--ready", ready, "--stop-file", stop, "--crash-file", crashf,
                  "--get", str(args.get), "--post", str(args.post), "--pipe", str(args.pipe),
                  "--big", "1" if plan["big"] else "0", "--timeout", str(args.client_timeout),
@@ -143,7 +113,7 @@ def run_trial(plan, target, args, outdir):
                 raise TrialError(f"arming {crash} failed: {cp.stdout!r} {cp.stderr!r}")
             t_armed = now()
             try:
-                ul.wait_for(lambda: not lab._daemon_pids(role), args.fault_wait,
+                ul.wait_for(lambda: not lab.daemon_pids(role), args.fault_wait,
                             f"{role} to die at {crash}", interval=0.002)
                 res["crashed_by"] = "fault"
             except TimeoutError:
@@ -255,7 +225,6 @@ CAPTURE_POINTS = (("client", "eth0"), ("primary", "eth0"), ("primary", "understu
 
 def start_captures(lab):
     """One tcpdump per point, each awaited until it reports that it listens."""
-    import subprocess
     caps = []
     for node, dev in CAPTURE_POINTS:
         path = os.path.join(lab.workdir, f"{node}-{dev}.pcap")
@@ -270,7 +239,6 @@ def start_captures(lab):
 
 
 def stop_captures(caps, keep_dir):
-    import shutil
     for p, path in caps:
         p.terminate()
         p.wait()
@@ -280,85 +248,11 @@ def stop_captures(caps, keep_dir):
 
 
 def _spawn_client(lab, cargs):
-    import subprocess
     return subprocess.Popen(["ip", "netns", "exec", lab.ns("client")] + cargs,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 # --------------------------------------------------------------------------- reporting
-
-def line(i, n, r):
-    L = r.get("load") or {}
-    k = L.get("failed_by_kind", {})
-    status = "OK" if r["ok"] else ("FAIL" if L.get("failed") else "ERROR")
-    s = (f"trial {i}/{n} seed={r['seed']} target={r['target']} role={r['role']} loss={r['loss']}% "
-         f"dup={r['dup']}% crash={r['crash']}{' [' + r.get('crashed_by', '?') + ']' if r['crash'] != 'random' else ''}"
-         f" @{r.get('crash_at', '?')}s big={'y' if r['big'] else 'n'}"
-         f" sent={L.get('sent', 0)} completed={L.get('completed', 0)} failed={L.get('failed', 0)}"
-         f" (reset {k.get('reset', 0)} timeout {k.get('timeout', 0)} truncated {k.get('truncated', 0)}"
-         f" wrong {k.get('wrong', 0)} connect {k.get('connect', 0)})"
-         f" inflight@crash={L.get('in_flight_at_crash', '?')} stall={L.get('stall_max_ms', '?')}ms"
-         f" late={L.get('late', 0)}"
-         f" takeover={'n/a' if r.get('takeover_s') is None else str(r['takeover_s']) + 's'} {status}")
-    if not r["ok"]:
-        if r.get("error"):
-            s += f"\n    error: {r['error'][:600]}"
-        for fdet in (L.get("failures") or [])[:3]:
-            s += f"\n    {fdet['kind']}: {fdet['request']} on {fdet['local']}: {fdet['error'][:200]}"
-            if fdet.get("tcp"):
-                t = fdet["tcp"]
-                s += (f" [tcp unacked={t['unacked']} retransmits={t['retransmits']} backoff={t['backoff']}"
-                      f" total_retrans={t['total_retrans']} last_data_recv={t['last_data_recv']}ms]")
-    for ldet in (L.get("late_requests") or [])[:3]:
-        s += f"\n    late: {ldet['worker']} on {ldet['local']}: no byte for {ldet['stall_ms']} ms, then complete"
-    if not r["ok"] or L.get("late"):
-        s += f"\n    replay: {replay_cmd(r, r['target'])}"
-        if r.get("logs"):
-            s += f"\n    logs: {r['logs']}"
-    return s
-
-
-def pct(values, p):
-    if not values:
-        return 0.0
-    v = sorted(values)
-    k = min(len(v) - 1, max(0, int(round(p / 100 * (len(v) - 1)))))
-    return v[k]
-
-
-def totals(results, target):
-    rs = [r for r in results if r["target"] == target]
-    t = {"trials": len(rs), "sent": 0, "completed": 0, "failed": 0, "kinds": {}, "late": 0,
-         "trials_failed": 0, "trials_error": 0, "stalls": [], "takeovers": []}
-    for r in rs:
-        L = r.get("load") or {}
-        t["sent"] += L.get("sent", 0)
-        t["completed"] += L.get("completed", 0)
-        t["failed"] += L.get("failed", 0)
-        t["late"] += L.get("late", 0)
-        for k, v in (L.get("failed_by_kind") or {}).items():
-            t["kinds"][k] = t["kinds"].get(k, 0) + v
-        if L.get("failed"):
-            t["trials_failed"] += 1
-        if r.get("error"):
-            t["trials_error"] += 1
-        if "stall_max_ms" in L:
-            t["stalls"].append(L["stall_max_ms"])
-        if r.get("takeover_s") is not None:
-            t["takeovers"].append(r["takeover_s"])
-    return t
-
-
-def total_line(results, target):
-    t = totals(results, target)
-    st = t["stalls"]
-    k = t["kinds"]
-    return (f"TOTAL target={target} trials={t['trials']} sent={t['sent']} completed={t['completed']} "
-            f"failed={t['failed']} (reset {k.get('reset', 0)} timeout {k.get('timeout', 0)} "
-            f"truncated {k.get('truncated', 0)} wrong {k.get('wrong', 0)} connect {k.get('connect', 0)}) "
-            f"trials_with_failures={t['trials_failed']} trial_errors={t['trials_error']} late={t['late']} "
-            f"stall_ms p50={pct(st, 50)} p99={pct(st, 99)} max={max(st) if st else 0}")
-
 
 # --------------------------------------------------------------------------- main
 
@@ -417,7 +311,6 @@ def main(argv=None):
                 seen.add((r["seed"], r["target"]))
                 uniq.append(r)
         results = uniq
-        import report
         report.write(args.report, results, meta)
         print(f"report written to {args.report} from {len(results)} trial results")
         return 0
@@ -444,7 +337,6 @@ def main(argv=None):
     if "understudy" in targets and not args.no_snapshot:
         # Run every trial with one copy of the daemon: a rebuild during a long run must not
         # change (or briefly remove) the binary under test.
-        import shutil
         snap = os.path.join(out, "understudy")
         shutil.copy2(args.binary, snap)
         args.binary = snap
@@ -452,13 +344,11 @@ def main(argv=None):
     meta = {"seed": seed, "argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "binary": args.binary, "kernel": os.uname().release, "trials": args.trials}
     try:
-        import hashlib
         with open(args.binary, "rb") as f:
             meta["binary_sha256"] = hashlib.sha256(f.read()).hexdigest()
     except OSError:
         pass
     try:
-        import subprocess
         meta["commit"] = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
                                         capture_output=True, text=True).stdout.strip()
         meta["dirty"] = bool(subprocess.run(["git", "-C", REPO, "status", "--porcelain", "src"],
@@ -497,7 +387,6 @@ def main(argv=None):
                 f.write(json.dumps({k: v for k, v in r.items() if k != "traceback"}) + "\n")
             print(line(i, n, r), flush=True)
         if args.report and i % 50 == 0 and i < n:
-            import report
             report.write(args.report, results, meta)   # progress: the completed trials so far
         if args.stop_on_fail and any(not r["ok"] and r["target"] == "understudy" for r in results):
             break
@@ -505,7 +394,6 @@ def main(argv=None):
     for target in targets:
         print(total_line(results, target), flush=True)
     if args.report:
-        import report
         report.write(args.report, results, meta)
         print(f"report written to {args.report}")
     us = [r for r in results if r["target"] == "understudy"]

@@ -1,7 +1,6 @@
-#!/usr/bin/python3
 """Scale client (runs in the lab's client namespace): open and hold many connections.
 
-  hold_client.py HOST PORT --n N --path P --size BYTES --sha256 HEX [--batch 256] [--rate PER_S]
+  python3 -m understudy_lab.bench.hold_client HOST PORT --n N --path P --size BYTES --sha256 HEX [--batch 256] [--rate PER_S]
 
 Driven by the bench over stdin/stdout, one JSON line per phase:
   1. opens up to N connections (at most --batch connects pending), prints {"phase": "idle", ...}
@@ -21,8 +20,7 @@ import socket
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import httpc  # noqa: E402
+from understudy_lab.bench import httpc
 
 
 def say(obj):

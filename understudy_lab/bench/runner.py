@@ -1,6 +1,6 @@
 """Understudy benchmark: brings up one lab, measures every mode in it, writes the results.
 
-Entry point: bench/run (see docs/PERFORMANCE.md). Modes and how they map onto the lab:
+Entry point: bench/run, i.e. python3 -m understudy_lab.bench (see docs/PERFORMANCE.md). Modes and how they map onto the lab:
 
   direct       client -> the primary's nginx on its LAN address 198.18.0.11:8080 (no proxy)
   nginx-proxy  client -> 198.18.0.11:8081, a second nginx server block in the primary's
@@ -15,62 +15,30 @@ Entry point: bench/run (see docs/PERFORMANCE.md). Modes and how they map onto th
 
 All modes use the same client namespace, bridge and nginx (the primary's).
 """
+import argparse
 import json
 import os
 import platform
 import re
 import resource
+import select
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
+
+from understudy_lab import lab as ul
+from understudy_lab.bench import report
+from understudy_lab.bench.benchlab import BenchLab, NginxTuning
+from understudy_lab.bench.scenarios import (DAEMON_MODES, HAPROXY_PORT, HEARTBEAT, MODE_ORDER, MODES,
+                                            NGINX_PROXY_PORT, PRIMARY_IP, PROFILES, SIZES)
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCH_DIR)
-sys.path.insert(0, os.path.join(REPO, "lab"))
-import understudy_lab as ul  # noqa: E402
-
-PY = "/usr/bin/python3"
-PRIMARY_IP = ul.NODE_IPS["primary"]
-NGINX_PROXY_PORT = 8081
-HAPROXY_PORT = 8082
-
-MODES = {
-    "direct": (PRIMARY_IP, ul.NGINX_PORT),
-    "nginx-proxy": (PRIMARY_IP, NGINX_PROXY_PORT),
-    "haproxy": (PRIMARY_IP, HAPROXY_PORT),
-    "null": (ul.ADVERTISED_IP, 80),
-    "simplex": (ul.ADVERTISED_IP, 80),
-    "duplex": (ul.ADVERTISED_IP, 80),
-}
-MODE_ORDER = ["direct", "nginx-proxy", "haproxy", "null", "simplex", "duplex"]
-DAEMON_MODES = ("null", "simplex", "duplex")
-
-SIZES = {"1k": "/f/1k.bin", "5k": "/f/5k.bin", "10k": "/f/10k.bin", "100k": "/f/100k.bin",
-         "1m": "/f/1m.bin"}
-SIZE_ORDER = ["1k", "5k", "10k", "100k", "1m"]
-SIZE_LABEL = {"1k": "1 KiB", "5k": "5 KiB", "10k": "10 KiB", "100k": "100 KiB", "1m": "1 MiB"}
-
-PROFILES = {
-    "full": {
-        "lat_n": 300, "lat_sizes": SIZE_ORDER, "wrk_sizes": SIZE_ORDER, "wrk_seconds": 5,
-        "concurrency": [1, 16, 64], "failover_runs": 20, "failover_seconds": 3.0,
-        "scale_n": 10000, "scale_busy": "10k", "scale_rate": 1000,
-        "scale_steps": [1000, 2000, 5000, 7500],
-    },
-    "smoke": {
-        "lat_n": 20, "lat_sizes": ["1k", "1m"], "wrk_sizes": ["1k"], "wrk_seconds": 1,
-        "concurrency": [1, 16], "failover_runs": 2, "failover_seconds": 2.0,
-        "scale_n": 200, "scale_busy": "10k", "scale_rate": 1000,
-        "scale_steps": [100],
-    },
-}
-
-HEARTBEAT = {"interval_ms": 20, "timeout_ms": 100}
-
+RESULTS_DIR = os.path.join(ul.REPO_ROOT, "bench", "results")
+REPO = ul.REPO_ROOT
 
 def log(msg):
     sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {msg}\n")
@@ -87,50 +55,6 @@ def summarize(xs):
         return s[k]
     return {"n": len(s), "mean": statistics.fmean(s), "p50": statistics.median(s), "p99": pct(99),
             "min": s[0], "max": s[-1]}
-
-
-def nginx_proxy_conf(node):
-    if node != "primary":
-        return ""
-    return f"""  # benchmark: nginx as a plain reverse proxy (one user-space hop, no fault tolerance)
-  upstream bench_backend {{
-    server 127.0.0.1:{ul.NGINX_PORT};
-    keepalive 128;
-  }}
-  server {{
-    listen {PRIMARY_IP}:{NGINX_PROXY_PORT};
-    server_name _;
-    access_log off;
-    location / {{
-      proxy_pass http://bench_backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffer_size 16k;
-      proxy_buffers 16 64k;
-      proxy_max_temp_file_size 0;
-    }}
-  }}
-"""
-
-
-HAPROXY_CFG = f"""# benchmark: HAProxy as a plain reverse proxy (one user-space hop, no fault tolerance)
-global
-  maxconn {{maxconn}}
-  # one thread: with two on this 2-CPU lab, new-connection latency went bimodal (mean 2.4 ms, p50 0.3)
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-  http-reuse always
-frontend bench
-  bind {PRIMARY_IP}:{HAPROXY_PORT}
-  default_backend nginx
-backend nginx
-  server local 127.0.0.1:{ul.NGINX_PORT}
-"""
 
 
 class BenchError(RuntimeError):
@@ -162,8 +86,10 @@ class Bench:
         except Exception as e:  # noqa: BLE001 - one broken point must not hide the others
             self.error(f"{what}: {type(e).__name__}: {e}")
 
-    def client_script(self, name):
-        return os.path.join(BENCH_DIR, name)
+    @staticmethod
+    def client(name):
+        """argv of one of the benchmark's client programs (they run in the client namespace)."""
+        return ul.python_module(f"understudy_lab.bench.{name}")
 
     def status(self, node, reset=False):
         args = [self.lab.binary, "status", "--config", self.lab.config_path(node), "--json"]
@@ -179,7 +105,7 @@ class Bench:
         return json.loads(cp.stdout.decode())
 
     def daemon_rss_kb(self, node):
-        pids = self.lab._daemon_pids(node)
+        pids = self.lab.daemon_pids(node)
         if not pids:
             return None
         with open(f"/proc/{pids[0]}/status") as f:
@@ -200,19 +126,13 @@ class Bench:
 
     # ------------------------------------------------------------------ lab
     def up(self):
-        self.lab = ul.Lab(binary=self.binary, lan_listen=True, nginx_worker_connections=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-                          nginx_rlimit_nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[0], nginx_access_log=False,
-                          nginx_extra_conf=nginx_proxy_conf, keep_workdir=self.keep_lab)
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.lab = BenchLab(NginxTuning(worker_connections=nofile, rlimit_nofile=nofile, access_log=False),
+                            binary=self.binary, lan_listen=True, keep_workdir=self.keep_lab)
         self.lab.up()
         log(f"lab {self.lab.prefix} up (workdir {self.lab.workdir})")
         self.lab.keygen()
-        cfg = os.path.join(self.lab.node_dir("primary"), "haproxy.cfg")
-        # haproxy refuses to start if 2 x maxconn does not fit in its descriptor limit
-        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        with open(cfg, "w") as f:
-            f.write(HAPROXY_CFG.format(maxconn=max(256, (nofile - 200) // 2)))
-        self.lab._spawn("primary", "haproxy", ["haproxy", "-db", "-f", cfg], "haproxy.log")
-        hap = self.lab.procs[("primary", "haproxy")]
+        hap = self.lab.start_haproxy(nofile)
         for port, what in ((ul.NGINX_PORT, "nginx (direct)"), (NGINX_PROXY_PORT, "nginx reverse proxy"),
                            (HAPROXY_PORT, "haproxy")):
             def probe():
@@ -264,8 +184,8 @@ class Bench:
         nbytes, sha = self.lab.manifest[path]
         daemon = mode in DAEMON_MODES
         nodes = ["primary", "backup"] if mode == "duplex" else ["primary"]
-        p = subprocess.Popen(["ip", "netns", "exec", self.lab.ns("client"), PY, self.client_script("lat_client.py"),
-                              host, str(port), path, "--size", str(nbytes), "--sha256", sha,
+        p = subprocess.Popen(["ip", "netns", "exec", self.lab.ns("client")] + self.client("lat_client") +
+                             [host, str(port), path, "--size", str(nbytes), "--sha256", sha,
                               "--n", str(self.p["lat_n"]), "--conn", conn, "--sync"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         before = {}
@@ -317,7 +237,7 @@ class Bench:
         threads = min(2, conc)
         secs = self.p["wrk_seconds"]
         cp = self.lab.run_client(["wrk", f"-t{threads}", f"-c{conc}", f"-d{secs}s", "--latency",
-                                  "--timeout", "30s", "-s", self.client_script("wrk_report.lua"),
+                                  "--timeout", "30s", "-s", os.path.join(BENCH_DIR, "wrk_report.lua"),
                                   f"http://{host}:{port}{path}"], timeout=secs + 60)
         text = cp.stdout.decode(errors="replace")
         m = re.search(r"^BENCHJSON (.*)$", text, re.M)
@@ -407,8 +327,8 @@ class Bench:
             try:
                 self.start_duplex()
                 ready = os.path.join(self.lab.workdir, f"failover-ready-{i}")
-                p = subprocess.Popen(["ip", "netns", "exec", self.lab.ns("client"), PY,
-                                      self.client_script("load_client.py"), host, str(port),
+                p = subprocess.Popen(["ip", "netns", "exec", self.lab.ns("client")] + self.client("load_client") +
+                                     [host, str(port),
                                       "--duration", str(self.p["failover_seconds"]),
                                       "--interval-ms", "20", "--ready", ready] + slots,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -506,8 +426,8 @@ class Bench:
         p = None
         try:
             sc["baseline"] = self.mem_snapshot()
-            p = subprocess.Popen(["ip", "netns", "exec", self.lab.ns("client"), PY,
-                                  self.client_script("hold_client.py"), host, str(port), "--n", str(n),
+            p = subprocess.Popen(["ip", "netns", "exec", self.lab.ns("client")] + self.client("hold_client") +
+                                 [host, str(port), "--n", str(n),
                                   "--path", path, "--size", str(nbytes), "--sha256", sha,
                                   "--rate", str(self.p["scale_rate"]), "--steps", ",".join(map(str, steps))],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -519,7 +439,6 @@ class Bench:
                     p.stdin.flush()
                 if cmd == "close":
                     return None
-                import select
                 if not select.select([p.stdout], [], [], timeout)[0]:
                     raise BenchError(f"hold client: no answer in {timeout}s")
                 line = p.stdout.readline()  # the client answers every phase with one line
@@ -571,7 +490,7 @@ class Bench:
                            f"({rec['modes']}); the most held in duplex: {sc['held_duplex']}")
             # the service still answers while they are held
             nb1, sha1 = self.lab.manifest["/f/1k.bin"]
-            cp = self.lab.run_client([PY, self.client_script("lat_client.py"), host, str(port), "/f/1k.bin",
+            cp = self.lab.run_client(self.client("lat_client") + [host, str(port), "/f/1k.bin",
                                       "--size", str(nb1), "--sha256", sha1, "--n", "5", "--warmup", "0"],
                                      timeout=60)
             try:
@@ -706,7 +625,6 @@ def raise_nofile():
 
 
 def main(argv):
-    import argparse
     ap = argparse.ArgumentParser(prog="bench/run", description="Understudy benchmark (needs root).")
     ap.add_argument("--smoke", action="store_true", help="a short version (CI): fewer requests and sizes")
     ap.add_argument("--out", help="results directory (default bench/results/<date>)")
@@ -719,7 +637,6 @@ def main(argv):
     ap.add_argument("--render", metavar="DIR", help="only rewrite the report and plots of DIR/results.json")
     a = ap.parse_args(argv)
     if a.render:
-        import report
         with open(os.path.join(a.render, "results.json")) as fh:
             print(report.write_all(json.load(fh), a.render))
         return 0
@@ -734,10 +651,9 @@ def main(argv):
             print(f"bench/run: {tool} is not installed (scripts/install-deps.sh)", file=sys.stderr)
             return 2
     profile = "smoke" if a.smoke else "full"
-    out = a.out or os.path.join(BENCH_DIR, "results", time.strftime("%Y-%m-%d_%H%M%S") +
+    out = a.out or os.path.join(RESULTS_DIR, time.strftime("%Y-%m-%d_%H%M%S") +
                                 ("-smoke" if a.smoke else ""))
     os.makedirs(out, exist_ok=True)
-    import report
     for name in report.EXPECTED_FILES:  # a stale file must not pass for a new one
         try:
             os.unlink(os.path.join(out, name))
@@ -773,7 +689,6 @@ def main(argv):
     try:
         table = report.write_all(b.res, out)
     except Exception as e:  # noqa: BLE001
-        import traceback
         traceback.print_exc()
         b.error(f"report: {type(e).__name__}: {e}")
         table = ""

@@ -1,19 +1,16 @@
 """Deterministic regression tests for failures the chaos harness found (docs/RELIABILITY.md,
 "Failures found on the way"). Registered by tests/lab/chaos.cmake as chaos.regress.*; run with
-`/usr/bin/python3 -m unittest -v chaos.test_regressions` from the repo root, as root.
+`/usr/bin/python3 -m unittest -v tests.lab.test_chaos_regressions` from the repo root, as root.
 """
-import hashlib
 import json
 import os
 import subprocess
-import sys
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from chaoslab import ChaosLab, ul  # noqa: E402
+from understudy_lab import lab as ul
+from understudy_lab.chaos.chaoslab import ChaosLab
 
-BINARY = os.environ.get("UNDERSTUDY_BINARY", os.path.join(os.path.dirname(HERE), "build", "understudy"))
+BINARY = os.environ.get("UNDERSTUDY_BINARY", os.path.join(ul.REPO_ROOT, "build", "understudy"))
 
 # One keep-alive connection (http.client): a GET, then wait for the go file, then a GET and a
 # POST on the SAME connection. Prints {"ok", "results", "error"}.

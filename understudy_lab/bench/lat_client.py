@@ -1,7 +1,6 @@
-#!/usr/bin/python3
 """Latency client (runs in the lab's client namespace): N sequential GETs of one path.
 
-  lat_client.py HOST PORT PATH --size BYTES --sha256 HEX --n N [--conn new|keep] [--warmup K] [--sync]
+  python3 -m understudy_lab.bench.lat_client HOST PORT PATH --size BYTES --sha256 HEX --n N [--conn new|keep] [--warmup K] [--sync]
 
 --conn new : every request opens a new TCP connection (connect + request + whole reply, timed
              together, as in the paper), sends "Connection: close", closes after the reply.
@@ -12,12 +11,10 @@ timer stopped. Prints one JSON object: ok, errors, lat_ms (per request), ttfb_ms
 """
 import argparse
 import json
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import httpc  # noqa: E402
+from understudy_lab.bench import httpc
 
 
 def main():

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Steady-load client for the failover scenario (runs in the lab's client namespace).
 
 One process, non-blocking sockets, one selector. Each "connection slot" repeats GET <path>
@@ -7,7 +6,7 @@ every --interval-ms (or as soon as the previous reply completed, if later):
 Every read is time-stamped with time.monotonic() (the same clock as the bench process: network
 namespaces do not change clocks), so the bench can line the reads up with the crash.
 
-  load_client.py HOST PORT --slot keep:/f/1k.bin:1024:SHA ... --duration S [--ready FILE]
+  python3 -m understudy_lab.bench.load_client HOST PORT --slot keep:/f/1k.bin:1024:SHA ... --duration S [--ready FILE]
 
 A request fails if the connection errors or closes early, the reply is not 200, or its size or
 sha256 is wrong, or it is outstanding longer than --req-timeout. Prints one JSON object.
@@ -22,8 +21,7 @@ import socket
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import httpc  # noqa: E402
+from understudy_lab.bench import httpc
 
 now = time.monotonic
 

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """The Understudy demo: two nodes in duplex, an unmodified client downloading 64 MiB while a
 second client sends a steady stream of keep-alive requests; the primary dies mid-reply (interface
 down, SIGKILL); every reply must still arrive intact on its original connection.
@@ -11,12 +10,9 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import understudy_lab as ul  # noqa: E402
+from understudy_lab import lab as ul
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.environ.get("UNDERSTUDY_BINARY", os.path.join(REPO, "build", "understudy"))
-FETCH = os.path.join(REPO, "lab", "timed_fetch.py")
+BINARY = os.environ.get("UNDERSTUDY_BINARY", os.path.join(ul.REPO_ROOT, "build", "understudy"))
 URL = f"http://{ul.ADVERTISED_IP}"
 BIG = "/f/64m.bin"
 STREAM = ["/f/1k.bin", "/f/5k.bin", "/f/10k.bin", "/f/100k.bin"] * 40
@@ -27,7 +23,7 @@ def say(msg=""):
 
 
 def client(lab, args):
-    return subprocess.Popen(["ip", "netns", "exec", lab.ns("client"), "/usr/bin/python3", FETCH] + args,
+    return subprocess.Popen(["ip", "netns", "exec", lab.ns("client")] + ul.python_module("understudy_lab.timed_fetch") + args,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

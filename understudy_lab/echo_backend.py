@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Tiny HTTP/1.1 back-end for the lab (standard library only).
 
 Runs inside a node namespace behind nginx (`location /echo`):

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Verifying HTTP load client for the chaos harness (Python 3 standard library only).
 
 Runs in the lab's client namespace against http://198.18.0.100/ and keeps many connections
@@ -25,6 +24,7 @@ import json
 import os
 import random
 import socket
+import struct
 import sys
 import threading
 import time
@@ -59,7 +59,6 @@ def tcpinfo(sock):
     kernel gives them): tells TCP back-off (retransmits, backoff, unacked > 0) from a peer that
     acknowledged everything and stays silent (unacked == 0)."""
     try:
-        import struct
         raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
         vals = struct.unpack("8B24I", raw[:104])
         d = dict(zip(TCP_INFO_FIELDS, vals))

@@ -3,7 +3,7 @@ import csv
 import json
 import os
 
-import bench as B
+from understudy_lab.bench.scenarios import MODE_ORDER, SIZE_LABEL, SIZE_ORDER
 
 EXPECTED_FILES = ["report.md", "results.json", "latency.csv", "latency_samples.csv", "throughput.csv",
                   "breakdown.csv", "failover.csv", "latency_series.png", "latency_vs_size.png",
@@ -120,7 +120,7 @@ def key_table(r):
         lat(a, b, "1k", "keep", "latency, 1 KiB, keep-alive")
     for size in ("5k", "10k"):
         if r.lat_mean("duplex", size, "new") is not None:
-            lat("duplex", "direct", size, "new", f"latency, {B.SIZE_LABEL[size]}, new connection")
+            lat("duplex", "direct", size, "new", f"latency, {SIZE_LABEL[size]}, new connection")
     for a, b in (("duplex", "nginx-proxy"), ("duplex", "haproxy"), ("duplex", "direct")):
         x = r.tput_ratio(a, b, "1k", 16)
         tgt = "≥ 0.5" if b == "nginx-proxy" else None
@@ -149,21 +149,21 @@ def key_table(r):
 def latency_table(r):
     lines = ["| mode | size | new conn mean | p50 | p99 | keep-alive mean | p50 | p99 |",
              "|---|---|---|---|---|---|---|---|"]
-    for size in B.SIZE_ORDER:
-        for mode in B.MODE_ORDER:
+    for size in SIZE_ORDER:
+        for mode in MODE_ORDER:
             n, k = r.lat.get((mode, size, "new")), r.lat.get((mode, size, "keep"))
             if not n and not k:
                 continue
             cells = []
             for x in (n, k):
                 cells += [f(x and x["mean"], 3), f(x and x["p50"], 3), f(x and x["p99"], 3)]
-            lines.append(f"| {mode} | {B.SIZE_LABEL[size]} | " + " | ".join(cells) + " |")
+            lines.append(f"| {mode} | {SIZE_LABEL[size]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def latency_ratio_table(r):
-    sizes = [s for s in B.SIZE_ORDER if any(k[1] == s for k in r.lat)]
-    lines = ["| ratio (mean latency) | " + " | ".join(f"{B.SIZE_LABEL[s]} new | {B.SIZE_LABEL[s]} keep"
+    sizes = [s for s in SIZE_ORDER if any(k[1] == s for k in r.lat)]
+    lines = ["| ratio (mean latency) | " + " | ".join(f"{SIZE_LABEL[s]} new | {SIZE_LABEL[s]} keep"
                                                      for s in sizes) + " | paper (new, 1/5/10 KiB) |",
              "|---|" + "---|" * (2 * len(sizes) + 1)]
     for a, b in LAT_RATIOS:
@@ -178,17 +178,17 @@ def latency_ratio_table(r):
 
 def tput_table(r):
     concs = sorted({k[2] for k in r.tput})
-    sizes = [s for s in B.SIZE_ORDER if any(k[1] == s for k in r.tput)]
+    sizes = [s for s in SIZE_ORDER if any(k[1] == s for k in r.tput)]
     lines = ["| mode | size | " + " | ".join(f"c={c} req/s | p99 ms" for c in concs) + " |",
              "|---|---|" + "---|---|" * len(concs)]
     for size in sizes:
-        for mode in B.MODE_ORDER:
+        for mode in MODE_ORDER:
             cells = []
             for c in concs:
                 t = r.tput.get((mode, size, c))
                 cells += [f(t and t["rps"], 0), f(t and t["lat_us"]["p99"] / 1000, 2)]
-            lines.append(f"| {mode} | {B.SIZE_LABEL[size]} | " + " | ".join(cells) + " |")
-    lines += ["", "| ratio (req/s) | " + " | ".join(f"{B.SIZE_LABEL[s]} c={c}" for s in sizes for c in concs) + " |",
+            lines.append(f"| {mode} | {SIZE_LABEL[size]} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratio (req/s) | " + " | ".join(f"{SIZE_LABEL[s]} c={c}" for s in sizes for c in concs) + " |",
               "|---|" + "---|" * (len(sizes) * len(concs))]
     for a, b in TPUT_RATIOS:
         lines.append(f"| {a} / {b} | " + " | ".join(f(r.tput_ratio(a, b, s, c)) for s in sizes for c in concs) + " |")
@@ -201,12 +201,12 @@ def breakdown_table(r):
              "packets / request | µs / packet |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for mode in ("null", "simplex", "duplex"):
-        for size in B.SIZE_ORDER:
+        for size in SIZE_ORDER:
             for conn in ("new", "keep"):
                 if (mode, size, conn) not in r.lat:
                     continue
                 b = r.breakdown(mode, size, conn)
-                lines.append(f"| {mode} | {B.SIZE_LABEL[size]} | {conn} | {f(b['client'], 3)} | {f(b['message'], 3)} | "
+                lines.append(f"| {mode} | {SIZE_LABEL[size]} | {conn} | {f(b['client'], 3)} | {f(b['message'], 3)} | "
                              f"{f(b['server'], 3)} | {f(b['replication'], 3)} | {f(b['packet'], 3)} | "
                              f"{f(b['packets_per_request'], 1)} | {f(b['packet_us_each'], 1)} |")
     return "\n".join(lines)
@@ -277,7 +277,7 @@ def scale_text(r):
     lines += ["| state | primary RSS | backup RSS | primary / conn | backup / conn | kernel TCP / conn (all namespaces) |",
               "|---|---|---|---|---|---|"]
     for state, label in (("baseline", "no connections"), ("idle", f"idle ({sc['held']} connections)"),
-                         ("busy", f"busy ({B.SIZE_LABEL[sc['busy_reply']]} reply unread on each)")):
+                         ("busy", f"busy ({SIZE_LABEL[sc['busy_reply']]} reply unread on each)")):
         m = sc.get(state)
         if not m:
             lines.append(f"| {label} | {sc.get('busy_skipped', 'not measured')} | | | | |")
@@ -383,7 +383,7 @@ def write_csvs(r, out):
 # ---------------------------------------------------------------------------- plots
 
 def plots(r, out):
-    import matplotlib
+    import matplotlib  # only the plots need it: --render and the tests of the rest do not
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = {}
@@ -397,7 +397,7 @@ def plots(r, out):
     # Figure 2 style: per-request latency, 1 KiB
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     for ax, conn, title in ((axes[0], "new", "new connection per request"), (axes[1], "keep", "keep-alive")):
-        for mode in B.MODE_ORDER:
+        for mode in MODE_ORDER:
             x = r.lat.get((mode, "1k", conn))
             if x and x["samples_ms"]:
                 ax.plot(range(len(x["samples_ms"])), x["samples_ms"], lw=0.8, color=COLORS[mode],
@@ -412,13 +412,13 @@ def plots(r, out):
     # Figures 4/5 style: latency vs reply size (+ server time measured by the daemon)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     for ax, conn, title in ((axes[0], "new", "new connection per request"), (axes[1], "keep", "keep-alive")):
-        for mode in B.MODE_ORDER:
+        for mode in MODE_ORDER:
             pts = [(r.lat[(mode, s, conn)]["bytes"] / 1024, r.lat[(mode, s, conn)]["mean"])
-                   for s in B.SIZE_ORDER if (mode, s, conn) in r.lat and r.lat[(mode, s, conn)]["n"]]
+                   for s in SIZE_ORDER if (mode, s, conn) in r.lat and r.lat[(mode, s, conn)]["n"]]
             if pts:
                 ax.plot(*zip(*pts), marker="o", color=COLORS[mode], label=mode)
         srv = [(r.lat[("duplex", s, conn)]["bytes"] / 1024, r.breakdown("duplex", s, conn)["server"])
-               for s in B.SIZE_ORDER if ("duplex", s, conn) in r.lat]
+               for s in SIZE_ORDER if ("duplex", s, conn) in r.lat]
         srv = [p for p in srv if p[1] is not None]
         if srv:
             ax.plot(*zip(*srv), ls=":", marker="x", color="gray", label="server time (duplex, daemon)")
@@ -431,15 +431,15 @@ def plots(r, out):
     save(fig, "latency_vs_size.png")
 
     # Throughput vs concurrency, one panel per size
-    sizes = [s for s in B.SIZE_ORDER if any(k[1] == s for k in r.tput)] or ["1k"]
+    sizes = [s for s in SIZE_ORDER if any(k[1] == s for k in r.tput)] or ["1k"]
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 4.2), squeeze=False)
     for ax, size in zip(axes[0], sizes):
-        for mode in B.MODE_ORDER:
+        for mode in MODE_ORDER:
             pts = sorted((c, t["rps"]) for (m, s, c), t in r.tput.items() if m == mode and s == size)
             if pts:
                 ax.plot(*zip(*pts), marker="o", color=COLORS[mode], label=mode)
         ax.set_xscale("log", base=2)
-        ax.set_title(f"Throughput, {B.SIZE_LABEL[size]}")
+        ax.set_title(f"Throughput, {SIZE_LABEL[size]}")
         ax.set_xlabel("concurrent connections (wrk -c)")
         ax.set_ylabel("requests/s")
         ax.set_ylim(bottom=0)
@@ -451,13 +451,13 @@ def plots(r, out):
     comps = [("client", "client (total)"), ("message", "message layer"), ("server", "server"),
              ("replication_per_request", "replication RTT (per request)"), ("packet", "packet layer (own CPU)")]
     for ax, conn, title in ((axes[0], "new", "new connection"), (axes[1], "keep", "keep-alive")):
-        szs = [s for s in B.SIZE_ORDER if ("duplex", s, conn) in r.lat]
+        szs = [s for s in SIZE_ORDER if ("duplex", s, conn) in r.lat]
         w = 0.8 / len(comps)
         for j, (key, label) in enumerate(comps):
             vals = [r.breakdown("duplex", s, conn)[key] or 0 for s in szs]
             ax.bar([i + j * w for i in range(len(szs))], vals, width=w, label=label)
         ax.set_xticks([i + 0.4 - w / 2 for i in range(len(szs))])
-        ax.set_xticklabels([B.SIZE_LABEL[s] for s in szs])
+        ax.set_xticklabels([SIZE_LABEL[s] for s in szs])
         ax.set_yscale("log")
         ax.set_ylabel("ms per request (mean)")
         ax.set_title(f"Duplex: where the time goes, {title}")
