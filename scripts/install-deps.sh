@@ -12,7 +12,8 @@ fi
 PACKAGES="build-essential cmake ninja-build pkg-config libhttp-parser-dev
 libtomlplusplus-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libssl-dev
 libgtest-dev nginx-light nftables curl wrk ethtool iproute2 python3
-clang-format procps psmisc haproxy keepalived python3-matplotlib tcpdump"
+clang-format procps psmisc haproxy keepalived python3-matplotlib tcpdump
+python3-pyflakes"
 
 export DEBIAN_FRONTEND=noninteractive
 

@@ -16,3 +16,6 @@ if(CLANG_FORMAT)
     WORKING_DIRECTORY ${UNDERSTUDY_SRC_ROOT})
   set_tests_properties(style.format PROPERTIES LABELS unit)
 endif()
+# The Python lab package: no sys.path edits, every module imports, pyflakes is clean.
+add_test(NAME style.python COMMAND bash scripts/check-python.sh WORKING_DIRECTORY ${UNDERSTUDY_SRC_ROOT})
+set_tests_properties(style.python PROPERTIES LABELS unit)
