@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Static checks of the Python package understudy_lab (no root needed): no sys.path edits, every
-# module imports on its own, and pyflakes (python3-pyflakes) finds nothing in the package.
+# module imports on its own, and pyflakes (python3-pyflakes) finds nothing in the package or the lab tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=/usr/bin/python3
@@ -22,7 +22,7 @@ for m in pkgutil.walk_packages(understudy_lab.__path__, "understudy_lab."):
         print(m.name)')
 echo "check-python: $n modules import"
 if "$py" -c 'import pyflakes' 2>/dev/null; then
-  "$py" -m pyflakes understudy_lab
+  "$py" -m pyflakes understudy_lab tests/lab
   echo "check-python: pyflakes clean"
 else
   echo "check-python: pyflakes not installed (apt-get install python3-pyflakes); skipped"

@@ -3,7 +3,6 @@
 ONE client connection, checks every body byte-exact (size + sha256) and that the victim died at
 its fault point and the survivor is simplex with failovers == 1.
 """
-import json
 import unittest
 
 from tests.lab.test_table2 import FaultCase

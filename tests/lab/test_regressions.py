@@ -77,7 +77,6 @@ class ChaosRegressionTest(NodeCase):
         self.wait_file(headers_sent)
         # The body segment (IP length 20 + 20 + 777) is lost inside the backup only: its packet
         # layer has already relayed it to the primary when its own kernel drops it.
-        ns = self.lab.ns("backup")
         for cmd in ("add table ip chaosreg",
                     "add chain ip chaosreg in { type filter hook input priority 0; }",
                     'add rule ip chaosreg in iifname "understudy0" ip length 817 counter drop'):
