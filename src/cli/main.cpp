@@ -9,6 +9,7 @@
 
 #include "config/config.hpp"
 #include "crypto/key.hpp"
+#include "node/control.hpp"
 #include "node/node.hpp"
 
 namespace {

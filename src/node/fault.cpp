@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <cstdlib>
 
 #include "sys/netdev.hpp"
 
@@ -34,6 +35,14 @@ bool arm_from_spec(std::string_view spec) {
   if (spec.empty()) return false;
   arm(std::string(spec), nth);
   return true;
+}
+
+Result<Ok, std::string> arm_from_environment() {
+  if (const char* spec = std::getenv("UNDERSTUDY_FAULT"); spec && *spec) {
+    if (!arm_from_spec(spec))
+      return Err{std::string("UNDERSTUDY_FAULT: expected point[:nth], got ") + spec};
+  }
+  return Ok{};
 }
 
 void set_interface(std::string ifname) {

@@ -7,12 +7,16 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
+
 namespace us::fault {
 
 // Arms `point`: the nth hit (1 = first) kills the node. An empty point disarms.
 void arm(std::string point, uint64_t nth);
 // Parses "point" or "point:nth"; false if malformed.
 bool arm_from_spec(std::string_view spec);
+// Arms from UNDERSTUDY_FAULT if it is set and not empty. Fails with a line naming the variable.
+Result<Ok, std::string> arm_from_environment();
 void set_interface(std::string ifname);
 std::string armed();
 void hit(std::string_view point);

@@ -1,11 +1,10 @@
 // One Understudy node: the adapters (LAN tap, raw sender, TUN, peer sockets, control socket) around
 // the I/O-free packet layer, the message layer and the mode machine. Read DESIGN.md section 1, then
-// packet/packet_layer.hpp and message/message_layer.hpp.
+// packet/packet_layer.hpp and message/message_layer.hpp. The control socket's client is in
+// node/control.hpp.
 #pragma once
 #include <memory>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "common/result.hpp"
 #include "config/config.hpp"
@@ -26,9 +25,5 @@ class Node {
  private:
   std::unique_ptr<Impl> impl_;
 };
-
-// Asks a running node over its control socket. Returns the reply, or an error line.
-Result<nlohmann::json, std::string> control_request(const std::string& socket_path,
-                                                    const nlohmann::json& request);
 
 }  // namespace us::node

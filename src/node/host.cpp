@@ -1,0 +1,81 @@
+#include "node/host.hpp"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "peer/datagram.hpp"
+
+namespace us::node {
+
+namespace {
+// Relay datagram overhead on the LAN: IP + UDP headers, frame header and tag.
+constexpr int kRelayOverhead = 20 + 8 + static_cast<int>(peer::kDatagramOverhead);
+
+Result<sys::LinkInfo, std::string> check_host(const config::Config& cfg) {
+  auto li = sys::link_info(cfg.service.interface);
+  if (!li) return Err{"service.interface: " + li.error()};
+  auto offloads = sys::enabled_offloads(cfg.service.interface);
+  if (!offloads.empty()) {
+    std::string list;
+    for (auto& o : offloads) list += (list.empty() ? "" : ", ") + o;
+    return Err{"service.interface: " + cfg.service.interface + " has offloads on (" + list +
+               "): the packet layer needs whole, checksummed packets; run: ethtool -K " +
+               cfg.service.interface + " tx off tso off gso off sg off gro off"};
+  }
+  if (cfg.tun.mtu + kRelayOverhead > li->mtu)
+    return Err{"tun.mtu: " + std::to_string(cfg.tun.mtu) + " + relay overhead " +
+               std::to_string(kRelayOverhead) + " exceeds the MTU " + std::to_string(li->mtu) +
+               " of " + cfg.service.interface};
+  std::ifstream fwd("/proc/sys/net/ipv4/ip_forward");
+  int v = 0;
+  if (fwd >> v && v != 0)
+    return Err{
+        "net.ipv4.ip_forward is 1: the kernel would forward the advertised address's "
+        "traffic itself; set it to 0"};
+  return *li;
+}
+}  // namespace
+
+void raise_descriptor_limit() {
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+}
+
+sys::Fd stop_on_signals(sys::EventLoop& loop) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  sys::Fd fd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  loop.add(fd.get(), EPOLLIN, [&loop, raw = fd.get()](uint32_t) {
+    signalfd_siginfo si{};
+    if (::read(raw, &si, sizeof si) > 0)
+      spdlog::info("node: signal {}: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    loop.stop();
+  });
+  return fd;
+}
+
+Result<Devices, std::string> open_devices(const config::Config& cfg) {
+  auto link = check_host(cfg);
+  if (!link) return Err{link.error()};
+  auto tap = sys::LanTap::open(*link, cfg.service.advertised);
+  if (!tap) return Err{tap.error()};
+  auto raw = sys::RawSender::open();
+  if (!raw) return Err{raw.error()};
+  auto tun = sys::Tun::open(cfg.tun.name, cfg.tun.address, cfg.tun.prefix, cfg.tun.mtu);
+  if (!tun) return Err{"tun: " + tun.error()};
+  return Devices{*link, std::move(*tap), std::move(*raw), std::move(*tun)};
+}
+
+}  // namespace us::node

@@ -1,0 +1,30 @@
+#include "node/layer_settings.hpp"
+
+namespace us::node {
+
+packet::Settings packet_settings(const config::Config& cfg) {
+  packet::Settings ps;
+  ps.role = cfg.node.role;
+  ps.advertised = cfg.service.advertised;
+  ps.listen = {cfg.tun.address, cfg.service.advertised.port};
+  // Made-up client addresses: the TUN subnet above its own address.
+  ps.fake_first = wire::Ipv4Addr(cfg.tun.address.v + 256);
+  uint32_t size = cfg.tun.prefix >= 32 ? 1 : (uint32_t{1} << (32 - cfg.tun.prefix));
+  ps.fake_count = size > 512 ? size - 512 : 1;
+  ps.max_flows = static_cast<size_t>(cfg.limits.max_connections);
+  return ps;
+}
+
+message::Settings message_settings(const config::Config& cfg) {
+  message::Settings ms;
+  ms.role = cfg.node.role;
+  ms.listen = {cfg.tun.address, cfg.service.advertised.port};
+  ms.server = cfg.node.server;
+  ms.window = static_cast<size_t>(cfg.limits.replication_window_bytes);
+  ms.max_connections = static_cast<size_t>(cfg.limits.max_connections);
+  ms.cache_limit = cfg.limits.request_cache_bytes;
+  ms.idle_timeout = std::chrono::milliseconds(cfg.limits.idle_timeout_ms);
+  return ms;
+}
+
+}  // namespace us::node

@@ -1,0 +1,87 @@
+#include "node/packet_path.hpp"
+
+#include "wire/tcp.hpp"
+
+namespace us::node {
+
+namespace {
+// Whether an IPv4+TCP packet carries payload bytes (fault points aim at data, not handshakes).
+// Parsing only reads the bytes; the packets here were already accepted by a packet layer.
+bool carries_data(std::span<const uint8_t> p) {
+  auto pkt = wire::parse_tcp_packet({const_cast<uint8_t*>(p.data()), p.size()},
+                                    /*verify_tcp_checksum=*/false);
+  return pkt.ok() && !pkt->tcp.payload().empty();
+}
+}  // namespace
+
+PacketPath::PacketPath(const packet::Settings& s, Ports ports, FaultHook fault)
+    : role_(s.role), io_(ports), fault_(std::move(fault)), pl_(s, *this), rx_(65536) {}
+
+void PacketPath::client_packet(std::span<uint8_t> p, packet::Source source, TimePoint now) {
+  auto t0 = Clock::now();
+  pl_.on_client_packet(p, source, now);
+  packet_time_.add(Clock::now() - t0);
+}
+
+void PacketPath::on_lan(TimePoint now) {
+  for (int i = 0; i < 256; ++i) {
+    auto pkt = io_.tap.recv_ip(rx_);
+    if (pkt.empty()) return;
+    client_packet(pkt, packet::Source::Lan, now);
+  }
+}
+
+void PacketPath::on_tun(TimePoint now) {
+  for (int i = 0; i < 256; ++i) {
+    auto pkt = io_.tun.read(rx_);
+    if (pkt.empty()) return;
+    auto t0 = Clock::now();
+    pl_.on_kernel_packet(pkt, now);
+    packet_time_.add(Clock::now() - t0);
+  }
+}
+
+void PacketPath::on_relay(std::span<const uint8_t> packet, TimePoint now) {
+  // Copy it out: the packet layer rewrites in place.
+  copy_.assign(packet.begin(), packet.end());
+  if (role_ == Role::Primary && carries_data(copy_)) fault_("primary.before_ack");
+  client_packet(copy_, packet::Source::Relay, now);
+}
+
+void PacketPath::on_stray(std::span<const uint8_t> packet, TimePoint now) {
+  if (role_ != Role::Backup) return;
+  copy_.assign(packet.begin(), packet.end());
+  pl_.on_client_packet(copy_, packet::Source::Lan, now);  // not timed, as before the split
+}
+
+void PacketPath::to_kernel(std::span<const uint8_t> p) {
+  io_.tun.write(p);
+}
+
+void PacketPath::to_client(std::span<const uint8_t> p) {
+  io_.raw.send(p);
+}
+
+void PacketPath::to_primary(std::span<const uint8_t> p) {
+  if (carries_data(p)) fault_("backup.before_relay");
+  io_.peer.send(peer::Type::Relay, p);
+}
+
+void PacketPath::to_front(std::span<const uint8_t> p) {
+  io_.peer.send(peer::Type::Stray, p);
+}
+
+void PacketPath::backup_has(const ConnKey& key, const HasReport& r) {
+  io_.replication.send_has(key, r);
+}
+
+std::optional<ConnKey> PacketPath::key_for(const wire::Endpoint& fake) const {
+  const packet::Flow* f = pl_.find_by_fake(fake);
+  return f ? std::optional<ConnKey>(f->key) : std::nullopt;
+}
+
+void PacketPath::local_has(const wire::Endpoint& fake, wire::SeqNum seq) {
+  pl_.note_local_has(fake, seq);
+}
+
+}  // namespace us::node

@@ -1,0 +1,69 @@
+// The packet layer between its devices: client packets in from the LAN tap (or relayed by the
+// peer) and out through the raw sender, kernel packets in and out through the TUN, relays and
+// strays to the peer as datagrams, Has reports on the replication channel. It also serves the
+// message layer's Flows, times every packet, and holds the packet fault points
+// (backup.before_relay, primary.before_ack; docs/FAULTS.md). Read packet/packet_layer.hpp first.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "common/histogram.hpp"
+#include "core/vocabulary.hpp"
+#include "message/flows.hpp"
+#include "node/datagram_socket.hpp"
+#include "packet/packet_layer.hpp"
+#include "peer/replication.hpp"
+#include "sys/netdev.hpp"
+
+namespace us::node {
+
+class PacketPath final : public packet::Emitter, public message::Flows {
+ public:
+  struct Ports {
+    sys::LanTap& tap;
+    sys::RawSender& raw;
+    sys::Tun& tun;
+    DatagramSocket& peer;            // relays (backup) and strays (primary)
+    peer::Replication& replication;  // Has reports (backup)
+  };
+  PacketPath(const packet::Settings& s, Ports ports, FaultHook fault);
+
+  packet::PacketLayer& layer() { return pl_; }
+  const packet::PacketLayer& layer() const { return pl_; }
+
+  // Read what the LAN tap or the TUN holds, at most 256 packets a call.
+  void on_lan(TimePoint now);
+  void on_tun(TimePoint now);
+  // A client packet from the peer: relayed by the backup (taken on the primary), or a stray the
+  // primary forwarded (taken on the backup only).
+  void on_relay(std::span<const uint8_t> packet, TimePoint now);
+  void on_stray(std::span<const uint8_t> packet, TimePoint now);
+
+  // Per packet through the packet layer, microseconds.
+  const Histogram& packet_time() const { return packet_time_; }
+  void reset_timing() { packet_time_.reset(); }
+
+  // --- packet::Emitter
+  void to_kernel(std::span<const uint8_t> p) override;
+  void to_client(std::span<const uint8_t> p) override;
+  void to_primary(std::span<const uint8_t> p) override;
+  void to_front(std::span<const uint8_t> p) override;
+  void backup_has(const ConnKey& key, const HasReport& r) override;
+  // --- message::Flows
+  std::optional<ConnKey> key_for(const wire::Endpoint& fake) const override;
+  void local_has(const wire::Endpoint& fake, wire::SeqNum seq) override;
+
+ private:
+  void client_packet(std::span<uint8_t> p, packet::Source source, TimePoint now);
+
+  Role role_;
+  Ports io_;
+  FaultHook fault_;
+  packet::PacketLayer pl_;
+  std::vector<uint8_t> rx_, copy_;
+  Histogram packet_time_;
+};
+
+}  // namespace us::node

@@ -1,0 +1,68 @@
+#include "node/status.hpp"
+
+namespace us::node {
+namespace {
+
+nlohmann::json summary_json(const Histogram::Summary& s) {
+  return {{"count", s.count}, {"mean", s.mean}, {"p50", s.p50}, {"p99", s.p99}, {"max", s.max}};
+}
+
+}  // namespace
+
+nlohmann::json status_json(const StatusInputs& in) {
+  const auto& pc = in.packet;
+  const auto& mc = in.message;
+  return {
+      {"role", to_string(in.role)},
+      {"mode", to_string(in.mode)},
+      {"front", in.front},
+      {"peer", in.peer_alive ? "alive" : "dead"},
+      {"connections", in.connections},
+      {"flows", in.flows},
+      {"failovers", in.failovers},
+      {"boot_id", in.boot_id},
+      {"advertised", in.advertised},
+      {"uptime_ms", in.uptime_ms},
+      {"fault_armed", in.fault_armed},
+      {"channel_up", in.channel_up},
+      {"packet",
+       {{"client_packets", pc.client_packets},
+        {"relayed", pc.relayed},
+        {"to_kernel", pc.to_kernel},
+        {"to_client", pc.to_client},
+        {"dropped_malformed", pc.dropped_malformed},
+        {"dropped_bad_checksum", pc.dropped_bad_checksum},
+        {"dropped_unknown_flow", pc.dropped_unknown_flow},
+        {"dropped_not_front", pc.dropped_not_front},
+        {"sent_to_front", pc.sent_to_front},
+        {"dropped_table_full", pc.dropped_table_full},
+        {"acks_clamped", pc.acks_clamped},
+        {"syn_acks_held", pc.syn_acks_held},
+        {"fake_acks", pc.fake_acks},
+        {"kernel_acks_clamped", pc.kernel_acks_clamped},
+        {"takeover_resends", pc.takeover_resends},
+        {"acks_fabricated", pc.acks_fabricated},
+        {"retained_sent", pc.retained_sent},
+        {"flows_opened", pc.flows_opened}}},
+      {"message",
+       {{"accepted", mc.accepted},
+        {"requests", mc.requests},
+        {"replies", mc.replies},
+        {"bad_requests", mc.bad_requests},
+        {"upstream_errors", mc.upstream_errors},
+        {"regenerated", mc.regenerated},
+        {"regen_mismatch", mc.regen_mismatch},
+        {"aborted", mc.aborted},
+        {"protocol_errors", mc.protocol_errors}}},
+      {"peer_channel",
+       {{"rejected_frames", in.rejected_frames}, {"rejected_datagrams", in.rejected_datagrams}}},
+      {"arp", {{"replies", in.arp_replies}, {"gratuitous", in.gratuitous_arps}}},
+      {"timing",
+       {{"packet_us", summary_json(in.packet_time)},
+        {"request_us", summary_json(in.request_time)},
+        {"server_us", summary_json(in.server_time)},
+        {"replication_us", summary_json(in.replication_time)}}},
+  };
+}
+
+}  // namespace us::node

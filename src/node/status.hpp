@@ -1,0 +1,42 @@
+// What `understudy status --json` prints: one JSON object built from the layers' counters. Outside
+// tools parse it (bench/, chaos/, tests/lab/), so a key, once here, keeps its name and meaning;
+// tests/unit/node_status_test.cpp lists every key.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/histogram.hpp"
+#include "core/vocabulary.hpp"
+#include "message/message_layer.hpp"
+#include "packet/packet_layer.hpp"
+
+namespace us::node {
+
+struct StatusInputs {
+  Role role = Role::Primary;
+  Mode mode = Mode::Starting;
+  bool front = false;
+  bool peer_alive = false;
+  size_t connections = 0;  // the message layer's
+  size_t flows = 0;        // the packet layer's
+  uint64_t failovers = 0;
+  uint64_t boot_id = 0;
+  std::string advertised;  // "ip:port"
+  int64_t uptime_ms = 0;
+  std::string fault_armed;  // "point:nth", empty if none
+  bool channel_up = false;
+  packet::Counters packet;
+  message::Counters message;
+  uint64_t rejected_frames = 0;     // replication channel
+  uint64_t rejected_datagrams = 0;  // peer::Datagrams::rejected()
+  uint64_t arp_replies = 0, gratuitous_arps = 0;
+  // Microseconds: per packet through the packet layer, then message::MessageLayer::Timing's.
+  Histogram::Summary packet_time, request_time, server_time, replication_time;
+};
+
+nlohmann::json status_json(const StatusInputs& in);
+
+}  // namespace us::node

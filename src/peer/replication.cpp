@@ -1,0 +1,51 @@
+#include "peer/replication.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "peer/channel.hpp"
+
+namespace us::peer {
+
+bool ChannelLink::up() const {
+  return c_.up();
+}
+
+void ChannelLink::send(Type type, std::span<const uint8_t> payload) {
+  c_.send(type, payload);
+}
+
+void Replication::send(const ConnMessage& m) {
+  if (!link_ || !link_->up()) return;
+  scratch_.clear();
+  encode(scratch_, m);
+  link_->send(m.type, scratch_);
+}
+
+void Replication::send_has(const ConnKey& key, const HasReport& r) {
+  has_extra_.clear();
+  encode_has_extra(has_extra_, r);
+  send({Type::Has, key, r.has.raw(), 0, has_extra_});
+}
+
+void Replication::on_frame(Type type, std::span<const uint8_t> payload) {
+  auto m = decode_conn(type, payload);
+  if (!m) {
+    ++malformed_;
+    spdlog::error("peer: malformed channel message type {}", static_cast<int>(type));
+    return;
+  }
+  if (type == Type::Has) {
+    if (!h_.has) return;
+    auto r = decode_has(*m);
+    if (!r) {
+      ++malformed_;
+      spdlog::error("peer: malformed Has for {}", m->key.to_string());
+      return;
+    }
+    h_.has(m->key, *r);
+    return;
+  }
+  if (h_.message) h_.message(*m);
+}
+
+}  // namespace us::peer

@@ -1,0 +1,170 @@
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "peer/datagram.hpp"
+
+namespace us::peer {
+namespace {
+
+const wire::Ipv4Addr kPrimary(10, 0, 0, 1), kBackup(10, 0, 0, 2), kStranger(10, 0, 0, 66);
+
+crypto::Key key(uint8_t fill) {
+  crypto::Key k{};
+  k.fill(fill);
+  return k;
+}
+
+std::vector<uint8_t> heartbeat(uint64_t boot_id) {
+  std::vector<uint8_t> b;
+  encode(b, Heartbeat{Role::Backup, Mode::Duplex, boot_id});
+  return b;
+}
+
+// The backup seals, the primary opens: each side names the other as its peer.
+struct DatagramPair : ::testing::Test {
+  Datagrams backup{key(7), kPrimary};
+  Datagrams primary{key(7), kBackup};
+
+  std::vector<uint8_t> seal(Type t, std::span<const uint8_t> payload) {
+    std::vector<uint8_t> out;
+    backup.seal(out, t, payload);
+    return out;
+  }
+  DatagramReject reason(std::span<const uint8_t> bytes, wire::Ipv4Addr from = kBackup) {
+    auto r = primary.open(bytes, from);
+    EXPECT_FALSE(r.ok());
+    return r.ok() ? DatagramReject::UnknownType : r.error().reason;
+  }
+};
+
+TEST_F(DatagramPair, RelayRoundTrip) {
+  const std::vector<uint8_t> packet = {0x45, 0, 0, 20, 1, 2, 3};
+  auto bytes = seal(Type::Relay, packet);
+  EXPECT_EQ(bytes.size(), packet.size() + kDatagramOverhead);
+  auto d = primary.open(bytes, kBackup);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->type, Type::Relay);
+  EXPECT_EQ(d->counter, 1u);
+  EXPECT_EQ(std::vector<uint8_t>(d->payload.begin(), d->payload.end()), packet);
+  EXPECT_FALSE(d->heartbeat.has_value());
+  EXPECT_EQ(primary.rejected(), 0u);
+}
+
+TEST_F(DatagramPair, HeartbeatRoundTripAndCountersGrowByOne) {
+  auto first = seal(Type::Stray, std::vector<uint8_t>{9});
+  auto hb = seal(Type::Heartbeat, heartbeat(1000));
+  auto d = primary.open(hb, kBackup);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->type, Type::Heartbeat);
+  EXPECT_EQ(d->counter, 2u);
+  ASSERT_TRUE(d->heartbeat.has_value());
+  EXPECT_EQ(d->heartbeat->role, Role::Backup);
+  EXPECT_EQ(d->heartbeat->mode, Mode::Duplex);
+  EXPECT_EQ(d->heartbeat->boot_id, 1000u);
+  auto s = primary.open(first, kBackup);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->type, Type::Stray);
+  EXPECT_EQ(s->counter, 1u);
+}
+
+TEST_F(DatagramPair, WrongSourceIsRejectedBeforeAnythingElse) {
+  auto bytes = seal(Type::Relay, std::vector<uint8_t>{1});
+  EXPECT_EQ(reason(bytes, kStranger), DatagramReject::WrongSource);
+  EXPECT_EQ(primary.rejected(DatagramReject::WrongSource), 1u);
+  EXPECT_EQ(primary.rejected(), 1u);
+  EXPECT_TRUE(primary.open(bytes, kBackup).ok());
+}
+
+TEST_F(DatagramPair, ForgedShortAndWrongKeyAreUnauthenticated) {
+  auto bytes = seal(Type::Relay, std::vector<uint8_t>{1, 2, 3});
+  auto forged = bytes;
+  forged[crypto::kFrameHeader] ^= 0x01;  // a payload byte
+  auto r = primary.open(forged, kBackup);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().reason, DatagramReject::Unauthenticated);
+  EXPECT_EQ(r.error().auth, crypto::AuthError::BadTag);
+
+  std::vector<uint8_t> shorter(bytes.begin(), bytes.begin() + 20);
+  r = primary.open(shorter, kBackup);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().reason, DatagramReject::Unauthenticated);
+  EXPECT_EQ(r.error().auth, crypto::AuthError::TooShort);
+
+  Datagrams other{key(8), kPrimary};
+  std::vector<uint8_t> wrong_key;
+  other.seal(wrong_key, Type::Relay, std::vector<uint8_t>{1, 2, 3});
+  r = primary.open(wrong_key, kBackup);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().reason, DatagramReject::Unauthenticated);
+  EXPECT_EQ(r.error().auth, crypto::AuthError::BadTag);
+
+  EXPECT_EQ(primary.rejected(DatagramReject::Unauthenticated), 3u);
+  EXPECT_EQ(primary.rejected(), 3u);
+}
+
+TEST_F(DatagramPair, MalformedHeartbeatAndUnknownTypeAreRejectedButNotCountedInTheTotal) {
+  EXPECT_EQ(reason(seal(Type::Heartbeat, std::vector<uint8_t>{1, 2})),
+            DatagramReject::MalformedHeartbeat);
+  EXPECT_EQ(reason(seal(Type::Reply, std::vector<uint8_t>{1})), DatagramReject::UnknownType);
+  EXPECT_EQ(primary.rejected(DatagramReject::MalformedHeartbeat), 1u);
+  EXPECT_EQ(primary.rejected(DatagramReject::UnknownType), 1u);
+  EXPECT_EQ(primary.rejected(), 0u);  // status' rejected_datagrams counts as before the split
+}
+
+TEST_F(DatagramPair, Heartbeat_OlderBootIdIsRejected) {
+  auto old_run = seal(Type::Heartbeat, heartbeat(1000));
+  auto new_run = seal(Type::Heartbeat, heartbeat(2000));
+  ASSERT_TRUE(primary.open(new_run, kBackup).ok());
+  // A recording of the previous run, even with a higher counter than anything seen.
+  Datagrams earlier{key(7), kPrimary};
+  std::vector<uint8_t> replay;
+  for (int i = 0; i < 5; ++i) {
+    replay.clear();
+    earlier.seal(replay, Type::Heartbeat, heartbeat(1000));
+  }
+  EXPECT_EQ(reason(replay), DatagramReject::ReplayedHeartbeat);
+  EXPECT_EQ(reason(old_run), DatagramReject::ReplayedHeartbeat);
+  EXPECT_EQ(primary.rejected(DatagramReject::ReplayedHeartbeat), 2u);
+  EXPECT_EQ(primary.rejected(), 2u);
+}
+
+TEST_F(DatagramPair, Heartbeat_SameBootIdCounterMustGrow) {
+  auto a = seal(Type::Heartbeat, heartbeat(1000));
+  auto b = seal(Type::Heartbeat, heartbeat(1000));
+  ASSERT_TRUE(primary.open(b, kBackup).ok());
+  EXPECT_EQ(reason(b), DatagramReject::ReplayedHeartbeat);  // the same one again
+  EXPECT_EQ(reason(a), DatagramReject::ReplayedHeartbeat);  // an earlier one, late
+  auto c = seal(Type::Heartbeat, heartbeat(1000));
+  auto d = primary.open(c, kBackup);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->counter, 3u);
+}
+
+TEST_F(DatagramPair, Heartbeat_NewerBootIdIsAcceptedWhateverTheCounter) {
+  auto hb = seal(Type::Heartbeat, heartbeat(1000));
+  for (int i = 0; i < 3; ++i) hb = seal(Type::Heartbeat, heartbeat(1000));
+  ASSERT_TRUE(primary.open(hb, kBackup).ok());  // counter 4
+  Datagrams restarted{key(7), kPrimary};        // a new run counts from 1 again
+  std::vector<uint8_t> fresh;
+  restarted.seal(fresh, Type::Heartbeat, heartbeat(2000));
+  auto d = primary.open(fresh, kBackup);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->counter, 1u);
+  EXPECT_EQ(d->heartbeat->boot_id, 2000u);
+}
+
+TEST_F(DatagramPair, RelaysAndStraysAreNotReplayChecked) {
+  auto relay = seal(Type::Relay, std::vector<uint8_t>{1});
+  auto stray = seal(Type::Stray, std::vector<uint8_t>{2});
+  ASSERT_TRUE(primary.open(seal(Type::Heartbeat, heartbeat(1000)), kBackup).ok());  // counter 3
+  // Older counters than the newest heartbeat, and each twice: all pass (TCP absorbs duplicates).
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(primary.open(relay, kBackup).ok());
+    EXPECT_TRUE(primary.open(stray, kBackup).ok());
+  }
+  EXPECT_EQ(primary.rejected(), 0u);
+}
+
+}  // namespace
+}  // namespace us::peer

@@ -1,0 +1,96 @@
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "peer/replication.hpp"
+
+namespace us::peer {
+namespace {
+
+const ConnKey kKey{wire::Ipv4Addr(198, 18, 0, 2), 40000, 77};
+
+struct Recorder final : FrameLink {
+  bool is_up = true;
+  std::vector<std::pair<Type, std::vector<uint8_t>>> sent;
+  bool up() const override { return is_up; }
+  void send(Type t, std::span<const uint8_t> p) override {
+    sent.emplace_back(t, std::vector(p.begin(), p.end()));
+  }
+};
+
+struct ReplicationTest : ::testing::Test {
+  std::vector<std::pair<ConnKey, HasReport>> has;
+  std::vector<std::pair<Type, uint64_t>> messages;
+  Replication primary{{[this](const ConnKey& k, const HasReport& r) { has.emplace_back(k, r); },
+                       [this](const ConnMessage& m) { messages.emplace_back(m.type, m.value); }}};
+  Replication backup{
+      {nullptr, [this](const ConnMessage& m) { messages.emplace_back(m.type, m.value); }}};
+  Recorder link;
+};
+
+TEST_F(ReplicationTest, Send_EncodesOntoTheLinkWhileUp) {
+  primary.attach(link);
+  const std::vector<uint8_t> data = {'h', 'i'};
+  primary.send({Type::Reply, kKey, 4096, 0, data});
+  ASSERT_EQ(link.sent.size(), 1u);
+  EXPECT_EQ(link.sent[0].first, Type::Reply);
+  std::vector<uint8_t> expected;
+  encode(expected, ConnMessage{Type::Reply, kKey, 4096, 0, data});
+  EXPECT_EQ(link.sent[0].second, expected);
+}
+
+TEST_F(ReplicationTest, Send_DroppedWhileDownOrUnattached) {
+  primary.send({Type::Close, kKey, 1, 0, {}});  // not attached yet
+  primary.attach(link);
+  link.is_up = false;
+  primary.send({Type::Close, kKey, 1, 0, {}});
+  EXPECT_TRUE(link.sent.empty());
+}
+
+TEST_F(ReplicationTest, Has_BackupToPrimaryReachesThePacketLayerOnly) {
+  backup.attach(link);
+  HasReport r{wire::SeqNum(1234), wire::SeqNum(99999)};
+  backup.send_has(kKey, r);
+  ASSERT_EQ(link.sent.size(), 1u);
+  EXPECT_EQ(link.sent[0].first, Type::Has);
+  primary.on_frame(link.sent[0].first, link.sent[0].second);
+  ASSERT_EQ(has.size(), 1u);
+  EXPECT_EQ(has[0].first, kKey);
+  EXPECT_EQ(has[0].second, r);
+  EXPECT_TRUE(messages.empty());
+}
+
+TEST_F(ReplicationTest, Has_OnTheBackupIsDropped) {
+  std::vector<uint8_t> b;
+  encode(b, ConnMessage{Type::Has, kKey, 5, 0, {}});
+  backup.on_frame(Type::Has, b);
+  EXPECT_TRUE(has.empty());
+  EXPECT_TRUE(messages.empty());
+  EXPECT_EQ(backup.malformed(), 0u);
+}
+
+TEST_F(ReplicationTest, Message_EverythingElseGoesToTheMessageLayer) {
+  for (Type t : {Type::Reply, Type::ReplyEnd, Type::Close, Type::ReplyAck, Type::Abort}) {
+    std::vector<uint8_t> b;
+    encode(b, ConnMessage{t, kKey, 42, 1, {}});
+    primary.on_frame(t, b);
+  }
+  ASSERT_EQ(messages.size(), 5u);
+  EXPECT_EQ(messages[0], std::make_pair(Type::Reply, uint64_t{42}));
+  EXPECT_EQ(messages[4], std::make_pair(Type::Abort, uint64_t{0}));  // Abort has no value
+  EXPECT_TRUE(has.empty());
+}
+
+TEST_F(ReplicationTest, Malformed_CountedAndDropped) {
+  primary.on_frame(Type::Reply, std::vector<uint8_t>{1, 2, 3});
+  std::vector<uint8_t> extra = {2, 0, 0, 0, 0};  // unknown flag in the Has extra
+  std::vector<uint8_t> b;
+  encode(b, ConnMessage{Type::Has, kKey, 5, 0, extra});
+  primary.on_frame(Type::Has, b);
+  EXPECT_EQ(primary.malformed(), 2u);
+  EXPECT_TRUE(has.empty());
+  EXPECT_TRUE(messages.empty());
+}
+
+}  // namespace
+}  // namespace us::peer
