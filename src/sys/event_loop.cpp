@@ -15,6 +15,7 @@ EventLoop::EventLoop() : epfd_(::epoll_create1(EPOLL_CLOEXEC)) {
 
 void EventLoop::add(int fd, uint32_t events, IoHandler handler) {
   handlers_[fd] = std::make_shared<IoHandler>(std::move(handler));
+  interest_[fd] = events;
   epoll_event ev{};
   ev.events = events;
   ev.data.fd = fd;
@@ -22,6 +23,13 @@ void EventLoop::add(int fd, uint32_t events, IoHandler handler) {
 }
 
 void EventLoop::modify(int fd, uint32_t events) {
+  // Adapters recompute interest after every input; most of the time it has not changed, and a
+  // level-triggered registration needs no system call then.
+  auto known = interest_.find(fd);
+  if (known != interest_.end()) {
+    if (known->second == events) return;
+    known->second = events;
+  }
   epoll_event ev{};
   ev.events = events;
   ev.data.fd = fd;
@@ -31,6 +39,7 @@ void EventLoop::modify(int fd, uint32_t events) {
 void EventLoop::remove(int fd) {
   ::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
   handlers_.erase(fd);
+  interest_.erase(fd);
 }
 
 EventLoop::TimerId EventLoop::after(std::chrono::milliseconds delay, TimerHandler handler) {

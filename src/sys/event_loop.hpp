@@ -25,8 +25,8 @@ class EventLoop {
   using TimerId = uint64_t;
 
   EventLoop();
-  // Registers fd with the given epoll events (EPOLLIN, EPOLLOUT, ...). The handler is kept until
-  // remove().
+  // Registers fd with the given level-triggered epoll events (EPOLLIN, EPOLLOUT, ...). The
+  // handler is kept until remove().
   void add(int fd, uint32_t events, IoHandler handler);
   void modify(int fd, uint32_t events);
   void remove(int fd);
@@ -44,6 +44,7 @@ class EventLoop {
   Fd epfd_;
   bool running_ = false;
   std::unordered_map<int, std::shared_ptr<IoHandler>> handlers_;
+  std::unordered_map<int, uint32_t> interest_;  // last events registered (level-triggered only)
   std::multimap<TimePoint, std::pair<TimerId, TimerHandler>> timers_;
   std::unordered_map<TimerId, std::multimap<TimePoint, std::pair<TimerId, TimerHandler>>::iterator>
       timer_index_;
