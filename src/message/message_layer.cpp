@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sys/socket_address.hpp"
+
 namespace us::message {
 
 // The sockets of one connection; everything else is in the session.
@@ -35,10 +37,7 @@ Result<Ok, std::string> MessageLayer::start() {
   if (!listener_) return Err{sys::errno_text("socket")};
   int one = 1;
   ::setsockopt(listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(s_.listen.ip.v);
-  a.sin_port = htons(s_.listen.port);
+  sockaddr_in a = sys::to_sockaddr(s_.listen);
   if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
     return Err{sys::errno_text(("bind " + s_.listen.to_string()).c_str())};
   if (::listen(listener_.get(), 4096) != 0) return Err{sys::errno_text("listen")};
@@ -68,7 +67,7 @@ void MessageLayer::on_accept() {
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
     sys::Fd owned(fd);
-    wire::Endpoint fake{wire::Ipv4Addr(ntohl(a.sin_addr.s_addr)), ntohs(a.sin_port)};
+    wire::Endpoint fake = sys::from_sockaddr(a);
     auto known = ctx_.flows.key_for(fake);
     if (!known) {
       spdlog::warn("message: accepted {} with no flow; closing", fake.to_string());
@@ -363,10 +362,7 @@ bool MessageLayer::open_server(const ConnKey& key) {
   Conn* c = find(key);
   if (!c) return false;
   c->up.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(s_.server.ip.v);
-  a.sin_port = htons(s_.server.port);
+  sockaddr_in a = sys::to_sockaddr(s_.server);
   if (!c->up || (::connect(c->up.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 &&
                  errno != EINPROGRESS)) {
     spdlog::error("message: cannot connect to server {}: {}", s_.server.to_string(),

@@ -6,17 +6,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-namespace us::node {
+#include "sys/socket_address.hpp"
 
-namespace {
-sockaddr_in to_sockaddr(wire::Ipv4Addr ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(ip.v);
-  a.sin_port = htons(port);
-  return a;
-}
-}  // namespace
+namespace us::node {
 
 DatagramSocket::DatagramSocket(const crypto::Key& master, wire::Ipv4Addr local, wire::Ipv4Addr peer,
                                uint16_t port)
@@ -29,7 +21,7 @@ Result<Ok, std::string> DatagramSocket::open(sys::EventLoop& loop,
   int buf = 8 << 20;
   ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf);
   ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf);
-  sockaddr_in a = to_sockaddr(local_, port_);
+  sockaddr_in a = sys::to_sockaddr(local_, port_);
   if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
     return Err{sys::errno_text(
         ("node.address: bind " + local_.to_string() + ":" + std::to_string(port_)).c_str())};
@@ -40,7 +32,7 @@ Result<Ok, std::string> DatagramSocket::open(sys::EventLoop& loop,
 void DatagramSocket::send(peer::Type type, std::span<const uint8_t> payload) {
   out_.clear();
   proto_.seal(out_, type, payload);
-  sockaddr_in to = to_sockaddr(peer_, port_);
+  sockaddr_in to = sys::to_sockaddr(peer_, port_);
   ::sendto(fd_.get(), out_.data(), out_.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
 }
 
@@ -52,8 +44,7 @@ void DatagramSocket::receive(bool drain,
     ssize_t n =
         ::recvfrom(fd_.get(), rx_.data(), rx_.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
     if (n <= 0) return;
-    auto d = proto_.open({rx_.data(), static_cast<size_t>(n)},
-                         wire::Ipv4Addr(ntohl(from.sin_addr.s_addr)));
+    auto d = proto_.open({rx_.data(), static_cast<size_t>(n)}, sys::from_sockaddr(from).ip);
     if (d) {
       on_datagram(*d);
     } else if (d.error().reason == peer::DatagramReject::Unauthenticated &&

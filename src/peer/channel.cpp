@@ -10,19 +10,14 @@
 
 #include <cstring>
 
+#include "sys/socket_address.hpp"
+
 namespace us::peer {
 namespace {
 constexpr size_t kMaxFrame =
     2 * 1024 * 1024;  // bounds what an unauthenticated length may make us buffer
 constexpr size_t kFlushAt = 256 * 1024;
 
-sockaddr_in to_sockaddr(wire::Ipv4Addr ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(ip.v);
-  a.sin_port = htons(port);
-  return a;
-}
 }  // namespace
 
 Channel::Channel(sys::EventLoop& loop, ChannelSettings s, Events ev)
@@ -41,7 +36,7 @@ Result<Ok, std::string> Channel::start() {
     listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     int one = 1;
     ::setsockopt(listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    auto a = to_sockaddr(s_.local, s_.port);
+    auto a = sys::to_sockaddr(s_.local, s_.port);
     if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
       return Err{sys::errno_text(("bind peer channel " + s_.local.to_string()).c_str())};
     if (::listen(listener_.get(), 4) != 0) return Err{sys::errno_text("listen")};
@@ -55,9 +50,9 @@ Result<Ok, std::string> Channel::start() {
 void Channel::connect() {
   if (state_ != State::Idle) return;
   sys::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  auto local = to_sockaddr(s_.local, 0);
+  auto local = sys::to_sockaddr(s_.local, 0);
   ::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local);
-  auto a = to_sockaddr(s_.remote, s_.port);
+  auto a = sys::to_sockaddr(s_.remote, s_.port);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
     loop_.after(std::chrono::milliseconds(100), [this] { connect(); });
     return;
@@ -74,7 +69,7 @@ void Channel::on_listen() {
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
     sys::Fd owned(fd);
-    wire::Ipv4Addr from(ntohl(a.sin_addr.s_addr));
+    wire::Ipv4Addr from = sys::from_sockaddr(a).ip;
     if (from != s_.remote) {
       spdlog::warn("peer: refused a channel connection from {} (the peer is {})", from.to_string(),
                    s_.remote.to_string());

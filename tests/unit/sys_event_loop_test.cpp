@@ -1,7 +1,7 @@
 // The epoll loop: interest changes take effect (also when modify() skips an unchanged mask), a
 // removed fd's handler never runs, and timers fire in order.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
