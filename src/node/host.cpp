@@ -50,18 +50,18 @@ void raise_descriptor_limit() {
   }
 }
 
-sys::Fd stop_on_signals(sys::EventLoop& loop) {
+sys::Fd on_stop_signals(sys::EventLoop& loop, std::function<void()> stop) {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
   sigprocmask(SIG_BLOCK, &mask, nullptr);
   sys::Fd fd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-  loop.add(fd.get(), EPOLLIN, [&loop, raw = fd.get()](uint32_t) {
+  loop.add(fd.get(), EPOLLIN, [raw = fd.get(), stop = std::move(stop)](uint32_t) {
     signalfd_siginfo si{};
-    if (::read(raw, &si, sizeof si) > 0)
-      spdlog::info("node: signal {}: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
-    loop.stop();
+    if (::read(raw, &si, sizeof si) <= 0) return;
+    spdlog::info("node: signal {}: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    stop();
   });
   return fd;
 }

@@ -3,6 +3,7 @@
 // the LAN interface, room for the relay overhead, a kernel that does not forward the advertised
 // address's traffic itself; docs/ARCHITECTURE.md). Each failure is one line naming what to fix.
 #pragma once
+#include <functional>
 #include <string>
 
 #include "common/result.hpp"
@@ -24,8 +25,8 @@ struct Devices {
 void raise_descriptor_limit();
 
 // SIGTERM and SIGINT are blocked and read from the returned signalfd inside the loop: each is
-// logged ("node: signal SIGTERM: stopping") and stops the loop, so the node exits 0.
-sys::Fd stop_on_signals(sys::EventLoop& loop);
+// logged ("node: signal SIGTERM: stopping") and calls `stop` (the node hands over or exits 0).
+sys::Fd on_stop_signals(sys::EventLoop& loop, std::function<void()> stop);
 
 Result<Devices, std::string> open_devices(const config::Config& cfg);
 

@@ -32,6 +32,8 @@ const char* to_string(Action a) {
       return "fail-stop";
     case Action::Reannounce:
       return "reannounce";
+    case Action::HandOver:
+      return "hand-over";
   }
   return "?";
 }
@@ -210,6 +212,25 @@ Action ModeMachine::on_tick(TimePoint now) {
   return Action::None;
 }
 
+Action ModeMachine::leave() {
+  if (stopped_ || mode_ != Mode::Duplex) return Action::None;
+  handed_over_ = true;
+  return transition(
+      mode_, Action::HandOver,
+      fmt::format("asked to stop: handing over to the {}, boot {}",
+                  to_string(role_ == Role::Primary ? Role::Backup : Role::Primary), duplex_boot_));
+}
+
+Action ModeMachine::on_peer_leaving() {
+  if (stopped_ || mode_ != Mode::Duplex) {
+    SPDLOG_DEBUG("mode: {}: ignoring the peer's Leaving", to_string(mode_));
+    return Action::None;
+  }
+  return fail_over(fmt::format("{} handed over (planned stop), boot {}",
+                               to_string(role_ == Role::Primary ? Role::Backup : Role::Primary),
+                               duplex_boot_));
+}
+
 std::optional<Action> ModeMachine::check_starting_peer(const PeerView& peer, const char* what) {
   if (peer.role == role_) {
     return transition(mode_, Action::Refuse,
@@ -248,10 +269,14 @@ void ModeMachine::heard(TimePoint now) {
 }
 
 Action ModeMachine::transition(Mode next, Action action, std::string reason) {
-  const bool stop = action == Action::Refuse || action == Action::FailStop;
+  const bool stop =
+      action == Action::Refuse || action == Action::FailStop || action == Action::HandOver;
   const char* from = to_string(mode_);
   const char* to = stop ? "stopped" : to_string(next);
-  if (stop) {
+  if (action == Action::HandOver) {
+    spdlog::info("mode: {} -> {} ({})", from, to, reason);
+    stopped_ = true;
+  } else if (stop) {
     spdlog::error("mode: {} -> {} ({})", from, to, reason);
     stopped_ = true;
     refuse_reason_ = std::move(reason);

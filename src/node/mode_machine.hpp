@@ -11,6 +11,8 @@
 //   duplex   --heartbeat timeout / peer rebooted----------------> simplex
 //   duplex   --backup: channel down but heartbeats go on /
 //              peer went simplex--------------------------------> stopped (FailStop)
+//   duplex   --the peer's Leaving (a planned stop)--------------> simplex
+//   duplex   --leave() (SIGTERM)--------------------------------> stopped (HandOver)
 //
 // "stopped" is not a Mode: the node exits (fail-stop, the paper's "intentional termination
 // of a cluster"); mode() keeps the last mode, front() turns false and every later event returns
@@ -41,6 +43,7 @@ enum class Action {
   Refuse,             // starting: must not serve (see refuse_reason()); exit with an error
   FailStop,           // duplex: stop this node so the peer serves alone (see refuse_reason())
   Reannounce,  // primary, simplex, split brain: announce the address again (the backup stops)
+  HandOver,    // duplex, asked to stop: tell the peer (Leaving), which takes over at once; exit 0
 };
 const char* to_string(Action);
 
@@ -74,6 +77,14 @@ class ModeMachine {
   Action on_channel_down(TimePoint now);
   // Called every few milliseconds: timeouts fire here.
   Action on_tick(TimePoint now);
+  // The operator asked this node to stop (SIGTERM). In duplex: HandOver, and the node is stopped
+  // from here on; otherwise None (nobody to hand over to: the node just stops).
+  Action leave();
+  // The peer said it stops by plan (Leaving, after everything it replicated): in duplex, fail
+  // over now instead of after the heartbeat timeout (TakeOver / PeerLost).
+  Action on_peer_leaving();
+  // True after HandOver.
+  bool handed_over() const { return handed_over_; }
 
  private:
   // Checks done on every peer message while starting: Refuse, or nullopt to go on.
@@ -97,6 +108,7 @@ class ModeMachine {
   std::optional<TimePoint> last_heard_;   // last heartbeat (or channel up) from a peer
   Mode last_peer_mode_ = Mode::Starting;  // starting: what the last heartbeat said
   bool split_brain_announced_ = false;
+  bool handed_over_ = false;
   uint64_t duplex_boot_ = 0;                     // the peer's boot_id when duplex began
   std::optional<TimePoint> channel_down_since_;  // backup, duplex: the replication channel is down
   std::optional<uint64_t> ignored_boot_;         // last peer boot_id logged as unable to rejoin

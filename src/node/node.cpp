@@ -41,6 +41,11 @@ crypto::Key to_key(const std::vector<uint8_t>& v) {
   return k;
 }
 
+// How long a stopping node may take to write out its replication channel, and how long a backup
+// that handed over keeps passing client packets to the primary while the clients learn its MAC.
+constexpr std::chrono::milliseconds kHandoverDrain{2000};
+constexpr std::chrono::milliseconds kHandoverGrace{500};
+
 uint64_t make_boot_id() {
   // Increases across restarts, so a replayed heartbeat of an earlier run is recognisably old.
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -93,6 +98,7 @@ struct Node::Impl {
   void send_heartbeat();
   void act(Action a);
   void announce();
+  void hand_over();
   nlohmann::json status() const;
 };
 
@@ -115,6 +121,7 @@ Result<Ok, std::string> Node::Impl::init() {
       pl->on_backup_has(k, h, sys::Clock::now());
     };
   rh.message = [this](const peer::ConnMessage& m) { ml->on_peer_message(m); };
+  rh.leaving = [this] { act(mm->on_peer_leaving()); };
   replication.emplace(std::move(rh));
 
   packet::Settings ps = packet_settings(cfg);
@@ -154,10 +161,21 @@ Result<Ok, std::string> Node::Impl::init() {
   if (auto c = channel->start(); !c) return Err{c.error()};
   if (auto c = control.open(cfg.node.control_socket); !c) return c;
 
-  sigfd = stop_on_signals(loop);
-  loop.add(dev->tap.ip_fd(), EPOLLIN, [this](uint32_t) { packets->on_lan(sys::Clock::now()); });
+  sigfd = on_stop_signals(loop, [this] {
+    if (mm->handed_over()) return;  // a second signal while handing over changes nothing
+    Action a = mm->leave();
+    if (a == Action::None) return loop.stop();
+    act(a);
+  });
+  loop.add(dev->tap.ip_fd(), EPOLLIN, [this](uint32_t) {
+    if (mm->handed_over()) return packets->forward_lan_to_peer();
+    packets->on_lan(sys::Clock::now());
+  });
   loop.add(dev->tap.arp_fd(), EPOLLIN, [this](uint32_t) { on_arp(); });
-  loop.add(dev->tun.fd(), EPOLLIN, [this](uint32_t) { packets->on_tun(sys::Clock::now()); });
+  loop.add(dev->tun.fd(), EPOLLIN, [this](uint32_t) {
+    // After a handover this node's kernel must not reach the client any more.
+    if (!mm->handed_over()) packets->on_tun(sys::Clock::now());
+  });
   loop.on_idle([this] {
     pl->flush();
     ml->flush();
@@ -182,6 +200,7 @@ void Node::Impl::on_udp(bool drain) {
 }
 
 void Node::Impl::on_datagram(const peer::Datagram& d, sys::TimePoint now) {
+  if (mm->handed_over()) return;  // the peer serves now; nothing of this node's may interfere
   switch (d.type) {
     case peer::Type::Heartbeat:
       return act(
@@ -230,6 +249,7 @@ void Node::Impl::send_heartbeat() {
 }
 
 void Node::Impl::tick() {
+  if (mm->handed_over()) return;  // no heartbeats: the peer already serves alone
   // Before judging the peer's liveness, take in what already arrived: a long turn of the loop
   // must not turn queued heartbeats into a false failover.
   on_udp(/*drain=*/true);
@@ -279,6 +299,9 @@ void Node::Impl::act(Action a) {
     case Action::Reannounce:
       announce();
       return;
+    case Action::HandOver:
+      hand_over();
+      return;
     case Action::FailStop:
       // A primary that has not heard this node serve alone yet would never learn of the split
       // brain (so never announce the address again): tell it, with a few copies against loss.
@@ -289,6 +312,26 @@ void Node::Impl::act(Action a) {
       loop.stop();
       return;
   }
+}
+
+// Planned handover (issue 9, item 4): the peer takes over as after a failure, but without waiting
+// for the heartbeat timeout. Everything this node replicated is on the channel before Leaving (it
+// is in order), and the channel is written out before the node exits, so the peer has it all.
+// This node sends nothing more to the client: its TUN is no longer read, and its kernel's sockets
+// close into a TUN nobody reads. A backup owns the address: the primary announces it at once,
+// and for kHandoverGrace this node passes the client packets that still reach it to the primary.
+void Node::Impl::hand_over() {
+  auto peer_role = role == Role::Primary ? Role::Backup : Role::Primary;
+  spdlog::info("node: handing over to the {}: {} connection(s)", to_string(peer_role),
+               ml->connections());
+  pl->flush();  // coalesced Has and ReplyAck notices first: they precede Leaving on the channel
+  ml->flush();
+  replication->send_leaving();
+  if (!channel->drain(kHandoverDrain))
+    spdlog::warn("node: the replication channel did not take everything before the handover");
+  exit_code = 0;
+  if (role == Role::Primary) return loop.stop();
+  loop.after(kHandoverGrace, [this] { loop.stop(); });
 }
 
 nlohmann::json Node::Impl::status() const {

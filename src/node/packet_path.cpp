@@ -31,6 +31,14 @@ void PacketPath::on_lan(TimePoint now) {
   }
 }
 
+void PacketPath::forward_lan_to_peer() {
+  for (int i = 0; i < 256; ++i) {
+    auto pkt = io_.tap.recv_ip(rx_);
+    if (pkt.empty()) return;
+    io_.peer.send(peer::Type::Stray, pkt);
+  }
+}
+
 void PacketPath::on_tun(TimePoint now) {
   for (int i = 0; i < 256; ++i) {
     auto pkt = io_.tun.read(rx_);
@@ -49,7 +57,6 @@ void PacketPath::on_relay(std::span<const uint8_t> packet, TimePoint now) {
 }
 
 void PacketPath::on_stray(std::span<const uint8_t> packet, TimePoint now) {
-  if (role_ != Role::Backup) return;
   copy_.assign(packet.begin(), packet.end());
   pl_.on_client_packet(copy_, packet::Source::Lan, now);  // not timed, as before the split
 }

@@ -36,8 +36,12 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   // Read what the LAN tap or the TUN holds, at most 256 packets a call.
   void on_lan(TimePoint now);
   void on_tun(TimePoint now);
-  // A client packet from the peer: relayed by the backup (taken on the primary), or a stray the
-  // primary forwarded (taken on the backup only).
+  // A node that handed over: client packets that still reach it (the client's ARP entry is not
+  // updated yet) go to the peer unchanged, as strays, instead of through this packet layer.
+  void forward_lan_to_peer();
+  // A client packet from the peer: relayed by the backup (taken on the primary), or a stray
+  // (taken by the packet layer as if from the LAN, if this node is the front: a backup in duplex,
+  // or a node serving alone after its peer handed over).
   void on_relay(std::span<const uint8_t> packet, TimePoint now);
   void on_stray(std::span<const uint8_t> packet, TimePoint now);
 

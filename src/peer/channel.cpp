@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/rand.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -234,6 +235,19 @@ void Channel::flush() {
     out_pos_ = 0;
   }
   update_interest();
+}
+
+bool Channel::drain(std::chrono::milliseconds limit) {
+  auto deadline = Clock::now() + limit;
+  for (;;) {
+    flush();
+    if (!fd_ || state_ != State::Up) return false;
+    if (queued() == 0) return true;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{fd_.get(), POLLOUT, 0};
+    ::poll(&p, 1, static_cast<int>(left));
+  }
 }
 
 void Channel::update_interest() {

@@ -42,6 +42,10 @@ class Channel {
   // Reads whatever has arrived, outside the event loop's turn (before a liveness decision).
   void pump();
   void flush();
+  // Blocks until every queued frame is in the kernel's send buffer (which delivers it even after
+  // we exit), the channel fails, or `limit` passes. For a node that is about to stop; true if all
+  // was written.
+  bool drain(std::chrono::milliseconds limit);
   size_t queued() const { return out_.size() - out_pos_; }
   uint64_t rejected() const { return rejected_; }
 

@@ -20,6 +20,7 @@ enum class Type : uint8_t {
   Close = 5,     // primary -> backup: FIN after reply-stream offset `offset`
   ReplyAck = 6,  // backup -> primary: holds the reply stream up to `offset` (Close counts as 1)
   Abort = 7,     // primary -> backup: the connection ends with a reset
+  Leaving = 8,   // either way, no payload: a planned stop; the peer takes over now (issue 9)
   // datagrams (UDP)
   Heartbeat = 16,
   Relay = 17,  // backup -> primary: one client IP packet, unchanged

@@ -27,7 +27,15 @@ void Replication::send_has(const ConnKey& key, const HasReport& r) {
   send({Type::Has, key, r.has.raw(), 0, has_extra_});
 }
 
+void Replication::send_leaving() {
+  if (link_ && link_->up()) link_->send(Type::Leaving, {});
+}
+
 void Replication::on_frame(Type type, std::span<const uint8_t> payload) {
+  if (type == Type::Leaving) {
+    if (h_.leaving) h_.leaving();
+    return;
+  }
   auto m = decode_conn(type, payload);
   if (!m) {
     ++malformed_;

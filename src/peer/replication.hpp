@@ -41,6 +41,8 @@ class Replication final : public ConnSender {
     std::function<void(const ConnKey&, const HasReport&)> has;
     // The message layer: every other per-connection message.
     std::function<void(const ConnMessage&)> message;
+    // The mode machine: the peer stops by plan (Leaving); what it replicated before is all here.
+    std::function<void()> leaving;
   };
   explicit Replication(Handlers h) : h_(std::move(h)) {}
 
@@ -51,6 +53,8 @@ class Replication final : public ConnSender {
   void send(const ConnMessage& m) override;
   // The backup's report of what it holds (I1), as a Has message.
   void send_has(const ConnKey& key, const HasReport& r);
+  // Tells the peer this node stops now: after every message already sent, in channel order.
+  void send_leaving();
 
   // A frame that arrived on the channel. A malformed one is logged, counted and dropped.
   void on_frame(Type type, std::span<const uint8_t> payload);

@@ -477,5 +477,78 @@ TEST(ModeMachine, simplex_split_brain_primary_reannounces_once) {
   EXPECT_EQ(n.on_heartbeat(PeerView{Role::Backup, Mode::Simplex, kPeerBoot + 1}, t), Action::None);
 }
 
+// ---- planned handover (SIGTERM in duplex) ----
+
+TEST(ModeMachine, duplex_leave_hands_over_and_stops) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    LogCapture log;
+    TimePoint t;
+    ModeMachine m = duplex(role, &t);
+    EXPECT_EQ(m.leave(), Action::HandOver);
+    EXPECT_TRUE(m.handed_over());
+    EXPECT_TRUE(m.stopped());
+    EXPECT_FALSE(m.front());  // a backup that leaves no longer answers ARP for the address
+    EXPECT_EQ(m.failovers(), 0u);
+    EXPECT_NE(log.text().find(std::string("mode: duplex -> stopped (asked to stop: handing over "
+                                          "to the ") +
+                              to_string(other(role)) + ", boot 1234)"),
+              std::string::npos)
+        << log.text();
+    // Nothing the peer says afterwards moves a node that handed over.
+    EXPECT_EQ(m.on_tick(t + kTimeout + 1s), Action::None);
+    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Simplex), t + 1s), Action::None);
+    EXPECT_EQ(m.on_peer_leaving(), Action::None);
+    EXPECT_EQ(m.leave(), Action::None);
+  }
+}
+
+TEST(ModeMachine, starting_leave_just_stops) {
+  ModeMachine m = starting(Role::Primary);
+  EXPECT_EQ(m.leave(), Action::None);
+  EXPECT_FALSE(m.handed_over());
+}
+
+TEST(ModeMachine, simplex_leave_just_stops) {
+  TimePoint t;
+  ModeMachine m = simplex_after_takeover(&t);
+  EXPECT_EQ(m.leave(), Action::None);
+  EXPECT_FALSE(m.handed_over());
+  EXPECT_TRUE(m.front());
+}
+
+TEST(ModeMachine, duplex_peer_leaving_fails_over_at_once) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    LogCapture log;
+    TimePoint t;
+    ModeMachine m = duplex(role, &t);
+    // Well inside the heartbeat timeout: no silence is needed.
+    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Duplex), t + 1ms), Action::None);
+    EXPECT_EQ(m.on_peer_leaving(), role == Role::Backup ? Action::TakeOver : Action::PeerLost);
+    EXPECT_EQ(m.mode(), Mode::Simplex);
+    EXPECT_TRUE(m.front());
+    EXPECT_FALSE(m.peer_alive());
+    EXPECT_EQ(m.failovers(), 1u);
+    EXPECT_NE(log.text().find(std::string("mode: duplex -> simplex (") + to_string(other(role)) +
+                              " handed over (planned stop), boot 1234)"),
+              std::string::npos)
+        << log.text();
+    // The leaver's last heartbeats may still be on their way: they change nothing.
+    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Duplex), t + 2ms), Action::None);
+    EXPECT_EQ(m.on_tick(t + kTimeout + 1s), Action::None);
+    EXPECT_EQ(m.mode(), Mode::Simplex);
+    EXPECT_EQ(m.failovers(), 1u);
+  }
+}
+
+TEST(ModeMachine, starting_and_simplex_peer_leaving_ignored) {
+  ModeMachine s = starting(Role::Backup);
+  EXPECT_EQ(s.on_peer_leaving(), Action::None);
+  EXPECT_EQ(s.mode(), Mode::Starting);
+  TimePoint t;
+  ModeMachine m = simplex_after_takeover(&t);
+  EXPECT_EQ(m.on_peer_leaving(), Action::None);
+  EXPECT_EQ(m.failovers(), 1u);
+}
+
 }  // namespace
 }  // namespace us::node

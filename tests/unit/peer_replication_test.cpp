@@ -21,10 +21,13 @@ struct Recorder final : FrameLink {
 struct ReplicationTest : ::testing::Test {
   std::vector<std::pair<ConnKey, HasReport>> has;
   std::vector<std::pair<Type, uint64_t>> messages;
+  int leavings = 0;
   Replication primary{{[this](const ConnKey& k, const HasReport& r) { has.emplace_back(k, r); },
-                       [this](const ConnMessage& m) { messages.emplace_back(m.type, m.value); }}};
-  Replication backup{
-      {nullptr, [this](const ConnMessage& m) { messages.emplace_back(m.type, m.value); }}};
+                       [this](const ConnMessage& m) { messages.emplace_back(m.type, m.value); },
+                       [this] { ++leavings; }}};
+  Replication backup{{nullptr,
+                      [this](const ConnMessage& m) { messages.emplace_back(m.type, m.value); },
+                      [this] { ++leavings; }}};
   Recorder link;
 };
 
@@ -90,6 +93,30 @@ TEST_F(ReplicationTest, Malformed_CountedAndDropped) {
   EXPECT_EQ(primary.malformed(), 2u);
   EXPECT_TRUE(has.empty());
   EXPECT_TRUE(messages.empty());
+}
+
+// Planned handover: Leaving travels after everything sent before it, carries nothing, and reaches
+// the mode machine's handler, not the layers.
+TEST_F(ReplicationTest, Leaving_SentAfterEarlierMessagesAndDispatchedToItsHandler) {
+  primary.attach(link);
+  primary.send({Type::ReplyEnd, kKey, 100, 0, {}});
+  primary.send_leaving();
+  ASSERT_EQ(link.sent.size(), 2u);
+  EXPECT_EQ(link.sent[0].first, Type::ReplyEnd);
+  EXPECT_EQ(link.sent[1].first, Type::Leaving);
+  EXPECT_TRUE(link.sent[1].second.empty());
+  for (const auto& [type, payload] : link.sent) backup.on_frame(type, payload);
+  EXPECT_EQ(leavings, 1);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].first, Type::ReplyEnd);
+  EXPECT_EQ(backup.malformed(), 0u);
+}
+
+TEST_F(ReplicationTest, Leaving_NotSentWhileTheLinkIsDown) {
+  primary.attach(link);
+  link.is_up = false;
+  primary.send_leaving();
+  EXPECT_TRUE(link.sent.empty());
 }
 
 }  // namespace
