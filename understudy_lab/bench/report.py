@@ -131,6 +131,10 @@ def key_table(r):
     if st.get("n"):
         rows.append(f"| failover | longest client stall, p99 over {st['n']} runs (ms) | {f(st['p99'], 1)} | "
                     f"{f(st['p50'], 1)} | — | ≤ 150{' (met)' if st['p99'] <= 150 else ' (NOT met)'} |")
+        sa = fo.get("stall_at_stop_ms") or {}
+        if sa.get("n"):
+            rows.append(f"| failover | longest silence across the crash, p99 (ms) | {f(sa['p99'], 1)} | "
+                        f"{f(sa['p50'], 1)} | — | — |")
         fr = fo.get("first_resumed_ms") or {}
         rows.append(f"| failover | crash → first resumed byte, p99 (ms) | {f(fr.get('p99'), 1)} | "
                     f"{f(fr.get('p50'), 1)} | — | — |")
@@ -147,6 +151,10 @@ def key_table(r):
             tgt += " (met)" if met else " (NOT met)"
         rows.append(f"| handover{who} | longest client stall, p99 over {hs['n']} runs (ms) | "
                     f"{f(hs['p99'], 1)} | {f(hs['p50'], 1)} | — | {tgt} |")
+        sa = ho.get("stall_at_stop_ms") or {}
+        if sa.get("n"):
+            rows.append(f"| handover{who} | longest silence across the SIGTERM, p99 (ms) | {f(sa['p99'], 1)} | "
+                        f"{f(sa['p50'], 1)} | — | — |")
         all_ok = ho.get("failed") == 0 and ho.get("handed_over") == hs["n"]
         rows.append(f"| handover{who} | requests failed / total; runs handed over | {ho.get('failed')} / "
                     f"{ho.get('failed', 0) + ho.get('requests', 0)}; {ho.get('handed_over')} of {hs['n']} "
@@ -266,6 +274,8 @@ def failover_text(r, scenario="failover"):
     for key, name in (("first_resumed_ms", f"{ev} → first resumed byte, any client"),
                       ("all_resumed_ms", f"{ev} → every client received a byte again"),
                       ("max_stall_ms", "longest stall any client saw (per run)"),
+                      ("stall_at_stop_ms", f"  … of it, the longest silence across the {ev} (until the "
+                                           f"{survivor} reported simplex)"),
                       ("max_stall_keep_ms", "  … keep-alive clients"),
                       ("max_stall_new_ms", "  … new-connection clients")):
         s = fo.get(key) or {}
@@ -408,14 +418,14 @@ def write_csvs(r, out):
     with open(os.path.join(out, "handover.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["run", "victim", "handed_over", "exit_code", "first_resumed_ms", "all_resumed_ms",
-                    "max_stall_ms", "max_stall_keep_ms", "max_stall_new_ms", "status_simplex_ms", "requests",
+                    "max_stall_ms", "stall_at_stop_ms", "max_stall_keep_ms", "max_stall_new_ms", "status_simplex_ms", "requests",
                     "failed", "error"])
         ho = r.res.get("handover") or {}
         for x in ho.get("runs", []):
             w.writerow([x["run"], ho.get("victim"), x.get("handed_over"), x.get("exit_code"),
                         x.get("first_resumed_ms"), x.get("all_resumed_ms"), x.get("max_stall_ms"),
-                        x.get("max_stall_keep_ms"), x.get("max_stall_new_ms"), x.get("status_simplex_ms"),
-                        x.get("requests"), x.get("failed"), x.get("exception", "")])
+                        x.get("stall_at_stop_ms"), x.get("max_stall_keep_ms"), x.get("max_stall_new_ms"),
+                        x.get("status_simplex_ms"), x.get("requests"), x.get("failed"), x.get("exception", "")])
 
 
 # ---------------------------------------------------------------------------- plots

@@ -389,16 +389,25 @@ class Bench:
                 # A slot resumed at its first read after the link went down / the signal (+2 ms)
                 # that ends a silence of >= 50 ms (its normal gaps are <= 20 ms): so a read of bytes
                 # that arrived before the stop, but were read late (busy CPUs), does not count.
-                # A slot that was never silent that long resumed at its first read after it.
+                # A slot that was never silent that long resumed at its first read after it. The
+                # silence must have begun before the survivor reported simplex: a later one (a
+                # retransmission while it serves alone) is not a resumption from the stop.
+                # at_stop: per slot, the longest silence between two reads that overlaps the stop
+                # (signal or link down .. survivor in simplex); the longest stall can also come
+                # from later in the run.
                 first_after = []
+                at_stop = []
                 for sl in r["slots"]:
                     reads = sl["reads"]
                     cand = [reads[k] for k in range(1, len(reads))
-                            if reads[k] > t1 + 0.002 and reads[k] - reads[k - 1] >= 0.05]
+                            if reads[k] > t1 + 0.002 and reads[k] - reads[k - 1] >= 0.05
+                            and reads[k - 1] <= t_status]
                     if not cand:
                         cand = [t for t in reads if t > t1 + 0.002]
                     if cand:
                         first_after.append(cand[0])
+                    at_stop.append(max((reads[k] - reads[k - 1] for k in range(1, len(reads))
+                                        if reads[k - 1] <= t_status and reads[k] >= t0), default=0.0))
                 failed = sum(sl["failed"] for sl in r["slots"])
                 done = sum(sl["done"] for sl in r["slots"])
                 run.update({
@@ -408,6 +417,7 @@ class Bench:
                     "all_resumed_ms": (max(first_after) - t0) * 1000
                     if len(first_after) == len(r["slots"]) else None,
                     "max_stall_ms": max(sl["max_gap_ms"] for sl in r["slots"]),
+                    "stall_at_stop_ms": max(at_stop) * 1000,
                     "max_stall_keep_ms": max(sl["max_gap_ms"] for sl in r["slots"] if sl["kind"] == "keep"),
                     "max_stall_new_ms": max((sl["max_gap_ms"] for sl in r["slots"] if sl["kind"] == "new"),
                                             default=None),
@@ -428,7 +438,8 @@ class Bench:
                     how = ", handed over" if run["handed_over"] else ", NOT handed over (heartbeat timeout)"
                 log(f"{name} run {i}: first resumed byte {fmt(run['first_resumed_ms'])} ms after {what}, "
                     f"all resumed {fmt(run['all_resumed_ms'])} ms, longest stall {run['max_stall_ms']:.1f} ms "
-                    f"(keep-alive {run['max_stall_keep_ms']:.1f}), {done} requests, {failed} failed{how}")
+                    f"(keep-alive {run['max_stall_keep_ms']:.1f}; across the stop {run['stall_at_stop_ms']:.1f}), "
+                    f"{done} requests, {failed} failed{how}")
             except Exception as e:  # noqa: BLE001
                 self.error(f"{name} run {i}: {type(e).__name__}: {e}")
                 run["exception"] = str(e)
@@ -446,6 +457,7 @@ class Bench:
             "first_resumed_ms": summarize([r["first_resumed_ms"] for r in ok if r["first_resumed_ms"] is not None]),
             "all_resumed_ms": summarize([r["all_resumed_ms"] for r in ok if r["all_resumed_ms"] is not None]),
             "max_stall_ms": summarize([r["max_stall_ms"] for r in ok]),
+            "stall_at_stop_ms": summarize([r["stall_at_stop_ms"] for r in ok]),
             "max_stall_keep_ms": summarize([r["max_stall_keep_ms"] for r in ok]),
             "max_stall_new_ms": summarize([r["max_stall_new_ms"] for r in ok if r["max_stall_new_ms"] is not None]),
             "requests": sum(r.get("requests", 0) for r in ok),
@@ -455,8 +467,9 @@ class Bench:
             res["handed_over"] = sum(1 for r in ok if r.get("handed_over"))
         st = res["max_stall_ms"]
         if st["n"]:
+            sa = res["stall_at_stop_ms"]
             log(f"{name}: longest client stall p50 {fmt(st['p50'], 1)} ms, p99 {fmt(st['p99'], 1)} ms "
-                f"over {st['n']} runs; {res['failed']} of {res['failed'] + res['requests']} requests failed"
+                f"over {st['n']} runs (across the stop: p50 {fmt(sa['p50'], 1)}, p99 {fmt(sa['p99'], 1)}); {res['failed']} of {res['failed'] + res['requests']} requests failed"
                 + (f"; handed over in {res['handed_over']} of {len(ok)} runs" if planned else ""))
         return res
 
