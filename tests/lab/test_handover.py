@@ -7,7 +7,6 @@ host makes them noisy); bench/run --only handover measures them over 20 runs.
 
 Read first: tests/lab/node_case.py (the fixture), understudy_lab/timed_fetch.py (the client).
 """
-import os
 import re
 
 from tests.lab.node_case import TIMED_FETCH, URL, NodeCase
