@@ -6,7 +6,7 @@ import os
 from understudy_lab.bench.scenarios import MODE_ORDER, SIZE_LABEL, SIZE_ORDER
 
 EXPECTED_FILES = ["report.md", "results.json", "latency.csv", "latency_samples.csv", "throughput.csv",
-                  "breakdown.csv", "failover.csv", "latency_series.png", "latency_vs_size.png",
+                  "breakdown.csv", "failover.csv", "handover.csv", "latency_series.png", "latency_vs_size.png",
                   "throughput.png", "breakdown.png", "failover.png"]
 
 # The paper's Table 3 and Table 5 ("Avg" column, ms; a new connection per request, 350 MHz
@@ -131,17 +131,40 @@ def key_table(r):
     if st.get("n"):
         rows.append(f"| failover | longest client stall, p99 over {st['n']} runs (ms) | {f(st['p99'], 1)} | "
                     f"{f(st['p50'], 1)} | — | ≤ 150{' (met)' if st['p99'] <= 150 else ' (NOT met)'} |")
+        sa = fo.get("stall_at_stop_ms") or {}
+        if sa.get("n"):
+            rows.append(f"| failover | longest silence across the crash, p99 (ms) | {f(sa['p99'], 1)} | "
+                        f"{f(sa['p50'], 1)} | — | — |")
         fr = fo.get("first_resumed_ms") or {}
         rows.append(f"| failover | crash → first resumed byte, p99 (ms) | {f(fr.get('p99'), 1)} | "
                     f"{f(fr.get('p50'), 1)} | — | — |")
         rows.append(f"| failover | requests failed / total | {fo.get('failed')} / "
                     f"{fo.get('failed', 0) + fo.get('requests', 0)} | | — | 0 |")
+    ho = r.res.get("handover") or {}
+    hs = (ho.get("max_stall_ms") or {})
+    if hs.get("n"):
+        who = "" if ho.get("victim", "primary") == "primary" else f" ({ho['victim']} stopped)"
+        # issue 9: a planned handover must stall the clients well under an unplanned failover
+        tgt, met = "< failover", None
+        if st.get("n"):
+            met = hs["p99"] < st["p99"]
+            tgt += " (met)" if met else " (NOT met)"
+        rows.append(f"| handover{who} | longest client stall, p99 over {hs['n']} runs (ms) | "
+                    f"{f(hs['p99'], 1)} | {f(hs['p50'], 1)} | — | {tgt} |")
+        sa = ho.get("stall_at_stop_ms") or {}
+        if sa.get("n"):
+            rows.append(f"| handover{who} | longest silence across the SIGTERM, p99 (ms) | {f(sa['p99'], 1)} | "
+                        f"{f(sa['p50'], 1)} | — | — |")
+        all_ok = ho.get("failed") == 0 and ho.get("handed_over") == hs["n"]
+        rows.append(f"| handover{who} | requests failed / total; runs handed over | {ho.get('failed')} / "
+                    f"{ho.get('failed', 0) + ho.get('requests', 0)}; {ho.get('handed_over')} of {hs['n']} "
+                    f"| | — | 0; all{' (met)' if all_ok else ' (NOT met)'} |")
     sc = r.res.get("scale") or {}
     if "held" in sc:
         hd = sc.get("held_duplex", sc["held"])
         note = "" if hd == sc["held"] else f" (nodes left duplex; {sc['held']} held in all)"
         rows.append(f"| scale | duplex connections held (target {sc['target']}) | {hd}{note} | | — | {sc['target']} |")
-    head = ["| comparison | metric | ours (mean; p99 for failover) | ours (median) | paper | target |",
+    head = ["| comparison | metric | ours (mean; p99 for failover, handover) | ours (median) | paper | target |",
             "|---|---|---|---|---|---|"]
     return "\n".join(head + rows)
 
@@ -229,17 +252,30 @@ def table4(r):
     return "\n".join(lines)
 
 
-def failover_text(r):
-    fo = r.res.get("failover") or {}
+def failover_text(r, scenario="failover"):
+    """The failover or handover section: the same load and measures, a crash or a SIGTERM."""
+    fo = r.res.get(scenario) or {}
     if not fo.get("runs"):
-        return "(no failover runs)"
+        return f"(no {scenario} runs)"
+    victim = fo.get("victim", "primary")
+    survivor = "backup" if victim == "primary" else "primary"
+    if fo.get("planned"):
+        ev = "SIGTERM"
+        how = (f"SIGTERM to the {victim}'s daemon in duplex (a planned handover); the {survivor} took "
+               f"over on the handover (its log says `handed over`) in {fo.get('handed_over')} of "
+               f"{len(fo['runs'])} runs, the others on the heartbeat timeout.")
+    else:
+        ev = "crash"
+        how = f"crash = the {victim}'s eth0 down, then SIGKILL."
     lines = [f"Load: {len(fo['mix'])} clients ({', '.join(fo['mix'])}), each one request every "
              f"{fo['interval_ms']} ms or back-to-back if slower; heartbeat {fo['heartbeat']['interval_ms']}/"
-             f"{fo['heartbeat']['timeout_ms']} ms; crash = the primary's eth0 down, then SIGKILL.", "",
+             f"{fo['heartbeat']['timeout_ms']} ms; {how}", "",
              "| metric (ms) | n | mean | p50 | p99 | max |", "|---|---|---|---|---|---|"]
-    for key, name in (("first_resumed_ms", "crash → first byte any client received from the backup"),
-                      ("all_resumed_ms", "crash → every client received a byte again"),
+    for key, name in (("first_resumed_ms", f"{ev} → first resumed byte, any client"),
+                      ("all_resumed_ms", f"{ev} → every client received a byte again"),
                       ("max_stall_ms", "longest stall any client saw (per run)"),
+                      ("stall_at_stop_ms", f"  … of it, the longest silence across the {ev} (until the "
+                                           f"{survivor} reported simplex)"),
                       ("max_stall_keep_ms", "  … keep-alive clients"),
                       ("max_stall_new_ms", "  … new-connection clients")):
         s = fo.get(key) or {}
@@ -331,9 +367,10 @@ def report_md(r, plots):
         out += ["The daemon under test does not report `timing` in `understudy status --json`; no breakdown.",
                 "", f"![breakdown]({plots['breakdown.png']})", ""]
     out += ["## Failover", "", failover_text(r), "", f"![failover]({plots['failover.png']})", "",
+            "## Handover", "", failover_text(r, "handover"), "",
             "## Scale", "", scale_text(r), "",
             "Raw data: results.json (everything, including every latency sample), latency.csv, "
-            "latency_samples.csv, throughput.csv, breakdown.csv, failover.csv."]
+            "latency_samples.csv, throughput.csv, breakdown.csv, failover.csv, handover.csv."]
     return "\n".join(out) + "\n"
 
 
@@ -378,6 +415,17 @@ def write_csvs(r, out):
             w.writerow([x["run"], x.get("first_resumed_ms"), x.get("all_resumed_ms"), x.get("max_stall_ms"),
                         x.get("max_stall_keep_ms"), x.get("max_stall_new_ms"), x.get("status_simplex_ms"),
                         x.get("requests"), x.get("failed"), x.get("exception", "")])
+    with open(os.path.join(out, "handover.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["run", "victim", "handed_over", "exit_code", "first_resumed_ms", "all_resumed_ms",
+                    "max_stall_ms", "stall_at_stop_ms", "max_stall_keep_ms", "max_stall_new_ms", "status_simplex_ms", "requests",
+                    "failed", "error"])
+        ho = r.res.get("handover") or {}
+        for x in ho.get("runs", []):
+            w.writerow([x["run"], ho.get("victim"), x.get("handed_over"), x.get("exit_code"),
+                        x.get("first_resumed_ms"), x.get("all_resumed_ms"), x.get("max_stall_ms"),
+                        x.get("stall_at_stop_ms"), x.get("max_stall_keep_ms"), x.get("max_stall_new_ms"),
+                        x.get("status_simplex_ms"), x.get("requests"), x.get("failed"), x.get("exception", "")])
 
 
 # ---------------------------------------------------------------------------- plots

@@ -13,6 +13,10 @@ Entry point: bench/run, i.e. python3 -m understudy_lab.bench (see docs/PERFORMAN
   simplex      client -> 198.18.0.100:80, both nodes started, then the backup stopped with
                SIGTERM: the primary serves alone after a real failover
 
+Besides the modes: failover (the primary crashes under a keep-alive load), handover (the same
+load, the primary -- or with --handover-node backup the backup -- stopped with SIGTERM: a planned
+handover), scale (how many duplex connections the nodes hold).
+
 All modes use the same client namespace, bridge and nginx (the primary's).
 """
 import argparse
@@ -23,6 +27,7 @@ import re
 import resource
 import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,15 +67,16 @@ class BenchError(RuntimeError):
 
 
 class Bench:
-    def __init__(self, profile, out, binary, keep_lab=False, only=None):
+    def __init__(self, profile, out, binary, keep_lab=False, only=None, handover_node="primary"):
         self.only = only
+        self.handover_node = handover_node
         self.p = PROFILES[profile]
         self.profile = profile
         self.out = out
         self.binary = binary
         self.keep_lab = keep_lab
         self.errors = []      # every failure: the run exits non-zero if any
-        self.res = {"latency": [], "throughput": [], "timing": [], "failover": {}, "scale": {}}
+        self.res = {"latency": [], "throughput": [], "timing": [], "failover": {}, "handover": {}, "scale": {}}
         self.lab = None
         self.timing_ok = None  # does this daemon report "timing"? (None: not asked yet)
         self.mode_failovers = {}  # node -> failovers when the current mode was entered
@@ -312,8 +318,21 @@ class Bench:
                 if os.path.isfile(src):
                     shutil.copyfile(src, os.path.join(d, name))
 
-    # ------------------------------------------------------------------ failover
+    # ------------------------------------------------------------------ failover, handover
     def failover(self):
+        """The primary crashes like a host under a keep-alive load (unplanned)."""
+        self.res["failover"] = self.stop_under_load("failover", "primary", planned=False)
+
+    def handover(self):
+        """The same load and measurement, but the node is stopped with SIGTERM: a planned
+        handover (issue 9, item 4), which must stall the clients well under a failover."""
+        self.res["handover"] = self.stop_under_load("handover", self.handover_node, planned=True)
+
+    def stop_under_load(self, name, victim, planned):
+        """Stop ``victim`` (crash, or SIGTERM if ``planned``) under the load client, failover_runs
+        times; return the runs and their p50/p99 summaries."""
+        survivor = "backup" if victim == "primary" else "primary"
+        what = "the SIGTERM" if planned else "the crash"
         runs = []
         host, port = MODES["duplex"]
         slots = []
@@ -325,8 +344,10 @@ class Bench:
         for i in range(self.p["failover_runs"]):
             run = {"run": i}
             try:
+                # the daemons' logs are appended to: this run's lines start here
+                log_at = {n: self.log_size(n) for n in ("primary", "backup")}
                 self.start_duplex()
-                ready = os.path.join(self.lab.workdir, f"failover-ready-{i}")
+                ready = os.path.join(self.lab.workdir, f"{name}-ready-{i}")
                 p = subprocess.Popen(["ip", "netns", "exec", self.lab.ns("client")] + self.client("load_client") +
                                      [host, str(port),
                                       "--duration", str(self.p["failover_seconds"]),
@@ -337,32 +358,56 @@ class Bench:
                                 "the load client's first replies")
                     if p.poll() is not None:
                         raise BenchError(f"load client exited early: {p.stderr.read().decode()[-400:]}")
-                    time.sleep(0.5)  # steady load before the crash (a deliberate pause, not a wait)
-                    ns = self.lab.ns("primary")
-                    t0 = time.monotonic()
-                    ul.sh(["ip", "-n", ns, "link", "set", "eth0", "down"])
-                    t1 = time.monotonic()
-                    self.lab.crash("primary")  # eth0 is already down; SIGKILL the daemon
-                    self.lab.wait_status("backup", timeout=10, mode="simplex", front=True, failovers=1)
+                    time.sleep(0.5)  # steady load before the stop (a deliberate pause, not a wait)
+                    if planned:
+                        daemon = self.lab.procs[(victim, "daemon")]
+                        t0 = time.monotonic()
+                        daemon.send_signal(signal.SIGTERM)
+                        t1 = time.monotonic()
+                    else:
+                        ns = self.lab.ns(victim)
+                        t0 = time.monotonic()
+                        ul.sh(["ip", "-n", ns, "link", "set", "eth0", "down"])
+                        t1 = time.monotonic()
+                        self.lab.crash(victim)  # eth0 is already down; SIGKILL the daemon
+                    self.lab.wait_status(survivor, timeout=10, mode="simplex", front=True, failovers=1)
                     t_status = time.monotonic()
+                    if planned:
+                        run["exit_code"] = daemon.wait(timeout=15)
+                        if run["exit_code"] != 0:
+                            self.error(f"{name} run {i}: the {victim} exited with {run['exit_code']} "
+                                       f"after SIGTERM")
                     out, err = p.communicate(timeout=self.p["failover_seconds"] + 30)
                 finally:
                     if p.poll() is None:
                         p.kill()
                         p.communicate()
+                if planned:
+                    # did the survivor take over on the Leaving message, or on the heartbeat timeout?
+                    run["handed_over"] = "handed over" in self.log_since(survivor, log_at[survivor])
                 r = json.loads(out.decode())
-                # A slot resumed at its first read after the link went down (+2 ms) that ends a
-                # silence of >= 50 ms (its normal gaps are <= 20 ms): so a read of bytes that
-                # arrived before the crash, but were read late (busy CPUs), does not count.
+                # A slot resumed at its first read after the link went down / the signal (+2 ms)
+                # that ends a silence of >= 50 ms (its normal gaps are <= 20 ms): so a read of bytes
+                # that arrived before the stop, but were read late (busy CPUs), does not count.
+                # A slot that was never silent that long resumed at its first read after it. The
+                # silence must have begun before the survivor reported simplex: a later one (a
+                # retransmission while it serves alone) is not a resumption from the stop.
+                # at_stop: per slot, the longest silence between two reads that overlaps the stop
+                # (signal or link down .. survivor in simplex); the longest stall can also come
+                # from later in the run.
                 first_after = []
+                at_stop = []
                 for sl in r["slots"]:
                     reads = sl["reads"]
                     cand = [reads[k] for k in range(1, len(reads))
-                            if reads[k] > t1 + 0.002 and reads[k] - reads[k - 1] >= 0.05]
+                            if reads[k] > t1 + 0.002 and reads[k] - reads[k - 1] >= 0.05
+                            and reads[k - 1] <= t_status]
                     if not cand:
                         cand = [t for t in reads if t > t1 + 0.002]
                     if cand:
                         first_after.append(cand[0])
+                    at_stop.append(max((reads[k] - reads[k - 1] for k in range(1, len(reads))
+                                        if reads[k - 1] <= t_status and reads[k] >= t0), default=0.0))
                 failed = sum(sl["failed"] for sl in r["slots"])
                 done = sum(sl["done"] for sl in r["slots"])
                 run.update({
@@ -372,6 +417,7 @@ class Bench:
                     "all_resumed_ms": (max(first_after) - t0) * 1000
                     if len(first_after) == len(r["slots"]) else None,
                     "max_stall_ms": max(sl["max_gap_ms"] for sl in r["slots"]),
+                    "stall_at_stop_ms": max(at_stop) * 1000,
                     "max_stall_keep_ms": max(sl["max_gap_ms"] for sl in r["slots"] if sl["kind"] == "keep"),
                     "max_stall_new_ms": max((sl["max_gap_ms"] for sl in r["slots"] if sl["kind"] == "new"),
                                             default=None),
@@ -384,33 +430,62 @@ class Bench:
                               for sl in r["slots"]],
                 })
                 if failed:
-                    self.error(f"failover run {i}: {failed} of {done + failed} requests failed: {run['errors']}")
+                    self.error(f"{name} run {i}: {failed} of {done + failed} requests failed: {run['errors']}")
                 if run["first_resumed_ms"] is None:
-                    self.error(f"failover run {i}: no byte reached any client after the crash")
-                log(f"failover run {i}: first resumed byte {fmt(run['first_resumed_ms'])} ms after the crash, "
+                    self.error(f"{name} run {i}: no byte reached any client after {what}")
+                how = ""
+                if planned:
+                    how = ", handed over" if run["handed_over"] else ", NOT handed over (heartbeat timeout)"
+                log(f"{name} run {i}: first resumed byte {fmt(run['first_resumed_ms'])} ms after {what}, "
                     f"all resumed {fmt(run['all_resumed_ms'])} ms, longest stall {run['max_stall_ms']:.1f} ms "
-                    f"(keep-alive {run['max_stall_keep_ms']:.1f}), {done} requests, {failed} failed")
+                    f"(keep-alive {run['max_stall_keep_ms']:.1f}; across the stop {run['stall_at_stop_ms']:.1f}), "
+                    f"{done} requests, {failed} failed{how}")
             except Exception as e:  # noqa: BLE001
-                self.error(f"failover run {i}: {type(e).__name__}: {e}")
+                self.error(f"{name} run {i}: {type(e).__name__}: {e}")
                 run["exception"] = str(e)
             finally:
                 runs.append(run)
                 try:
                     self.stop_all()
                 finally:
-                    self.lab.link_up("primary")
+                    if not planned:
+                        self.lab.link_up(victim)
         ok = [r for r in runs if "exception" not in r]
-        self.res["failover"] = {
+        res = {
             "runs": runs, "heartbeat": HEARTBEAT, "interval_ms": 20,
-            "mix": [f"{k}:{s}" for k, s in mix],
+            "mix": [f"{k}:{s}" for k, s in mix], "victim": victim, "planned": planned,
             "first_resumed_ms": summarize([r["first_resumed_ms"] for r in ok if r["first_resumed_ms"] is not None]),
             "all_resumed_ms": summarize([r["all_resumed_ms"] for r in ok if r["all_resumed_ms"] is not None]),
             "max_stall_ms": summarize([r["max_stall_ms"] for r in ok]),
+            "stall_at_stop_ms": summarize([r["stall_at_stop_ms"] for r in ok]),
             "max_stall_keep_ms": summarize([r["max_stall_keep_ms"] for r in ok]),
             "max_stall_new_ms": summarize([r["max_stall_new_ms"] for r in ok if r["max_stall_new_ms"] is not None]),
             "requests": sum(r.get("requests", 0) for r in ok),
             "failed": sum(r.get("failed", 0) for r in ok),
         }
+        if planned:
+            res["handed_over"] = sum(1 for r in ok if r.get("handed_over"))
+        st = res["max_stall_ms"]
+        if st["n"]:
+            sa = res["stall_at_stop_ms"]
+            log(f"{name}: longest client stall p50 {fmt(st['p50'], 1)} ms, p99 {fmt(st['p99'], 1)} ms "
+                f"over {st['n']} runs (across the stop: p50 {fmt(sa['p50'], 1)}, p99 {fmt(sa['p99'], 1)}); {res['failed']} of {res['failed'] + res['requests']} requests failed"
+                + (f"; handed over in {res['handed_over']} of {len(ok)} runs" if planned else ""))
+        return res
+
+    def log_size(self, node):
+        try:
+            return os.path.getsize(os.path.join(self.lab.node_dir(node), "understudy.log"))
+        except OSError:
+            return 0
+
+    def log_since(self, node, offset):
+        try:
+            with open(os.path.join(self.lab.node_dir(node), "understudy.log"), "rb") as fh:
+                fh.seek(offset)
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     # ------------------------------------------------------------------ scale
     def scale(self):
@@ -603,6 +678,9 @@ class Bench:
         if not only or "failover" in only:
             log("--- failover")
             self.failover()
+        if not only or "handover" in only:
+            log(f"--- handover (SIGTERM on the {self.handover_node})")
+            self.handover()
         if not only or "scale" in only:
             log("--- scale")
             self.scale()
@@ -632,7 +710,9 @@ def main(argv):
                                                         os.path.join(REPO, "build", "understudy")))
     ap.add_argument("--keep-lab", action="store_true", help="keep the lab's workdir (logs) after the run")
     ap.add_argument("--only", help="comma-separated subset (development): " + ",".join(MODE_ORDER) +
-                    ",failover,scale; the run then fails the report check for what it skipped")
+                    ",failover,handover,scale; the run then fails the report check for what it skipped")
+    ap.add_argument("--handover-node", choices=("primary", "backup"), default="primary",
+                    help="the node the handover scenario stops with SIGTERM (default: the primary)")
     ap.add_argument("--scale-n", type=int, help="connections for the scale test (default: 10000, smoke 200)")
     ap.add_argument("--render", metavar="DIR", help="only rewrite the report and plots of DIR/results.json")
     a = ap.parse_args(argv)
@@ -664,7 +744,8 @@ def main(argv):
     tmp = tempfile.mkdtemp(prefix="usbench-")
     binary = os.path.join(tmp, "understudy")
     shutil.copy2(a.binary, binary)
-    b = Bench(profile, out, binary, keep_lab=a.keep_lab, only=set(a.only.split(",")) if a.only else None)
+    b = Bench(profile, out, binary, keep_lab=a.keep_lab, only=set(a.only.split(",")) if a.only else None,
+              handover_node=a.handover_node)
     if a.scale_n:
         b.p = dict(b.p, scale_n=a.scale_n)
     b_exc = None
