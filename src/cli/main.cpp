@@ -79,7 +79,10 @@ int cmd_status(const std::string& path, bool json, bool reset_timing) {
             << "front:       " << (s.value("front", false) ? "yes" : "no") << " (advertised "
             << s.value("advertised", "?") << ")\n"
             << "peer:        " << s.value("peer", "?") << "\n"
-            << "connections: " << s.value("connections", 0) << "\n"
+            << "connections: " << s.value("connections", 0);
+  if (int unprotected = s.value("connections_unprotected", 0); unprotected > 0)
+    std::cout << " (" << unprotected << " unprotected: open before the peer rejoined)";
+  std::cout << "\n"
             << "failovers:   " << s.value("failovers", 0) << "\n";
   return 0;
 }

@@ -223,6 +223,25 @@ void MessageLayer::peer_lost() {
   after_event();
 }
 
+void MessageLayer::mark_unprotected() {
+  auto now = Clock::now();
+  std::vector<ConnKey> keys;
+  for (auto& [k, c] : conns_) keys.push_back(k);
+  for (auto& k : keys) {
+    Conn* c = find(k);
+    if (!c || c->session.finished()) continue;
+    c->session.mark_unprotected();
+    ack_dirty_.erase(k);
+    drive(*c, now);  // bytes that waited for a ReplyAck may go now
+  }
+  after_event();
+}
+
+size_t MessageLayer::unprotected_connections() const {
+  return static_cast<size_t>(std::count_if(
+      conns_.begin(), conns_.end(), [](const auto& e) { return e.second->session.unprotected(); }));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Syscalls. After every input the session gets, drive() writes what it produced, so the next
 // input sees the same state as if the writes had happened inside the handler.

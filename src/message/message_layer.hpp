@@ -45,9 +45,14 @@ class MessageLayer : private SessionHost {
   void on_peer_message(const peer::ConnMessage& m);
   void take_over();  // backup: the primary died (the mode is already Simplex)
   void peer_lost();  // primary: the backup died (the mode is already Simplex)
-  void flush();      // coalesced ReplyAcks
-  void sweep();      // every second: idle and abandoned connections
+  // A survivor whose peer rejoins: every connection open now stays this node's alone, handled
+  // as in simplex until it ends (Session::mark_unprotected). Connections opened later are normal.
+  void mark_unprotected();
+  void flush();  // coalesced ReplyAcks
+  void sweep();  // every second: idle and abandoned connections
   size_t connections() const { return conns_.size(); }
+  size_t unprotected_connections() const;
+  size_t protected_connections() const { return connections() - unprotected_connections(); }
   const Counters& counters() const { return counters_; }
 
   // Where a request's time goes (docs/PERFORMANCE.md), in microseconds.

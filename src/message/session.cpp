@@ -28,9 +28,14 @@ std::span<const uint8_t> bytes_of(const std::string& s, size_t from, size_t n) {
 Session::Session(const ConnKey& key, SessionContext& ctx, TimePoint now)
     : key_(key), ctx_(ctx), last_active_(now) {}
 
-bool Session::replicating() const {
+Mode Session::effective_mode() const {
+  if (unprotected_) return Mode::Simplex;
   const auto& s = ctx_.settings;
-  return s.role == Role::Primary && (s.mode ? s.mode() : Mode::Starting) == Mode::Duplex;
+  return s.mode ? s.mode() : Mode::Starting;
+}
+
+bool Session::replicating() const {
+  return ctx_.settings.role == Role::Primary && effective_mode() == Mode::Duplex;
 }
 
 void Session::fault(std::string_view point) const {
@@ -44,11 +49,10 @@ void Session::on_accepted(const wire::Endpoint& fake, TimePoint now) {
   client_.fake = fake;
   client_.accepted = true;
   const auto& s = ctx_.settings;
-  Mode mode = s.mode ? s.mode() : Mode::Starting;
-  bool serve = s.role == Role::Primary || mode == Mode::Simplex;
+  bool serve = s.role == Role::Primary || effective_mode() == Mode::Simplex;
   if (serve && !serving_) {
     if (s.role == Role::Backup) {
-      take_over(now);  // a connection the dead primary knew, accepted only now
+      serve_alone(now);  // a connection the dead primary knew, accepted only now
     } else {
       serving_ = true;
     }
@@ -480,7 +484,7 @@ void Session::trim_cache() {
 // The peer.
 
 void Session::on_peer_message(const peer::ConnMessage& m, TimePoint now) {
-  if (finished()) return;
+  if (finished() || unprotected_) return;  // the peer does not know this connection
   auto& r = reply_;
   switch (m.type) {
     case peer::Type::ReplyAck: {
@@ -549,6 +553,13 @@ void Session::send_ack() {
 // Table 2, primary rows: cached requests with no complete replicated reply go to this node's
 // server; a reply cut mid-way is regenerated and checked against what the client may hold.
 void Session::take_over(TimePoint now) {
+  // An unprotected session was this node's alone already; taking it over again would replace
+  // its held request bytes with the (empty) cache.
+  if (unprotected_) return;
+  serve_alone(now);
+}
+
+void Session::serve_alone(TimePoint now) {
   if (finished()) return;
   serving_ = true;
   reply_.ack_pending = false;
@@ -588,10 +599,22 @@ void Session::take_over(TimePoint now) {
 }
 
 void Session::peer_lost() {
-  if (finished()) return;
+  if (finished() || unprotected_) return;
   reply_.acked = reply_.total;
   stamps_.repl_sent.clear();
   if (reply_.close_at) reply_.close_acked = true;
+}
+
+void Session::mark_unprotected() {
+  if (finished() || unprotected_) return;
+  unprotected_ = true;
+  // As in simplex: nothing the peer would acknowledge is waited for, nothing is owed to it.
+  reply_.ack_pending = false;
+  if (serving_) {
+    reply_.acked = reply_.total;
+    stamps_.repl_sent.clear();
+    if (reply_.close_at) reply_.close_acked = true;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -92,6 +92,12 @@ class Session {
   void send_ack();
   void take_over(TimePoint now);  // backup: the primary died
   void peer_lost();               // primary: the backup died
+  // A survivor whose peer rejoins: the peer never saw this connection, so from now on it is
+  // handled as in simplex whatever the mode: no frames replicated, reply bytes acknowledged at
+  // once, peer messages ignored; take_over and peer_lost leave it alone. A serving session keeps
+  // serving; a replica not accepted yet serves once accepted.
+  void mark_unprotected();
+  bool unprotected() const { return unprotected_; }
 
   // --- The periodic sweep.
   enum class Quiet { Busy, Idle, Abandoned };
@@ -117,7 +123,9 @@ class Session {
   size_t cached_bytes() const { return client_.cache.size(); }
 
  private:
+  Mode effective_mode() const;  // Simplex when unprotected, else the node's mode
   bool replicating() const;
+  void serve_alone(TimePoint now);  // take_over's work
   void fault(std::string_view point) const;
   bool open_upstream();
   void close_upstream();
@@ -138,6 +146,7 @@ class Session {
   ConnKey key_;
   SessionContext& ctx_;
   bool serving_ = false;  // this node answers (primary, or a backup after a takeover)
+  bool unprotected_ = false;
   enum class End { Open, Closed, Reset } end_ = End::Open;
   TimePoint last_active_;
 

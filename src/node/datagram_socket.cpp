@@ -47,7 +47,7 @@ void DatagramSocket::receive(bool drain,
     auto d = proto_.open({rx_.data(), static_cast<size_t>(n)}, sys::from_sockaddr(from).ip);
     if (d) {
       on_datagram(*d);
-    } else if (d.error().reason == peer::DatagramReject::Unauthenticated &&
+    } else if (d.error().reason == peer::DatagramReject::Unauthenticated && ++unauthenticated_ &&
                (proto_.rejected() - 1) % 100 == 0) {
       spdlog::warn("peer: rejected an unauthenticated datagram from {} ({}); {} so far",
                    peer_.to_string(), crypto::to_string(d.error().auth), proto_.rejected());

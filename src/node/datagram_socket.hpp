@@ -28,6 +28,8 @@ class DatagramSocket {
   // accepted. An unauthenticated one is logged (the 1st, 101st, ...).
   void receive(bool drain, const std::function<void(const peer::Datagram&)>& on_datagram);
   uint64_t rejected() const { return proto_.rejected(); }
+  // Datagrams from the peer's address that failed authentication (a different key, or forged).
+  uint64_t unauthenticated() const { return unauthenticated_; }
 
  private:
   peer::Datagrams proto_;
@@ -35,6 +37,7 @@ class DatagramSocket {
   uint16_t port_;
   sys::Fd fd_;
   std::vector<uint8_t> rx_, out_;
+  uint64_t unauthenticated_ = 0;
 };
 
 }  // namespace us::node

@@ -8,6 +8,9 @@ namespace us::node {
 
 namespace {
 
+// Enough failed datagrams that a stray one (a restart racing a key rotation) does not count.
+constexpr uint64_t kUnauthenticatedToRefuse = 3;
+
 int64_t ms(Clock::duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
@@ -34,6 +37,8 @@ const char* to_string(Action a) {
       return "reannounce";
     case Action::HandOver:
       return "hand-over";
+    case Action::Rejoin:
+      return "rejoin";
   }
   return "?";
 }
@@ -78,6 +83,11 @@ Action ModeMachine::on_heartbeat(const PeerView& peer, TimePoint now) {
         return fail_over(fmt::format("{} restarted: boot {} -> {}, its state is lost",
                                      to_string(peer.role), duplex_boot_, peer.boot_id));
       }
+      if (peer.mode == Mode::Simplex && join_grace_until_ && now <= *join_grace_until_) {
+        heard(now);  // sent before it took this joiner back
+        return Action::None;
+      }
+      if (peer.mode == Mode::Duplex) join_grace_until_.reset();
       if (peer.mode == Mode::Simplex) {
         // The peer declared us dead (our heartbeats did not reach it) and now serves alone and owns
         // the advertised address. Two fronts would split the clients' connections; the paper's
@@ -129,12 +139,16 @@ Action ModeMachine::on_channel_up(const PeerView& peer, TimePoint now) {
     case Mode::Starting:
       if (auto refused = check_starting_peer(peer, "hello")) return *refused;
       // Starting or Duplex: a peer that reached duplex first (its channel_up came before ours).
+      // Simplex: a peer that serves alone takes this node back (issue 9: rejoin).
       heard(now);  // the hello counts as a heartbeat
       duplex_boot_ = peer.boot_id;
       channel_down_since_.reset();
+      // The peer's heartbeats sent before it took us back still say simplex.
+      if (peer.mode == Mode::Simplex) join_grace_until_ = now + heartbeat_timeout_;
       return transition(
           Mode::Duplex, Action::EnterDuplex,
-          fmt::format("channel up with {}, boot {}", to_string(peer.role), peer.boot_id));
+          fmt::format("channel up with {}, boot {}{}", to_string(peer.role), peer.boot_id,
+                      peer.mode == Mode::Simplex ? ": joining it (it serves alone)" : ""));
 
     case Mode::Duplex:
       // Ignored: a channel that went down lost replicated replies; coming back does not restore
@@ -144,8 +158,21 @@ Action ModeMachine::on_channel_up(const PeerView& peer, TimePoint now) {
       return Action::None;
 
     case Mode::Simplex:
-      note_ignored_peer(peer, "channel");
-      return Action::None;
+      if (peer.boot_id == duplex_boot_ || peer.mode != Mode::Starting) {
+        // The incarnation we failed over from (its state is gone, or it is serving alone too: the
+        // split-brain rule on heartbeats settles that), or a peer that is not starting.
+        note_ignored_peer(peer, "channel");
+        return Action::None;
+      }
+      // A restarted peer: it knows none of the connections open here, which stay this node's
+      // alone (unprotected) until they end; every connection from now on is protected.
+      heard(now);
+      duplex_boot_ = peer.boot_id;
+      channel_down_since_.reset();
+      split_brain_announced_ = false;
+      ignored_boot_.reset();
+      return transition(Mode::Duplex, Action::Rejoin,
+                        fmt::format("{} rejoined, boot {}", to_string(peer.role), peer.boot_id));
   }
   return Action::None;
 }
@@ -174,11 +201,23 @@ Action ModeMachine::on_tick(TimePoint now) {
   switch (mode_) {
     case Mode::Starting: {
       if (now - start_ < startup_wait_) return Action::None;
+      // A peer that serves alone owns the address: this node joins it over the channel, or not
+      // at all; going simplex too would make two fronts.
+      if (peer_alive_ && last_peer_mode_ == Mode::Simplex) {
+        if (!join_wait_logged_) {
+          join_wait_logged_ = true;
+          spdlog::warn(
+              "mode: starting: the {} serves alone; waiting for the replication channel "
+              "to join it",
+              to_string(role_ == Role::Primary ? Role::Backup : Role::Primary));
+        }
+        return Action::None;
+      }
       // A live peer that is not simplex means both nodes are up but the channel is not (yet). If
       // both went simplex alone, both would answer ARP for the advertised address. Tie-break: the
-      // backup keeps waiting (the primary goes simplex and the backup then refuses on its next
-      // heartbeat); the primary waits only for a peer still duplex with our previous incarnation,
-      // which fails over as soon as it hears our new boot_id.
+      // backup keeps waiting (the primary goes simplex and the backup then joins it); the primary
+      // waits only for a peer still duplex with our previous incarnation, which fails over as
+      // soon as it hears our new boot_id.
       if (peer_alive_ && (role_ == Role::Backup || last_peer_mode_ == Mode::Duplex)) {
         return Action::None;
       }
@@ -212,6 +251,15 @@ Action ModeMachine::on_tick(TimePoint now) {
   return Action::None;
 }
 
+Action ModeMachine::on_peer_unauthenticated(uint64_t count) {
+  if (stopped_ || mode_ != Mode::Starting || last_heard_ || count < kUnauthenticatedToRefuse)
+    return Action::None;
+  return transition(mode_, Action::Refuse,
+                    fmt::format("the peer's datagrams fail authentication ({} so far, none "
+                                "passed): its key differs from ours (peer.key_file)",
+                                count));
+}
+
 Action ModeMachine::leave() {
   if (stopped_ || mode_ != Mode::Duplex) return Action::None;
   handed_over_ = true;
@@ -237,13 +285,6 @@ std::optional<Action> ModeMachine::check_starting_peer(const PeerView& peer, con
                       fmt::format("both nodes are configured as {} ({} from boot {})",
                                   to_string(role_), what, peer.boot_id));
   }
-  if (peer.mode == Mode::Simplex) {
-    return transition(mode_, Action::Refuse,
-                      fmt::format("peer serves alone (simplex, {} from {} boot {}); a restarted "
-                                  "node cannot rejoin until reintegration exists: stop the "
-                                  "peer's service or restart both",
-                                  what, to_string(peer.role), peer.boot_id));
-  }
   return std::nullopt;
 }
 
@@ -259,7 +300,8 @@ void ModeMachine::note_ignored_peer(const PeerView& peer, const char* what) {
   if (ignored_boot_ == peer.boot_id) return;
   ignored_boot_ = peer.boot_id;
   spdlog::info(
-      "mode: simplex: {} (boot {}, {}) appeared ({}) but cannot rejoin until reintegration exists",
+      "mode: simplex: {} (boot {}, {}) heard ({}); it rejoins once its replication "
+      "channel is up",
       to_string(peer.role), peer.boot_id, to_string(peer.mode), what);
 }
 

@@ -7,7 +7,9 @@
 //   starting --channel up, peer starting/duplex----------------> duplex
 //   starting --startup_wait, no channel (a backup waits while
 //              a starting primary is heard)----------------------> simplex
-//   starting --peer simplex / same role-------------------------> stopped (Refuse)
+//   starting --channel up, peer simplex (it serves alone)--------> duplex (joined)
+//   starting --same role----------------------------------------> stopped (Refuse)
+//   simplex  --channel up with a restarted (starting) peer------> duplex (Rejoin)
 //   duplex   --heartbeat timeout / peer rebooted----------------> simplex
 //   duplex   --backup: channel down but heartbeats go on /
 //              peer went simplex--------------------------------> stopped (FailStop)
@@ -44,6 +46,7 @@ enum class Action {
   FailStop,           // duplex: stop this node so the peer serves alone (see refuse_reason())
   Reannounce,  // primary, simplex, split brain: announce the address again (the backup stops)
   HandOver,    // duplex, asked to stop: tell the peer (Leaving), which takes over at once; exit 0
+  Rejoin,      // simplex -> duplex: a restarted peer joined; open connections stay unprotected
 };
 const char* to_string(Action);
 
@@ -77,6 +80,9 @@ class ModeMachine {
   Action on_channel_down(TimePoint now);
   // Called every few milliseconds: timeouts fire here.
   Action on_tick(TimePoint now);
+  // Starting: datagrams from the peer's address keep failing authentication while none passes.
+  // A node that cannot hear its peer would go simplex alone beside it (two fronts): Refuse.
+  Action on_peer_unauthenticated(uint64_t count);
   // The operator asked this node to stop (SIGTERM). In duplex: HandOver, and the node is stopped
   // from here on; otherwise None (nobody to hand over to: the node just stops).
   Action leave();
@@ -109,6 +115,8 @@ class ModeMachine {
   Mode last_peer_mode_ = Mode::Starting;  // starting: what the last heartbeat said
   bool split_brain_announced_ = false;
   bool handed_over_ = false;
+  bool join_wait_logged_ = false;
+  std::optional<TimePoint> join_grace_until_;    // joined a simplex peer: its old heartbeats pass
   uint64_t duplex_boot_ = 0;                     // the peer's boot_id when duplex began
   std::optional<TimePoint> channel_down_since_;  // backup, duplex: the replication channel is down
   std::optional<uint64_t> ignored_boot_;         // last peer boot_id logged as unable to rejoin

@@ -197,6 +197,7 @@ Result<Ok, std::string> Node::Impl::init() {
 void Node::Impl::on_udp(bool drain) {
   auto now = sys::Clock::now();
   udp->receive(drain, [&](const peer::Datagram& d) { on_datagram(d, now); });
+  if (mm->mode() == Mode::Starting) act(mm->on_peer_unauthenticated(udp->unauthenticated()));
 }
 
 void Node::Impl::on_datagram(const peer::Datagram& d, sys::TimePoint now) {
@@ -284,12 +285,14 @@ void Node::Impl::act(Action a) {
       announce();
       pl->take_over(now);
       ml->take_over();
+      channel->reset("the primary is gone");
       return;
     case Action::PeerLost:
       spdlog::warn("node: backup lost: serving alone");
       announce();  // first: the packet layer's probes must be answered to this node
       pl->peer_lost(now);
       ml->peer_lost();
+      channel->reset("the backup is gone");
       return;
     case Action::Refuse:
       spdlog::error("node: refusing to start: {}", mm->refuse_reason());
@@ -298,6 +301,17 @@ void Node::Impl::act(Action a) {
       return;
     case Action::Reannounce:
       announce();
+      return;
+    case Action::Rejoin:
+      // The joiner knows none of the connections open here: they stay this node's alone until
+      // they end. A primary is no longer the front: the joining backup announces the address.
+      pl->mark_unprotected();
+      ml->mark_unprotected();
+      spdlog::warn(
+          "node: {} rejoined: {} connection(s) stay unprotected until they end; new "
+          "ones are protected",
+          to_string(role == Role::Primary ? Role::Backup : Role::Primary),
+          ml->unprotected_connections());
       return;
     case Action::HandOver:
       hand_over();
@@ -342,6 +356,7 @@ nlohmann::json Node::Impl::status() const {
       .front = mm->front(),
       .peer_alive = mm->peer_alive(),
       .connections = ml->connections(),
+      .connections_unprotected = ml->unprotected_connections(),
       .flows = pl->open_flows(),
       .failovers = mm->failovers(),
       .boot_id = boot_id,

@@ -18,6 +18,8 @@ nlohmann::json status_json(const StatusInputs& in) {
       {"front", in.front},
       {"peer", in.peer_alive ? "alive" : "dead"},
       {"connections", in.connections},
+      {"connections_protected", in.connections - in.connections_unprotected},
+      {"connections_unprotected", in.connections_unprotected},
       {"flows", in.flows},
       {"failovers", in.failovers},
       {"boot_id", in.boot_id},

@@ -21,7 +21,10 @@ struct StatusInputs {
   bool front = false;
   bool peer_alive = false;
   size_t connections = 0;  // the message layer's
-  size_t flows = 0;        // the packet layer's
+  // Of those, the ones open before a rejoin, which only this node serves (docs/ARCHITECTURE.md,
+  // "Rejoin"); the rest are protected.
+  size_t connections_unprotected = 0;
+  size_t flows = 0;  // the packet layer's
   uint64_t failovers = 0;
   uint64_t boot_id = 0;
   std::string advertised;  // "ip:port"

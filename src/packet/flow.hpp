@@ -68,6 +68,10 @@ struct Flow {
   std::chrono::milliseconds resend_gap{0};
   int resends_left = 0;
 
+  // Open on a survivor when its peer rejoined (PacketLayer::mark_unprotected): the peer never saw
+  // it, so it is served by this node alone, as in simplex, until it ends.
+  bool unprotected = false;
+
   // Lifecycle.
   std::optional<wire::SeqNum> client_fin;  // client seq of the FIN
   std::optional<wire::SeqNum> kernel_fin;  // client-facing seq of the FIN

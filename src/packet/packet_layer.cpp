@@ -58,6 +58,13 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
     ++counters_.dropped_malformed;
     return;
   }
+  Endpoint client = p.src();
+  auto it = by_client_.find(client);
+  Flow* f = it == by_client_.end() ? nullptr : it->second.get();
+  uint8_t fl = p.tcp.flags();
+  bool syn = (fl & tf::SYN) && !(fl & tf::ACK) && !(fl & tf::RST);
+  // A SYN with another ISN starts a new connection, which is protected whatever the old one was.
+  bool unprotected = f && f->unprotected && !(syn && f->key.isn != p.tcp.seq().raw());
   if (source == Source::Lan) {
     if (!front()) {
       if (s_.role == Role::Primary && mode() == Mode::Duplex) {
@@ -69,8 +76,9 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
       ++counters_.dropped_not_front;
       return;
     }
-    if (s_.role == Role::Backup && mode() == Mode::Duplex) {
-      // Step 2 of the paper: the client's packet, unchanged, to the primary.
+    if (s_.role == Role::Backup && mode() == Mode::Duplex && !unprotected) {
+      // Step 2 of the paper: the client's packet, unchanged, to the primary (not for a flow the
+      // rejoined primary never saw: this node serves it alone).
       emit_.to_primary(p.ip.bytes());
       ++counters_.relayed;
     }
@@ -79,11 +87,6 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
     return;
   }
 
-  Endpoint client = p.src();
-  auto it = by_client_.find(client);
-  Flow* f = it == by_client_.end() ? nullptr : it->second.get();
-  uint8_t fl = p.tcp.flags();
-  bool syn = (fl & tf::SYN) && !(fl & tf::ACK) && !(fl & tf::RST);
   if (syn) {
     if (f && f->key.isn != p.tcp.seq().raw()) {
       SPDLOG_INFO("packet: {} reuses its port for a new connection; old flow {} dropped",
@@ -235,7 +238,7 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
   if (fl & tf::FIN) f.kernel_fin = seq + static_cast<uint32_t>(p.tcp.payload().size());
   // A reset made by the backup's kernel alone never reaches the client and does not end the flow:
   // the primary may still be serving it.
-  if ((fl & tf::RST) && !(s_.role == Role::Backup && mode() == Mode::Duplex)) {
+  if ((fl & tf::RST) && !(s_.role == Role::Backup && effective_mode(f) == Mode::Duplex)) {
     f.reset = true;
     if (!f.closed_at) f.closed_at = now_;
   }
@@ -243,10 +246,12 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
   p.set_src(s_.advertised);
   p.set_dst(f.client);
 
-  if (s_.role == Role::Backup && p.tcp.seg_len() > 0 && !(fl & tf::RST)) retain(f, seq, end, p);
+  // An unprotected flow is never taken over (no peer holds it), so nothing is kept for that.
+  if (s_.role == Role::Backup && !f.unprotected && p.tcp.seg_len() > 0 && !(fl & tf::RST))
+    retain(f, seq, end, p);
   maybe_fake_ack(f);
 
-  switch (mode()) {
+  switch (effective_mode(f)) {
     case Mode::Starting:
       return;
     case Mode::Duplex:
@@ -295,7 +300,7 @@ void PacketLayer::gate(Flow& f, wire::TcpPacket& p) {
 }
 
 SeqNum PacketLayer::window_right(const Flow& f, SeqNum kernel_right) const {
-  bool gated = mode() == Mode::Duplex && s_.role == Role::Primary;
+  bool gated = effective_mode(f) == Mode::Duplex && s_.role == Role::Primary;
   return gated && f.backup_right ? SeqNum::min(kernel_right, *f.backup_right) : kernel_right;
 }
 
@@ -346,7 +351,8 @@ void PacketLayer::note_kernel_window(Flow& f, const wire::TcpPacket& p, bool syn
 }
 
 void PacketLayer::mark_dirty(Flow& f) {
-  if (mode() == Mode::Duplex) dirty_.insert(&f);
+  // No Has for an unprotected flow: the primary does not know it and would keep it forever.
+  if (effective_mode(f) == Mode::Duplex) dirty_.insert(&f);
 }
 
 void PacketLayer::note_local_has(const Endpoint& fake, SeqNum seq) {
@@ -368,12 +374,13 @@ void PacketLayer::on_backup_has(const ConnKey& key, const HasReport& report, Tim
     }
     return;
   }
+  if (it->second->unprotected) return;  // served by this node alone: nothing gates it
   apply_report(*it->second, report);
   release_gate(*it->second);
 }
 
 void PacketLayer::release_gate(Flow& f) {
-  bool gated = mode() == Mode::Duplex && s_.role == Role::Primary;
+  bool gated = effective_mode(f) == Mode::Duplex && s_.role == Role::Primary;
   if (f.held_syn_ack) {
     if (gated && !(f.backup_has_known && f.backup_has > SeqNum(f.key.isn))) return;
     emit_.to_client(*f.held_syn_ack);
@@ -416,7 +423,8 @@ void PacketLayer::take_over(TimePoint now) {
   dirty_.clear();
   for (auto& [client, fp] : by_client_) {
     Flow& f = *fp;
-    if (!f.kernel_isn_known || f.reset) continue;
+    // An unprotected flow was this node's alone already; the dead primary never knew it.
+    if (f.unprotected || !f.kernel_isn_known || f.reset) continue;
     for (auto& seg : f.retained) {
       emit_.to_client(seg.packet);
       ++counters_.retained_sent;
@@ -462,6 +470,7 @@ void PacketLayer::peer_lost(TimePoint now) {
   dirty_.clear();
   for (auto& [client, fp] : by_client_) {
     Flow& f = *fp;
+    if (f.unprotected) continue;  // served by this node alone already: the backup never saw it
     f.retained.clear();
     if (f.reset) continue;
     release_gate(f);
@@ -477,11 +486,24 @@ void PacketLayer::peer_lost(TimePoint now) {
 
 void PacketLayer::flush() {
   for (Flow* f : dirty_) {
-    if (!f->local_has_known || f->local_reported == f->local) continue;
+    if (f->unprotected || !f->local_has_known || f->local_reported == f->local) continue;
     emit_.backup_has(f->key, f->local);
     f->local_reported = f->local;
   }
   dirty_.clear();
+}
+
+void PacketLayer::mark_unprotected() {
+  for (auto& [client, fp] : by_client_) {
+    Flow& f = *fp;
+    if (f.unprotected) continue;
+    // Called in simplex (the survivor), nothing is gated; were it gated, release it as peer_lost
+    // does, or bytes the backup will never report stay unacknowledged.
+    bool was_gated = s_.role == Role::Primary && mode() == Mode::Duplex;
+    f.unprotected = true;
+    dirty_.erase(&f);
+    if (was_gated && !f.reset) release_gate(f);
+  }
 }
 
 void PacketLayer::expire(TimePoint now) {
@@ -517,6 +539,12 @@ const Flow* PacketLayer::find_by_key(const ConnKey& key) const {
 size_t PacketLayer::open_flows() const {
   return static_cast<size_t>(std::count_if(by_client_.begin(), by_client_.end(),
                                            [](const auto& e) { return !e.second->closed_at; }));
+}
+
+size_t PacketLayer::unprotected_flows() const {
+  return static_cast<size_t>(std::count_if(by_client_.begin(), by_client_.end(), [](const auto& e) {
+    return !e.second->closed_at && e.second->unprotected;
+  }));
 }
 
 }  // namespace us::packet

@@ -83,6 +83,11 @@ class PacketLayer {
   // Primary: the backup died (the mode is already Simplex). Stop gating and acknowledge what the kernel has.
   void peer_lost(TimePoint now);
 
+  // A survivor whose peer rejoins: every flow open now stays this node's alone (its peer never saw
+  // it) and is handled as in simplex, whatever the mode: never relayed, gated, kept or reported in
+  // a Has; take_over and peer_lost leave it alone. Flows opened later are protected as usual.
+  void mark_unprotected();
+
   // After a takeover: sends a kept segment the client has still not acknowledged again, on a
   // fresh timer (call it often, e.g. every few ms).
   void resend_due(TimePoint now);
@@ -93,9 +98,12 @@ class PacketLayer {
   const Flow* find_by_fake(const wire::Endpoint& fake) const;
   const Flow* find_by_key(const ConnKey& key) const;
   size_t open_flows() const;
+  size_t unprotected_flows() const;  // open flows marked by mark_unprotected
   const Counters& counters() const { return counters_; }
 
  private:
+  // The mode a flow is handled in: Simplex for an unprotected flow, else the node's.
+  Mode effective_mode(const Flow& f) const { return f.unprotected ? Mode::Simplex : mode(); }
   Flow* new_flow(const wire::TcpPacket& syn, TimePoint now);
   void client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn);
   void kernel_to_client(Flow& f, wire::TcpPacket& p);

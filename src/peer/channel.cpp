@@ -18,6 +18,7 @@ namespace {
 constexpr size_t kMaxFrame =
     2 * 1024 * 1024;  // bounds what an unauthenticated length may make us buffer
 constexpr size_t kFlushAt = 256 * 1024;
+constexpr std::chrono::milliseconds kConnectTimeout{300};
 
 }  // namespace
 
@@ -60,6 +61,28 @@ void Channel::connect() {
   }
   state_ = State::Connecting;
   attach(std::move(fd));
+  // A connect to a host that is down can wait for minutes of SYN retries; a peer that restarts
+  // there must be found within a few hundred milliseconds.
+  loop_.after(kConnectTimeout, [this, attempt = ++attempt_] {
+    if (state_ == State::Connecting && attempt == attempt_) fail("connect timed out");
+  });
+}
+
+void Channel::reset(const std::string& why) {
+  if (fd_) {
+    loop_.remove(fd_.get());
+    fd_.reset();
+  }
+  send_auth_.reset();
+  recv_auth_.reset();
+  in_.clear();
+  out_.clear();
+  out_pos_ = 0;
+  state_ = State::Idle;
+  ever_up_ = false;
+  ++attempt_;
+  spdlog::info("peer: channel reset ({}); waiting for the peer to come back", why);
+  if (s_.role == Role::Backup) connect();
 }
 
 void Channel::on_listen() {

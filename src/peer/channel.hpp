@@ -46,6 +46,10 @@ class Channel {
   // we exit), the channel fails, or `limit` passes. For a node that is about to stop; true if all
   // was written.
   bool drain(std::chrono::milliseconds limit);
+  // After a failover: drops the connection to the peer that is gone (its TCP end may never say
+  // so) and waits for the next one: the primary accepts again, the backup connects again, so a
+  // restarted peer can rejoin. Quiet: `down` is not called.
+  void reset(const std::string& why);
   size_t queued() const { return out_.size() - out_pos_; }
   uint64_t rejected() const { return rejected_; }
 
@@ -73,6 +77,7 @@ class Channel {
   size_t out_pos_ = 0;
   uint64_t rejected_ = 0;
   bool ever_up_ = false;
+  uint64_t attempt_ = 0;  // the backup's connect attempts, so a stale timeout is recognised
 };
 
 }  // namespace us::peer

@@ -671,5 +671,94 @@ TEST_F(SessionTest, BackupTakeover_CacheNoLongerLimitsAServingConnection) {
   EXPECT_EQ(cache.bytes(), 0u);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Unprotected: a session open on a survivor when its peer rejoined. The peer never saw it, so it is
+// handled as in simplex, whatever the node's mode, until it ends.
+
+// Case B of the rejoin: the configured primary survived and the joiner is the backup.
+TEST_F(SessionTest, PrimaryDuplexUnprotected_RepliesGoOutWithoutReplicating) {
+  start(Role::Primary, Mode::Simplex);
+  s->mark_unprotected();
+  mode = Mode::Duplex;  // the joiner is in
+  EXPECT_TRUE(s->unprotected());
+  client(get("/a"));
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), get("/a"));
+  std::string r1 = reply("A");
+  server(r1);
+  EXPECT_EQ(to_client(), r1);  // no ReplyAck waited for
+  std::string r2 = reply("bye", "Sat, 29 Nov 2025 10:00:00 GMT", false);
+  client(get("/b"));
+  EXPECT_EQ(to_server(), get("/b"));
+  server(r2);
+  EXPECT_EQ(to_client(), r2);
+  EXPECT_TRUE(fin);  // no Close waited for either
+  EXPECT_TRUE(link.sent.empty());
+  EXPECT_EQ(count("primary.reply_written"), 0);
+  EXPECT_EQ(count("primary.reply_read"), 0);
+}
+
+// Marked while replicated bytes still waited for their ReplyAck: they go out at once (no ReplyAck
+// will come for them), and a stray one from the peer changes nothing.
+TEST_F(SessionTest, PrimaryDuplex_MarkUnprotected_ReleasesWhatWaitedForTheBackup) {
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  s->on_server_connected();
+  to_server();
+  std::string r = reply("bye", "Sat, 29 Nov 2025 10:00:00 GMT", false);
+  server(r);
+  EXPECT_EQ(link.sent,
+            (std::vector<Sent>{reply_msg(0, r), reply_end(r.size(), 0), close_msg(r.size())}));
+  EXPECT_EQ(to_client(), "");
+  s->mark_unprotected();
+  EXPECT_EQ(to_client(), r);
+  EXPECT_TRUE(fin);
+  peer(peer::Type::ReplyAck, 10000);  // beyond the stream, yet ignored: no protocol error
+  EXPECT_EQ(counters.protocol_errors, 0u);
+  EXPECT_EQ(link.sent.size(), 3u);
+}
+
+// Case A of the rejoin: the configured backup survived (it serves since its takeover) and the
+// joiner is the primary. When the joiner dies in its turn, take_over() must leave this session
+// alone: it would replace the request bytes held for the server with the (empty) cache.
+TEST_F(SessionTest, BackupUnprotected_TakeOverKeepsServingWithItsHeldBytes) {
+  start(Role::Backup, Mode::Duplex);
+  primary_dies();
+  ASSERT_TRUE(s->serving());
+  std::string req = get("/b");
+  client(req.substr(0, 20));  // headers incomplete: held, not forwarded yet
+  EXPECT_EQ(host.opens, 1);
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), "");
+  s->mark_unprotected();
+  mode = Mode::Duplex;  // the joiner is the primary
+  client(req.substr(20, 5));
+  EXPECT_TRUE(flows.has.empty());  // serving: nothing reported as a backup's Has
+  mode = Mode::Simplex;            // the joiner died
+  s->take_over(t0);
+  EXPECT_TRUE(s->serving());
+  client(req.substr(25));
+  EXPECT_EQ(to_server(), req);  // every byte, in order
+  std::string r = reply("B");
+  server(r);
+  EXPECT_EQ(to_client(), r);
+  EXPECT_EQ(host.opens, 1);
+  EXPECT_TRUE(link.sent.empty());
+}
+
+// A replica the survivor had not accepted yet when its peer rejoined serves once accepted.
+TEST_F(SessionTest, MirrorNeverAcceptedUnprotected_Accepted_Serves) {
+  settings.role = Role::Backup;
+  mode = Mode::Simplex;
+  s = std::make_unique<Session>(kKey, ctx, t0);
+  s->mark_unprotected();
+  mode = Mode::Duplex;
+  s->on_accepted(kFake, t0);
+  EXPECT_TRUE(s->serving());
+  client(get("/a"));
+  EXPECT_EQ(host.opens, 1);
+  EXPECT_TRUE(flows.has.empty());
+}
+
 }  // namespace
 }  // namespace us::message

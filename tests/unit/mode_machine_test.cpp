@@ -107,29 +107,69 @@ TEST(ModeMachine, starting_heartbeat_does_not_enter_duplex) {
   EXPECT_FALSE(m.front());
 }
 
-TEST(ModeMachine, starting_peer_simplex_refuses) {
+// Issue 9: a node that starts while its peer serves alone joins it over the channel, and never
+// goes simplex beside it (two fronts), however long the channel takes.
+TEST(ModeMachine, starting_peer_simplex_waits_then_joins) {
   for (Role role : {Role::Primary, Role::Backup}) {
-    // By heartbeat.
+    LogCapture log;
     ModeMachine m = starting(role);
-    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Simplex), kT0 + 5ms), Action::Refuse);
-    EXPECT_TRUE(m.stopped());
-    EXPECT_NE(m.refuse_reason().find("peer serves alone (simplex"), std::string::npos);
-    EXPECT_NE(m.refuse_reason().find("cannot rejoin until reintegration exists"),
-              std::string::npos);
-    EXPECT_FALSE(m.front());
-    // Stopped for good: the startup wait must not turn it into a second simplex node.
-    EXPECT_EQ(m.on_tick(kT0 + kStartupWait + 1s), Action::None);
-    EXPECT_EQ(m.on_channel_up(peer_of(role, Mode::Starting), kT0 + 3s), Action::None);
+    for (auto t = kT0; t < kT0 + 3 * kStartupWait; t += kInterval) {
+      EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Simplex), t), Action::None);
+      EXPECT_EQ(m.on_tick(t + 1ms), Action::None);
+    }
     EXPECT_EQ(m.mode(), Mode::Starting);
     EXPECT_FALSE(m.front());
-
-    // By the channel's hello.
-    ModeMachine h = starting(role);
-    EXPECT_EQ(h.on_channel_up(peer_of(role, Mode::Simplex), kT0 + 5ms), Action::Refuse);
-    EXPECT_NE(h.refuse_reason().find("peer serves alone (simplex"), std::string::npos);
-    EXPECT_EQ(h.mode(), Mode::Starting);
-    EXPECT_FALSE(h.front());
+    EXPECT_FALSE(m.stopped());
+    EXPECT_NE(log.text().find("serves alone; waiting for the replication channel to join it"),
+              std::string::npos)
+        << log.text();
+    const TimePoint up = kT0 + 3 * kStartupWait;
+    EXPECT_EQ(m.on_channel_up(peer_of(role, Mode::Simplex), up), Action::EnterDuplex);
+    EXPECT_EQ(m.mode(), Mode::Duplex);
+    EXPECT_EQ(m.front(), role == Role::Backup);  // a joining backup takes the address
+    EXPECT_NE(log.text().find("boot 1234: joining it (it serves alone)"), std::string::npos)
+        << log.text();
   }
+}
+
+// The peer's heartbeats sent before it took the joiner back still say simplex: within one
+// heartbeat timeout they are liveness, not "it declared us dead"; after that they are.
+TEST(ModeMachine, duplex_joined_old_simplex_heartbeats_pass_then_failstop) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    ModeMachine m = starting(role);
+    ASSERT_EQ(m.on_channel_up(peer_of(role, Mode::Simplex), kT0), Action::EnterDuplex);
+    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Simplex), kT0 + kTimeout), Action::None);
+    EXPECT_EQ(m.mode(), Mode::Duplex);
+    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Simplex), kT0 + kTimeout + 1ms), Action::FailStop);
+  }
+  for (Role role : {Role::Primary, Role::Backup}) {
+    // Once the peer says duplex, a later simplex heartbeat is news again at once.
+    ModeMachine m = starting(role);
+    ASSERT_EQ(m.on_channel_up(peer_of(role, Mode::Simplex), kT0), Action::EnterDuplex);
+    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Duplex), kT0 + 10ms), Action::None);
+    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Simplex), kT0 + 20ms), Action::FailStop);
+  }
+}
+
+// A key that differs: the peer's datagrams fail authentication. Going simplex after the startup
+// wait would make two fronts; the node refuses instead.
+TEST(ModeMachine, starting_peer_unauthenticated_refuses) {
+  ModeMachine m = starting(Role::Primary);
+  EXPECT_EQ(m.on_peer_unauthenticated(1), Action::None);
+  EXPECT_EQ(m.on_peer_unauthenticated(2), Action::None);
+  EXPECT_EQ(m.on_peer_unauthenticated(3), Action::Refuse);
+  EXPECT_TRUE(m.stopped());
+  EXPECT_FALSE(m.front());
+  EXPECT_NE(m.refuse_reason().find("its key differs from ours (peer.key_file)"), std::string::npos);
+  EXPECT_EQ(m.on_tick(kT0 + kStartupWait + 1s), Action::None);
+}
+
+TEST(ModeMachine, starting_unauthenticated_after_a_good_heartbeat_is_ignored) {
+  ModeMachine m = starting(Role::Backup);
+  EXPECT_EQ(m.on_heartbeat(peer_of(Role::Backup, Mode::Starting), kT0), Action::None);
+  EXPECT_EQ(m.on_peer_unauthenticated(10), Action::None);  // forged ones, not a key mismatch
+  ModeMachine d = duplex(Role::Backup);
+  EXPECT_EQ(d.on_peer_unauthenticated(10), Action::None);
 }
 
 TEST(ModeMachine, starting_same_role_refuses) {
@@ -180,7 +220,9 @@ TEST(ModeMachine, starting_timeout_backup_waits_for_live_primary) {
   EXPECT_EQ(p.on_tick(t), Action::EnterSimplexAlone);
   EXPECT_EQ(b.on_tick(t), Action::None);
   EXPECT_FALSE(b.front());
-  EXPECT_EQ(b.on_heartbeat(peer_of(Role::Backup, p.mode()), t + 1ms), Action::Refuse);
+  // The primary serves alone now: the backup joins it over the channel, never beside it.
+  EXPECT_EQ(b.on_heartbeat(peer_of(Role::Backup, p.mode()), t + 1ms), Action::None);
+  EXPECT_EQ(b.on_tick(t + 10ms), Action::None);
   EXPECT_FALSE(b.front());
   EXPECT_TRUE(p.front());
 }
@@ -196,15 +238,20 @@ TEST(ModeMachine, starting_timeout_backup_goes_alone_once_primary_silent) {
 }
 
 // A peer still duplex with our previous incarnation is the front (if backup): a primary that
-// restarted must not become a second front; it waits until the peer fails over, then refuses.
+// restarted must not become a second front; it waits until the peer fails over, then joins it.
 TEST(ModeMachine, starting_timeout_primary_waits_for_stale_duplex_peer) {
   ModeMachine p = starting(Role::Primary);
   EXPECT_EQ(p.on_heartbeat(peer_of(Role::Primary, Mode::Duplex), kT0 + kStartupWait - 1ms),
             Action::None);
   EXPECT_EQ(p.on_tick(kT0 + kStartupWait), Action::None);
   EXPECT_EQ(p.on_heartbeat(peer_of(Role::Primary, Mode::Simplex), kT0 + kStartupWait + 5ms),
-            Action::Refuse);
+            Action::None);
+  EXPECT_EQ(p.on_heartbeat(peer_of(Role::Primary, Mode::Simplex), kT0 + 2 * kStartupWait - 1ms),
+            Action::None);
+  EXPECT_EQ(p.on_tick(kT0 + 2 * kStartupWait), Action::None);
   EXPECT_FALSE(p.front());
+  EXPECT_EQ(p.on_channel_up(peer_of(Role::Primary, Mode::Simplex), kT0 + 2 * kStartupWait),
+            Action::EnterDuplex);
 }
 
 // ---- duplex ----
@@ -356,7 +403,8 @@ TEST(ModeMachine, duplex_peer_simplex_failstops) {
 
 // ---- simplex ----
 
-TEST(ModeMachine, simplex_ignores_peer) {
+// Heartbeats alone never bring a restarted peer back: only its replication channel does.
+TEST(ModeMachine, simplex_restarted_peer_heartbeats_only) {
   LogCapture log;
   TimePoint t;
   ModeMachine m = simplex_after_takeover(&t);
@@ -364,22 +412,59 @@ TEST(ModeMachine, simplex_ignores_peer) {
   for (int i = 0; i < 20; ++i) {
     t += kInterval;
     EXPECT_EQ(m.on_heartbeat(reborn, t), Action::None);
-    EXPECT_EQ(m.on_channel_up(reborn, t), Action::None);
     EXPECT_EQ(m.on_channel_down(t), Action::None);
     EXPECT_EQ(m.on_tick(t + 1ms), Action::None);
   }
-  EXPECT_EQ(m.on_heartbeat(PeerView{Role::Primary, Mode::Simplex, 78}, t), Action::None);
   EXPECT_EQ(m.mode(), Mode::Simplex);
   EXPECT_TRUE(m.front());
-  EXPECT_FALSE(m.stopped());
   // Logged once per boot_id.
   const std::string text = log.text();
   size_t count = 0;
-  for (size_t pos = text.find("cannot rejoin"); pos != std::string::npos;
-       pos = text.find("cannot rejoin", pos + 1)) {
+  for (size_t pos = text.find("rejoins once its replication channel is up");
+       pos != std::string::npos;
+       pos = text.find("rejoins once its replication channel is up", pos + 1)) {
     ++count;
   }
-  EXPECT_EQ(count, 2u) << text;
+  EXPECT_EQ(count, 1u) << text;
+}
+
+TEST(ModeMachine, simplex_channel_up_restarted_peer_rejoins) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    LogCapture log;
+    TimePoint t;
+    ModeMachine m = duplex(role, &t);
+    t += kTimeout + 1ms;
+    ASSERT_NE(m.on_tick(t), Action::None);  // failed over
+    ASSERT_EQ(m.mode(), Mode::Simplex);
+    const PeerView reborn{other(role), Mode::Starting, kPeerBoot + 100};
+    EXPECT_EQ(m.on_channel_up(reborn, t + 1s), Action::Rejoin);
+    EXPECT_EQ(m.mode(), Mode::Duplex);
+    EXPECT_EQ(m.front(), role == Role::Backup);  // the address goes to (or stays with) the backup
+    EXPECT_TRUE(m.peer_alive());
+    EXPECT_EQ(m.failovers(), 1u);
+    EXPECT_NE(log.text().find(std::string("mode: simplex -> duplex (") + to_string(other(role)) +
+                              " rejoined, boot 1334)"),
+              std::string::npos)
+        << log.text();
+    // And the pair is whole again: the joiner's death is a failover like any other.
+    EXPECT_EQ(m.on_heartbeat(PeerView{other(role), Mode::Duplex, kPeerBoot + 100}, t + 1s + 5ms),
+              Action::None);
+    EXPECT_EQ(m.on_tick(t + 1s + 5ms + kTimeout + 1ms),
+              role == Role::Backup ? Action::TakeOver : Action::PeerLost);
+    EXPECT_EQ(m.failovers(), 2u);
+  }
+}
+
+TEST(ModeMachine, simplex_channel_up_same_incarnation_or_serving_peer_ignored) {
+  TimePoint t;
+  ModeMachine m = simplex_after_takeover(&t);
+  // The incarnation this node failed over from: its state is gone.
+  EXPECT_EQ(m.on_channel_up(PeerView{Role::Primary, Mode::Starting, kPeerBoot}, t + 1s),
+            Action::None);
+  // A peer that serves alone too is a split brain, settled by the heartbeat rule.
+  EXPECT_EQ(m.on_channel_up(PeerView{Role::Primary, Mode::Simplex, kPeerBoot + 7}, t + 1s),
+            Action::None);
+  EXPECT_EQ(m.mode(), Mode::Simplex);
 }
 
 TEST(ModeMachine, simplex_failover_counted_once) {
@@ -413,7 +498,7 @@ TEST(ModeMachine, front_in_each_state) {
     EXPECT_TRUE(failed_over.front());
 
     ModeMachine refused = starting(role);
-    ASSERT_EQ(refused.on_heartbeat(peer_of(role, Mode::Simplex), kT0), Action::Refuse);
+    ASSERT_EQ(refused.on_heartbeat(PeerView{role, Mode::Starting, 5}, kT0), Action::Refuse);
     EXPECT_FALSE(refused.front());
 
     ModeMachine stopped = duplex(role);
@@ -431,6 +516,8 @@ TEST(ModeMachine, action_to_string) {
   EXPECT_STREQ(to_string(Action::Refuse), "refuse");
   EXPECT_STREQ(to_string(Action::FailStop), "fail-stop");
   EXPECT_STREQ(to_string(Action::Reannounce), "reannounce");
+  EXPECT_STREQ(to_string(Action::HandOver), "hand-over");
+  EXPECT_STREQ(to_string(Action::Rejoin), "rejoin");
 }
 
 // ---- liveness from replication traffic, split brain ----

@@ -8,11 +8,13 @@
 namespace us::node {
 namespace {
 
-// Every key `understudy status --json` printed before the status moved out of node.cpp (commit
-// e24dc51). bench/, chaos/ and tests/lab/ parse these: none may go or change its meaning.
+// Every key `understudy status --json` prints. bench/, chaos/ and tests/lab/ parse these: none may
+// go or change its meaning (new ones may come).
 const std::set<std::string> kKeys = {
     "role", "mode", "front", "peer", "connections", "flows", "failovers", "boot_id", "advertised",
     "uptime_ms", "fault_armed", "channel_up",
+    // added with rejoin (issue 9)
+    "connections_protected", "connections_unprotected",
     // packet layer
     "packet.client_packets", "packet.relayed", "packet.to_kernel", "packet.to_client",
     "packet.dropped_malformed", "packet.dropped_bad_checksum", "packet.dropped_unknown_flow",
@@ -55,6 +57,7 @@ StatusInputs sample() {
   in.front = true;
   in.peer_alive = true;
   in.connections = 3;
+  in.connections_unprotected = 1;
   in.flows = 4;
   in.failovers = 5;
   in.boot_id = 1700000000123456;
@@ -92,6 +95,8 @@ TEST(NodeStatus, ValuesLandUnderTheirKeys) {
   EXPECT_EQ(j["front"], true);
   EXPECT_EQ(j["peer"], "alive");
   EXPECT_EQ(j["connections"], 3);
+  EXPECT_EQ(j["connections_protected"], 2);
+  EXPECT_EQ(j["connections_unprotected"], 1);
   EXPECT_EQ(j["flows"], 4);
   EXPECT_EQ(j["failovers"], 5);
   EXPECT_EQ(j["boot_id"], 1700000000123456u);

@@ -51,6 +51,8 @@
 //   BackupDuplexEstablished_ExpireKeepsOpenFlow, PrimaryDuplexClientIsnNearWrap_GateAcrossWrap,
 //   PrimarySimplexServerIsnNearWrap_TranslatesBothWays,
 //   PrimaryDuplexIdle_EarlyBackupHasSurvivesExpire.
+// Flows left unprotected on a survivor whose peer rejoined (mark_unprotected) are the
+// UnprotectedTest cases at the end.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -925,6 +927,149 @@ TEST_F(PacketLayerTest, PrimaryDuplexIdle_EarlyBackupHasSurvivesExpire) {
   const Endpoint second_fake{Ipv4Addr(kFakeFirst.v + 1), kClient.port};  // the other took the first
   kernel(kernel_syn_ack(second_fake));
   expect_only({.kernel = {kernel_side_syn(second_fake)}, .client = {client_side_syn_ack()}});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unprotected flows: open on a survivor when its peer rejoined (the peer never saw them). Each is
+// handled as in simplex, whatever the node's mode, until it ends. The survivor establishes them in
+// simplex, calls mark_unprotected(), then its mode machine turns duplex.
+
+class UnprotectedTest : public PacketLayerTest {
+ protected:
+  void survivor_with_flow(Role r) {
+    start(r, Mode::Simplex);
+    establish();
+    pl->mark_unprotected();
+    mode = Mode::Duplex;
+  }
+};
+
+// Case A of the rejoin: the configured backup survived and fronts; the joiner is the primary.
+TEST_F(UnprotectedTest, BackupDuplexUnprotected_ClientData_OnlyToTheKernel) {
+  survivor_with_flow(Role::Backup);
+  client(from_client().seq(C(1)).ack(S(1)).data(200), Source::Lan);
+  client(client_syn(), Source::Lan);  // a retransmitted SYN is the same (unprotected) connection
+  expect_only(
+      {.kernel = {to_kernel().seq(C(1)).ack(K(1)).window(1000).data(200), kernel_side_syn()}});
+  EXPECT_EQ(pl->counters().relayed, 0u);
+}
+
+TEST_F(UnprotectedTest, BackupDuplexUnprotected_KernelDataAndLocalHas_ToTheClientWithoutHas) {
+  survivor_with_flow(Role::Backup);
+  client(from_client().seq(C(1)).ack(S(1)).data(200), Source::Lan);
+  out.clear();
+  kernel(from_kernel().seq(K(1)).ack(C(201)).data(300));
+  pl->note_local_has(kFake, SeqNum(C(201)));
+  pl->flush();
+  expect_only({.client = {to_client().seq(S(1)).ack(C(201)).window(400).data(300)}});
+  EXPECT_TRUE(flow().retained.empty());
+}
+
+TEST_F(UnprotectedTest, BackupDuplexUnprotected_KernelRst_ReachesTheClientAndEndsTheFlow) {
+  survivor_with_flow(Role::Backup);
+  kernel(from_kernel().seq(K(1)).ack(C(1)).flags(tf::RST));
+  expect_only({.client = {to_client().seq(S(1)).ack(C(1)).flags(tf::RST).window(400)}});
+  EXPECT_EQ(pl->open_flows(), 0u);
+  EXPECT_EQ(pl->unprotected_flows(), 0u);
+}
+
+// The joiner primary dies in its turn: the unprotected flow was never its, nothing to take over.
+// (A protected flow would get its kept segment and an ACK at once, and resends on a timer.)
+TEST_F(UnprotectedTest, BackupDuplexUnprotected_TakeOver_LeavesItAlone) {
+  start(Role::Backup, Mode::Simplex);
+  establish();
+  kernel(from_kernel().seq(K(1)).ack(C(1)).data(100, 'a'));  // kept in simplex too (a backup)
+  pl->mark_unprotected();
+  mode = Mode::Duplex;
+  out.clear();
+  run(step::take_over());
+  expect_only({});
+  ASSERT_EQ(flow().retained.size(), 1u);
+  EXPECT_EQ(flow().retained.front().packet,
+            to_client().seq(S(1)).ack(C(1)).window(400).data(100, 'a').build());
+  pl->resend_due(now + 200ms);
+  expect_only({});
+  EXPECT_EQ(pl->unprotected_flows(), 1u);
+}
+
+// Case B: the configured primary survived; the joiner is the backup, fronts, and relays every
+// client packet here. An unprotected flow's data reaches this kernel and the kernel's own ACK goes
+// to the client: no Has will ever come for it.
+TEST_F(UnprotectedTest, PrimaryDuplexUnprotected_RelayedData_KernelAckNotClamped) {
+  survivor_with_flow(Role::Primary);
+  client(k1024, Source::Relay);
+  kernel(kKernelAcks1024);
+  expect_only(
+      {.kernel = {k1024ToKernel}, .client = {to_client().seq(S(1)).ack(C(1025)).window(400)}});
+  EXPECT_EQ(pl->counters().acks_clamped, 0u);
+  // A Has for it (none should come) is ignored, not kept for later.
+  pl->on_backup_has(key(), SeqNum(C(2000)), now);
+  expect_only({});
+  EXPECT_FALSE(flow().backup_has_known);
+}
+
+TEST_F(UnprotectedTest, PrimaryDuplexUnprotected_LanPacket_GoesToTheFront) {
+  survivor_with_flow(Role::Primary);
+  const std::vector<uint8_t> data = from_client().seq(C(1)).ack(S(1)).data(10);
+  client(data, Source::Lan);  // the client's ARP entry still names this node
+  expect_only({.front = {data}});
+  EXPECT_EQ(pl->counters().sent_to_front, 1u);
+}
+
+// The joiner backup dies: nothing was gated, nothing is announced.
+// (A protected flow would get one ACK below the client's RCV.NXT and four duplicate ACKs.)
+TEST_F(UnprotectedTest, PrimaryDuplexUnprotected_PeerLost_LeavesItAlone) {
+  survivor_with_flow(Role::Primary);
+  client(k1024, Source::Relay);
+  kernel(kKernelAcks1024);
+  out.clear();
+  run(step::peer_lost());
+  expect_only({});
+  EXPECT_EQ(pl->unprotected_flows(), 1u);
+}
+
+// The client reuses its port for a new connection: the new flow is protected (relayed, reported).
+TEST_F(UnprotectedTest, BackupDuplexUnprotected_ClientSynNewIsn_IsProtected) {
+  survivor_with_flow(Role::Backup);
+  client_isn = 0x12345678u;
+  const Endpoint next_fake{Ipv4Addr(kFakeFirst.v + 1), kClient.port};
+  client(client_syn(client_isn), Source::Lan);
+  expect_only(
+      {.kernel = {kernel_side_syn(next_fake, client_isn)}, .primary = {client_syn(client_isn)}});
+  EXPECT_EQ(pl->unprotected_flows(), 0u);
+  EXPECT_EQ(pl->open_flows(), 1u);
+  EXPECT_FALSE(flow().unprotected);
+
+  kernel(kernel_syn_ack(next_fake, kKernelIsn, client_isn));
+  pl->flush();
+  expect_only({.has = {{key(), {SeqNum(C(1)), SeqNum(C(1) + 65160)}}}});
+  EXPECT_EQ(flow().retained.size(), 1u);  // the SYN-ACK, kept for a takeover
+}
+
+TEST_F(UnprotectedTest, BackupSimplex_MarkUnprotected_CountsOpenFlows) {
+  start(Role::Backup, Mode::Simplex);
+  establish();
+  std::vector<uint8_t> other = PacketBuilder()
+                                   .from(Endpoint{Ipv4Addr(198, 18, 0, 9), 1234})
+                                   .to(kAdvertised)
+                                   .seq(7)
+                                   .flags(tf::SYN);
+  client(other, Source::Lan);
+  EXPECT_EQ(pl->unprotected_flows(), 0u);
+  pl->mark_unprotected();
+  EXPECT_EQ(pl->unprotected_flows(), 2u);
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST), Source::Lan);
+  EXPECT_EQ(pl->unprotected_flows(), 1u);  // closed flows are not counted
+  mode = Mode::Duplex;
+  std::vector<uint8_t> third = PacketBuilder()
+                                   .from(Endpoint{Ipv4Addr(198, 18, 0, 10), 4321})
+                                   .to(kAdvertised)
+                                   .seq(9)
+                                   .flags(tf::SYN);
+  client(third, Source::Lan);
+  EXPECT_EQ(pl->open_flows(), 2u);
+  EXPECT_EQ(pl->unprotected_flows(), 1u);
+  EXPECT_EQ(pl->counters().relayed, 1u);  // only the new connection's SYN
 }
 
 }  // namespace
