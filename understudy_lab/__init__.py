@@ -6,7 +6,7 @@
   configs.py      workdir layout, served content, daemon TOML, nginx config, peer key
   common.py       addresses and names, errors, sh(), wait_for(), pid helpers
   cli.py          lab/lab;  demo.py: scripts/demo.sh
-  echo_backend.py, timed_fetch.py   run inside the namespaces (python3 -m ...)
+  echo_backend.py, timed_fetch.py, request_stream.py   run inside the namespaces (python3 -m ...)
   bench/          bench/run;  chaos/  chaos/run
 
 Modules are imported, and run with ``python3 -m``, from the repository root (or with it on

@@ -288,6 +288,11 @@ class Lab:
         """Bring a crashed node's eth0 back up (to restart/rejoin it)."""
         self.net.set_link(node, up=True)
 
+    def restart_node(self, node, env=None, config=None):
+        """Bring a crashed node back like a repaired host: eth0 up, then its daemon (same config)."""
+        self.link_up(node)
+        return self.start_node(node, env=env, config=config)
+
     def link_down(self, node):
         self.net.set_link(node, up=False)
 

@@ -1,5 +1,5 @@
-"""The node's life outside failovers: clean stop on SIGTERM, a restarted node that must not
-disturb the survivor, connections that really end, and the command line's promises."""
+"""The node's life outside failovers: clean stop on SIGTERM, a restarted node that joins the
+survivor, connections that really end, and the command line's promises."""
 import json
 import re
 import subprocess
@@ -22,18 +22,23 @@ class NodeLifecycleTest(NodeCase):
         r = self.lab.curl_fetch("/f/100k.bin")
         self.assertEqual((r.status, r.size, r.sha256), (200,) + self.lab.manifest["/f/100k.bin"])
 
-    def test_restarted_primary_refuses_while_backup_serves_alone(self):
+    def test_restarted_primary_rejoins(self):
+        """The repaired host comes back with its usual config: it joins the backup that serves
+        alone (issue 9) instead of refusing; the backup stays the front. tests/lab/test_rejoin.py
+        covers the connections across a rejoin."""
         self.start_duplex()
         self.lab.crash("primary")
         self.wait_survivor("backup")
-        # The repaired host comes back: it must not take the address or connections back.
-        self.lab.link_up("primary")
-        p = self.lab.start_node("primary")
-        self.assertEqual(p.wait(20), 3, self.lab.log_tail("primary", "understudy"))
-        self.assertRegex(self.lab.log_tail("primary", "understudy"),
-                         r"refusing to start: .*peer serves alone")
-        st = self.status("backup")
-        self.assertEqual((st["mode"], st["front"], st["failovers"]), ("simplex", True, 1))
+        self.lab.restart_node("primary")
+        p = self.lab.wait_status("primary", timeout=15, mode="duplex", channel_up=True)
+        b = self.lab.wait_status("backup", mode="duplex", channel_up=True)
+        self.assertEqual((p["role"], p["front"], p["peer"], p["failovers"]),
+                         ("primary", False, "alive", 0), p)
+        self.assertEqual((b["role"], b["front"], b["peer"], b["failovers"]),
+                         ("backup", True, "alive", 1), b)
+        self.assertRegex(self.lab.log_tail("backup", "understudy", 200000),
+                         rf"mode: simplex -> duplex \(primary rejoined, boot {p['boot_id']}\)")
+        self.assertNotRegex(self.lab.log_tail("primary", "understudy", 20000), "refusing to start")
         r = self.lab.curl_fetch("/f/1m.bin")
         self.assertEqual((r.status, r.size, r.sha256), (200,) + self.lab.manifest["/f/1m.bin"])
 

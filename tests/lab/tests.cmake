@@ -67,7 +67,7 @@ include(${CMAKE_CURRENT_LIST_DIR}/guards.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/handover.cmake OPTIONAL)
 understudy_lab_tests(test_node_lifecycle lifecycle NodeLifecycleTest
   test_sigterm_stops_cleanly
-  test_restarted_primary_refuses_while_backup_serves_alone
+  test_restarted_primary_rejoins
   test_connections_end_on_both_nodes
   test_status_text_and_keygen
   test_stuck_control_client_does_not_stall_the_node
@@ -75,6 +75,7 @@ understudy_lab_tests(test_node_lifecycle lifecycle NodeLifecycleTest
   test_idle_keepalive_connection_is_closed
   test_heavy_load_is_not_a_failure
   test_status_without_a_running_node_fails_clearly)
+include(${CMAKE_CURRENT_LIST_DIR}/rejoin.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/chaos.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/bench_smoke.cmake OPTIONAL)
 understudy_lab_tests(test_regressions regression ChaosRegressionTest

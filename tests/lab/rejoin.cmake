@@ -1,0 +1,6 @@
+# Rejoin (issue 9): a restarted node joins its peer that serves alone (tests/lab/test_rejoin.py).
+understudy_lab_tests(test_rejoin rejoin RejoinTest
+  test_primary_rejoins_after_crash
+  test_backup_rejoins_after_crash
+  test_rejoin_under_verifying_load
+  test_joiner_with_another_key_is_refused)

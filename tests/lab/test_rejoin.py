@@ -1,0 +1,264 @@
+"""Rejoin (issue 9): a node restarted with its usual config while its peer serves alone joins it.
+Both report duplex, roles stay as configured (the backup is the front), connections opened after
+the rejoin survive a crash of either node, connections opened before it keep being served by the
+survivor, and a joiner with another key is refused while the survivor serves on untouched.
+
+Read tests/lab/node_case.py first; understudy_lab/request_stream.py is the background client that
+spans the crash, the restart and the rejoin. Every body is checked by size and sha256.
+"""
+import json
+import os
+import re
+import subprocess
+import time
+
+from tests.lab.node_case import NEEDS_ROOT, TIMED_FETCH, URL, NodeCase, ul
+from understudy_lab.configs import keygen
+
+BIG = "/f/64m.bin"
+RATE = 16 << 20  # the demo's client: the 64 MiB reply stays in flight for ~4 s
+STREAM = ["/f/1k.bin", "/f/10k.bin", "/f/100k.bin", "/f/5k.bin", "/f/1m.bin"]
+REQUEST_STREAM = ul.python_module("understudy_lab.request_stream")
+PEER = {"primary": "backup", "backup": "primary"}
+
+
+@NEEDS_ROOT
+class RejoinTest(NodeCase):
+    # ---- helpers
+    def stream(self, name, paths, interval_ms=0, new_connections=False, gate=False, count=0):
+        """Start request_stream in the client; returns a handle dict (see stream_results)."""
+        h = {"name": name, "stop": self.ready_file(name + "-stop"),
+             "progress": self.ready_file(name + "-progress")}
+        args = REQUEST_STREAM + [URL + paths[0]] + paths[1:] + [
+            "--stop", h["stop"], "--progress", h["progress"], "--timeout", "30"]
+        if interval_ms:
+            args += ["--interval-ms", str(interval_ms)]
+        if new_connections:
+            args.append("--new-connections")
+        if count:
+            args += ["--count", str(count)]
+        if gate:
+            h["gate"] = self.ready_file(name + "-gate")
+            os.mkfifo(h["gate"])
+            args += ["--gate", h["gate"]]
+        h["p"] = self.spawn_client(args)
+        return h
+
+    def replies(self, h):
+        try:
+            with open(h["progress"]) as f:
+                return int(f.read() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def wait_replies(self, h, n, timeout=30):
+        """Wait until stream ``h`` has ``n`` replies; a client that ended early fails the test."""
+        def probe():
+            if self.replies(h) >= n:
+                return True
+            if h["p"].poll() is not None:
+                out, err = h["p"].communicate()
+                raise ul.LabError(f"{h['name']} ended after {self.replies(h)} replies "
+                                  f"(wanted {n}): {out!r} {err!r}")
+            return False
+        ul.wait_for(probe, timeout, f"{h['name']}: {n} replies")
+
+    def open_gate(self, h, timeout=10):
+        """Let a gated stream go on (its reader is blocked on the FIFO; never block the test)."""
+        fd = ul.wait_for(lambda: os.open(h["gate"], os.O_WRONLY | os.O_NONBLOCK), timeout,
+                         f"{h['name']} to wait at its gate")
+        os.write(fd, b"go")
+        os.close(fd)
+
+    def stream_results(self, h, timeout=60):
+        """Stop the stream, check every reply byte-exact; return the replies."""
+        open(h["stop"], "w").close()
+        rc, out, err = self.finish(h["p"], timeout)
+        try:
+            res = json.loads(out.decode())
+        except ValueError:
+            self.fail(f"{h['name']} printed no JSON (rc {rc}): {out!r} {err!r}")
+        self.assertTrue(res["ok"], f"{h['name']}: {res['error']}")
+        self.assertEqual(rc, 0, err)
+        for r in res["results"]:
+            self.assertEqual((r["status"], r["size"], r["sha256"]),
+                             (200,) + self.lab.manifest[r["path"]], f"{h['name']}: {r}")
+        return res["results"]
+
+    def assert_one_connection(self, h, results):
+        ports = {r["port"] for r in results}
+        self.assertEqual(len(ports), 1, f"{h['name']}: its keep-alive connection was replaced: {ports}")
+
+    def log_offsets(self):
+        """Where both daemons' logs end now (a restarted daemon appends to its old log)."""
+        return {n: os.path.getsize(os.path.join(self.lab.node_dir(n), "understudy.log"))
+                for n in ("primary", "backup")}
+
+    def log_since(self, node, offsets):
+        with open(os.path.join(self.lab.node_dir(node), "understudy.log"), "rb") as f:
+            f.seek(offsets[node])
+            return f.read().decode(errors="replace")
+
+    def rejoin(self, joiner):
+        """Restart the crashed ``joiner`` (same config) and wait until both nodes are duplex with
+        the channel up; print and return the seconds from the start to that."""
+        survivor = PEER[joiner]
+        self.before_rejoin = self.log_offsets()
+        t0 = time.monotonic()
+        p = self.lab.restart_node(joiner)
+        both = {}
+
+        def probe():
+            if p.poll() is not None:
+                raise ul.LabError(f"{joiner} exited with {p.returncode} while joining")
+            for node in (joiner, survivor):
+                both[node] = self.status(node)
+            return all(st and st["mode"] == "duplex" and st["channel_up"] for st in both.values())
+        ul.wait_for(probe, 15, f"{joiner} to rejoin {survivor}",
+                    details=lambda: f"last status: {both}; {joiner} log:\n"
+                                    f"{self.lab.log_tail(joiner, 'understudy')}\n{survivor} log:\n"
+                                    f"{self.lab.log_tail(survivor, 'understudy')}")
+        took = time.monotonic() - t0
+        print(f"\n{joiner} rejoin: {took * 1000:.0f} ms from start to both duplex", flush=True)
+        return took, both
+
+    def assert_rejoin_logged(self, joiner, unprotected=None):
+        """The joiner's and the survivor's log lines for this rejoin, with the joiner's boot."""
+        survivor = PEER[joiner]
+        boot = self.status(joiner)["boot_id"]
+        self.assertRegex(self.log_since(joiner, self.before_rejoin),
+                         rf"mode: starting -> duplex \(channel up with {survivor}, boot \d+: "
+                         r"joining it \(it serves alone\)\)")
+        log = self.log_since(survivor, self.before_rejoin)
+        self.assertRegex(log, rf"mode: simplex -> duplex \({joiner} rejoined, boot {boot}\)")
+        m = re.search(rf"node: {joiner} rejoined: (\d+) connection\(s\) stay unprotected until they "
+                      r"end; new ones are protected", log)
+        self.assertIsNotNone(m, log[-3000:])
+        if unprotected is not None:
+            self.assertEqual(int(m.group(1)), unprotected, m.group(0))
+
+    def assert_roles_kept(self):
+        """Roles as configured after a rejoin: the backup is the front, the primary serves."""
+        p, b = self.status("primary"), self.status("backup")
+        self.assertEqual((p["role"], p["mode"], p["front"], p["peer"]),
+                         ("primary", "duplex", False, "alive"), p)
+        self.assertEqual((b["role"], b["mode"], b["front"], b["peer"]),
+                         ("backup", "duplex", True, "alive"), b)
+
+    def assert_counts(self, node, protected_at_least=None, unprotected=None):
+        """connections_protected / _unprotected, only if the node reports them."""
+        st = self.status(node)
+        if "connections_unprotected" not in st:
+            return
+        if unprotected is not None:
+            self.assertEqual(st["connections_unprotected"], unprotected, st)
+        if protected_at_least is not None:
+            self.assertGreaterEqual(st["connections_protected"], protected_at_least, st)
+
+    def download_across_crash(self, victim, survivor, failovers):
+        """A NEW connection's paced 64 MiB download; ``victim`` crashes after 16 MiB; the reply
+        must complete byte-exact on that connection."""
+        ready = self.ready_file("big-ready")
+        p = self.spawn_client(TIMED_FETCH + [URL + BIG, "--rate", str(RATE), "--ready", ready,
+                                             "--ready-after", str(16 << 20), "--timeout", "60"])
+        self.wait_file(ready, timeout=30)
+        self.assert_counts("backup", protected_at_least=1, unprotected=0)
+        self.lab.crash(victim)
+        st = self.lab.wait_status(survivor, mode="simplex", front=True, failovers=failovers)
+        (r,) = self.timed_result(p)
+        self.assert_reply(r, BIG)
+        print(f"{victim} crash mid-64MiB after the rejoin: longest stall {r['max_gap_ms']} ms",
+              flush=True)
+        self.assertEqual(st["message"]["regen_mismatch"], 0, st)
+        return st
+
+    # ---- tests
+    def test_primary_rejoins_after_crash(self):
+        self.start_duplex()
+        self.lab.crash("primary")
+        self.wait_survivor("backup")
+        self.rejoin("primary")
+        self.assert_rejoin_logged("primary", unprotected=0)
+        self.assert_roles_kept()
+        # The joined primary serves a new connection; its crash is a normal failover.
+        self.download_across_crash("primary", "backup", failovers=2)
+
+    def test_backup_rejoins_after_crash(self):
+        self.start_duplex()
+        self.lab.crash("backup")
+        self.wait_survivor("primary")
+        # Opened before the rejoin: one idle keep-alive connection (one reply, then it waits at
+        # its gate) and one busy with a request every 20 ms across the rejoin.
+        idle = self.stream("idle", ["/f/100k.bin", "/f/1m.bin", "/f/1k.bin"], gate=True, count=3)
+        busy = self.stream("busy", STREAM, interval_ms=20)
+        self.wait_replies(idle, 1)
+        self.wait_replies(busy, 5)
+        self.rejoin("backup")
+        at_rejoin = self.replies(busy)
+        self.assert_rejoin_logged("backup", unprotected=2)
+        self.assert_roles_kept()
+        self.assert_counts("primary", unprotected=2)
+        # The address moved: the backup's gratuitous ARP updated the client's entry.
+        mac = self.lab.run_in("backup", ["cat", "/sys/class/net/eth0/address"]).stdout.decode().strip()
+        ul.wait_for(lambda: mac in self.lab.run_in(
+            "client", ["ip", "neigh", "show", ul.ADVERTISED_IP]).stdout.decode(), 5,
+            f"the client's ARP entry for {ul.ADVERTISED_IP} to name the backup ({mac})")
+        # The old connections still get correct replies, now through the new front.
+        self.wait_replies(busy, at_rejoin + 20)
+        self.open_gate(idle)
+        self.wait_replies(idle, 3)
+        for h in (idle, busy):
+            self.assert_one_connection(h, self.stream_results(h))
+        # A new connection is protected: the primary's crash is a failover to the joined backup.
+        self.download_across_crash("primary", "backup", failovers=1)
+
+    def test_rejoin_under_verifying_load(self):
+        self.start_duplex()
+        keep = self.stream("keepalive", STREAM, interval_ms=10)
+        fresh = self.stream("fresh", STREAM, interval_ms=10, new_connections=True)
+        for h in (keep, fresh):
+            self.wait_replies(h, 10)
+        self.lab.crash("primary")
+        self.wait_survivor("backup")
+        marks = {h["name"]: self.replies(h) for h in (keep, fresh)}
+        for h in (keep, fresh):
+            self.wait_replies(h, marks[h["name"]] + 10)
+        self.rejoin("primary")
+        self.assert_rejoin_logged("primary")
+        self.assert_roles_kept()
+        marks = {h["name"]: self.replies(h) for h in (keep, fresh)}
+        for h in (keep, fresh):
+            self.wait_replies(h, marks[h["name"]] + 30)
+        for h in (keep, fresh):
+            results = self.stream_results(h)
+            slowest = max(r["ms"] for r in results)
+            print(f"{h['name']}: {len(results)} replies byte-exact, slowest {slowest} ms", flush=True)
+            if h is keep:
+                self.assert_one_connection(h, results)
+        for node in ("primary", "backup"):
+            st = self.status(node)
+            self.assertEqual((st["message"]["aborted"], st["message"]["regen_mismatch"]), (0, 0), st)
+
+    def test_joiner_with_another_key_is_refused(self):
+        self.start_duplex()
+        self.lab.crash("primary")
+        self.wait_survivor("backup")
+        other = keygen(self.lab.binary, os.path.join(self.lab.workdir, "other.key"))
+        self.lab.write_config("primary", peer={"key_file": other})
+        before = self.log_offsets()
+        p = self.lab.restart_node("primary")
+        try:
+            rc = p.wait(20)
+        except subprocess.TimeoutExpired:
+            rc = None
+        log = self.log_since("primary", before)
+        self.assertEqual(rc, 3, log)
+        self.assertRegex(log, r"(?m)refusing to start: the peer's datagrams fail authentication "
+                              r"\([^()\n]*\): its key differs from ours \(peer\.key_file\)$")
+        st = self.status("backup")
+        self.assertEqual((st["mode"], st["front"], st["failovers"], st["peer"]),
+                         ("simplex", True, 1, "dead"), st)
+        self.assertNotIn("rejoined", self.log_since("backup", before))
+        self.assertNotIn("-> simplex", log, "a refused joiner must never serve beside the survivor")
+        r = self.lab.curl_fetch("/f/1m.bin")
+        self.assertEqual((r.status, r.size, r.sha256), (200,) + self.lab.manifest["/f/1m.bin"])
