@@ -204,6 +204,8 @@ void Node::Impl::on_datagram(const peer::Datagram& d, sys::TimePoint now) {
   if (mm->handed_over()) return;  // the peer serves now; nothing of this node's may interfere
   switch (d.type) {
     case peer::Type::Heartbeat:
+      // A restarted primary is heard before its channel: a backup serving alone connects now.
+      if (mm->mode() == Mode::Simplex && !channel->up()) channel->connect_now();
       return act(
           mm->on_heartbeat({d.heartbeat->role, d.heartbeat->mode, d.heartbeat->boot_id}, now));
     case peer::Type::Relay:

@@ -60,12 +60,26 @@ void Channel::connect() {
     return;
   }
   state_ = State::Connecting;
+  attempt_started_ = Clock::now();
   attach(std::move(fd));
   // A connect to a host that is down can wait for minutes of SYN retries; a peer that restarts
   // there must be found within a few hundred milliseconds.
   loop_.after(kConnectTimeout, [this, attempt = ++attempt_] {
     if (state_ == State::Connecting && attempt == attempt_) fail("connect timed out");
   });
+}
+
+void Channel::connect_now() {
+  if (s_.role != Role::Backup) return;
+  if (state_ == State::Connecting) {
+    // A fresh attempt is under way (a heartbeat arrives every few tens of milliseconds).
+    if (Clock::now() - attempt_started_ < kConnectTimeout / 6) return;
+    loop_.remove(fd_.get());
+    fd_.reset();
+    state_ = State::Idle;
+    ++attempt_;
+  }
+  if (state_ == State::Idle) connect();
 }
 
 void Channel::reset(const std::string& why) {

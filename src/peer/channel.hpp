@@ -50,6 +50,9 @@ class Channel {
   // so) and waits for the next one: the primary accepts again, the backup connects again, so a
   // restarted peer can rejoin. Quiet: `down` is not called.
   void reset(const std::string& why);
+  // Backup, not up: the peer is heard again (a restarted primary), so try now rather than wait for
+  // a connect that was aimed at the dead host to time out.
+  void connect_now();
   size_t queued() const { return out_.size() - out_pos_; }
   uint64_t rejected() const { return rejected_; }
 
@@ -78,6 +81,7 @@ class Channel {
   uint64_t rejected_ = 0;
   bool ever_up_ = false;
   uint64_t attempt_ = 0;  // the backup's connect attempts, so a stale timeout is recognised
+  TimePoint attempt_started_{};
 };
 
 }  // namespace us::peer
