@@ -17,6 +17,13 @@ class Flows {
   virtual std::optional<ConnKey> key_for(const wire::Endpoint& fake) const = 0;
   // Backup: the message layer holds the client's stream below `seq` (a FIN counts as a byte).
   virtual void local_has(const wire::Endpoint& fake, wire::SeqNum seq) = 0;
+  // Whether the packet layer serves this connection alone (it was open when the peer rejoined;
+  // docs/ARCHITECTURE.md, "Rejoin"). Its session must then serve alone too, however late it is
+  // accepted: the peer will never replicate for it, nor ask for its replies.
+  virtual bool unprotected(const wire::Endpoint& fake) const {
+    (void)fake;
+    return false;
+  }
 };
 
 }  // namespace us::message

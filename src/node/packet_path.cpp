@@ -82,6 +82,11 @@ void PacketPath::backup_has(const ConnKey& key, const HasReport& r) {
   io_.replication.send_has(key, r);
 }
 
+bool PacketPath::unprotected(const wire::Endpoint& fake) const {
+  const packet::Flow* f = pl_.find_by_fake(fake);
+  return f && f->unprotected;
+}
+
 std::optional<ConnKey> PacketPath::key_for(const wire::Endpoint& fake) const {
   const packet::Flow* f = pl_.find_by_fake(fake);
   return f ? std::optional<ConnKey>(f->key) : std::nullopt;

@@ -57,6 +57,7 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   void backup_has(const ConnKey& key, const HasReport& r) override;
   // --- message::Flows
   std::optional<ConnKey> key_for(const wire::Endpoint& fake) const override;
+  bool unprotected(const wire::Endpoint& fake) const override;
   void local_has(const wire::Endpoint& fake, wire::SeqNum seq) override;
 
  private:
