@@ -216,6 +216,7 @@ def run(args, outdir, meta, loadclient, spawn_client):
                               "--get", str(args.get), "--post", str(args.post), "--pipe", str(args.pipe),
                               "--big", "0", "--timeout", str(args.client_timeout), "--late", str(args.late),
                               "--drain", str(2 * args.client_timeout + 30), "--rotate", str(args.rotate),
+                              "--conn-max-age", str(args.conn_max_age),
                               "--gap-log-ms", str(GAP_LOG_MS)]
         client = spawn_client(lab, cargs)
 

@@ -18,7 +18,8 @@ stall = the longest time an outstanding request waited without receiving a byte.
 
 For the cycles mode (chaos/run --cycles): --rotate P makes post and pipe workers end their
 connection too (a POST with "Connection: close", a pipelined batch followed by a close) with
-probability P, so no connection lives forever; --gap-log-ms T lists every request's longest gap
+probability P, and --conn-max-age S ends any connection at its first request boundary after S
+seconds, so no connection lives long; --gap-log-ms T lists every request's longest gap
 of at least T ms as [start, end, ok] (CLOCK_MONOTONIC), which the runner assigns to crashes and
 rejoins. Both are off by default: a trial draws exactly the same requests as before.
 """
@@ -221,6 +222,7 @@ class Worker(threading.Thread):
         self.rng = rng
         self.done_one = False
         self.local = None
+        self.conn_t = 0.0
 
     # ---- helpers
     def connect(self):
@@ -230,9 +232,14 @@ class Worker(threading.Thread):
             raise ConnectFailed(f"{type(e).__name__}: {e}") from e
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.local = "%s:%d" % s.getsockname()
+        self.conn_t = time.monotonic()
         with self.c.stats.lock:
             self.c.stats.connects += 1
         return s
+
+    def too_old(self):
+        """--conn-max-age: end the connection at this request boundary (cycles mode)."""
+        return self.c.max_age > 0 and time.monotonic() - self.conn_t > self.c.max_age
 
     def pick_get(self):
         paths = list(GET_WEIGHTS)
@@ -303,6 +310,9 @@ class Worker(threading.Thread):
     def loop_get(self):
         conn = None
         while not self.c.stopping.is_set():
+            if conn is not None and self.too_old():
+                conn.close()
+                conn = None
             path = self.pick_get()
             close = self.rng.random() < 0.10
             t0 = time.monotonic()
@@ -353,6 +363,9 @@ class Worker(threading.Thread):
     def loop_post(self):
         conn = None
         while not self.c.stopping.is_set():
+            if conn is not None and self.too_old():
+                conn.close()
+                conn = None
             body, sha = self.make_post()
             chunked = self.rng.random() < 0.25 and len(body) > 0
             close = self.c.rotate > 0 and self.rng.random() < self.c.rotate
@@ -445,7 +458,7 @@ class Worker(threading.Thread):
                     sock = shared = None
                     break
             else:
-                if self.c.rotate > 0 and self.rng.random() < self.c.rotate:
+                if (self.c.rotate > 0 and self.rng.random() < self.c.rotate) or self.too_old():
                     sock.close()   # every reply read: end the connection (cycles mode)
                     sock = shared = None
         if sock is not None:
@@ -474,6 +487,7 @@ class Client:
         self.stats = Stats()
         self.stats.late_s = args.late
         self.rotate = args.rotate
+        self.max_age = args.conn_max_age
         if args.gap_log_ms > 0:
             self.stats.gap_log_s = args.gap_log_ms / 1000
         self.stopping = threading.Event()
@@ -516,6 +530,9 @@ def main():
     ap.add_argument("--rotate", type=float, default=0.0,
                     help="post and pipe workers end their connection with this probability per "
                          "request / batch (get workers always do with 0.10)")
+    ap.add_argument("--conn-max-age", type=float, default=0.0,
+                    help="end a connection at its next request boundary once it is this many s "
+                         "old (0: never)")
     ap.add_argument("--gap-log-ms", type=float, default=0.0,
                     help="list each request's longest gap if at least this many ms (0: off)")
     args = ap.parse_args()

@@ -305,6 +305,9 @@ def main(argv=None):
     cy.add_argument("--rotate", type=float, default=0.1,
                     help="probability that a POST / pipelined batch ends its connection (GETs: "
                          "0.1 always), so connections left unprotected by a rejoin end")
+    cy.add_argument("--conn-max-age", type=float, default=5.0,
+                    help="every load connection ends at its first request boundary after this "
+                         "many s (bounds how long unprotected connections live)")
     cy.add_argument("--dwell", type=float, default=0.5,
                     help="s of load in simplex before the restart (and after the last cycle)")
     cy.add_argument("--unprotected-wait", type=float, default=30.0,
@@ -324,7 +327,7 @@ def main(argv=None):
     finally:
         for a in ap._actions:
             a.default = saved[a.dest]
-    cycles_only = {"first_role", "rotate", "dwell", "unprotected_wait"}
+    cycles_only = {"first_role", "rotate", "conn_max_age", "dwell", "unprotected_wait"}
     both = {"seed", "out", "binary", "get", "post", "pipe", "client_timeout", "late",
             "no_snapshot", "ci", "cycles", "help"}
     if args.cycles is not None:
