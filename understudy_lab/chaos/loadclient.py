@@ -15,6 +15,13 @@ Workers (each its own thread and TCP connection, all HTTP parsing by http.client
 
 Counts: sent, completed, failed by kind (connect, reset, timeout, truncated, wrong), per-request
 stall = the longest time an outstanding request waited without receiving a byte.
+
+For the cycles mode (chaos/run --cycles): --rotate P makes post and pipe workers end their
+connection too (a POST with "Connection: close", a pipelined batch followed by a close) with
+probability P, and --conn-max-age S ends any connection at its first request boundary after S
+seconds, so no connection lives long; --gap-log-ms T lists every request's longest gap
+of at least T ms as [start, end, ok] (CLOCK_MONOTONIC), which the runner assigns to crashes and
+rejoins. Both are off by default: a trial draws exactly the same requests as before.
 """
 import argparse
 import hashlib
@@ -146,9 +153,14 @@ class Stats:
         self.bytes = 0
         self.by_type = {}
         self.connects = 0
+        self.gap_log_s = None       # log gaps at least this long (None: off)
+        self.gaps = []              # [start, end, ok] of each request's longest gap
 
-    def add(self, wtype, t0, t1, ok, stall, nbytes, detail=None):
+    def add(self, wtype, t0, t1, ok, stall, nbytes, detail=None, gap_at=None):
         with self.lock:
+            if self.gap_log_s is not None and gap_at is not None and stall >= self.gap_log_s \
+                    and len(self.gaps) < 50000:
+                self.gaps.append([round(gap_at[0], 4), round(gap_at[1], 4), ok])
             self.sent += 1
             bt = self.by_type.setdefault(wtype, [0, 0])
             bt[0] += 1
@@ -171,10 +183,13 @@ class Progress:
     def __init__(self, t0):
         self.last = t0
         self.gap = 0.0
+        self.gap_at = (t0, t0)   # (start, end) of the longest gap
 
     def tick(self):
         now = time.monotonic()
-        self.gap = max(self.gap, now - self.last)
+        if now - self.last > self.gap:
+            self.gap = now - self.last
+            self.gap_at = (self.last, now)
         self.last = now
         return now
 
@@ -207,6 +222,7 @@ class Worker(threading.Thread):
         self.rng = rng
         self.done_one = False
         self.local = None
+        self.conn_t = 0.0
 
     # ---- helpers
     def connect(self):
@@ -216,9 +232,14 @@ class Worker(threading.Thread):
             raise ConnectFailed(f"{type(e).__name__}: {e}") from e
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.local = "%s:%d" % s.getsockname()
+        self.conn_t = time.monotonic()
         with self.c.stats.lock:
             self.c.stats.connects += 1
         return s
+
+    def too_old(self):
+        """--conn-max-age: end the connection at this request boundary (cycles mode)."""
+        return self.c.max_age > 0 and time.monotonic() - self.conn_t > self.c.max_age
 
     def pick_get(self):
         paths = list(GET_WEIGHTS)
@@ -232,17 +253,20 @@ class Worker(threading.Thread):
     def record_ok(self, t0, prog, nbytes):
         self.c.stats.add(self.wtype, t0, time.monotonic(), True, prog.gap, nbytes, {
             "worker": self.name, "local": self.local, "stall_ms": round(prog.gap * 1000, 1),
-            "t_sent": round(t0, 4)})
+            "t_sent": round(t0, 4)}, prog.gap_at)
         self.ready()
 
     def record_fail(self, t0, prog, e, what, nbytes=0, tcp=None):
         now = time.monotonic()
         gap = max(prog.gap, now - prog.last) if prog else 0.0
+        gap_at = None
+        if prog:
+            gap_at = prog.gap_at if prog.gap >= now - prog.last else (prog.last, now)
         kind = classify(e)
         self.c.stats.add(self.wtype, t0, now, False, gap, nbytes, {
             "kind": kind, "worker": self.name, "request": what, "local": self.local,
             "error": f"{type(e).__name__}: {e}"[:300], "bytes": nbytes,
-            "t_sent": round(t0, 4), "t_fail": round(now, 4), "tcp": tcp})
+            "t_sent": round(t0, 4), "t_fail": round(now, 4), "tcp": tcp}, gap_at)
 
     def ready(self):
         if not self.done_one:
@@ -286,6 +310,9 @@ class Worker(threading.Thread):
     def loop_get(self):
         conn = None
         while not self.c.stopping.is_set():
+            if conn is not None and self.too_old():
+                conn.close()
+                conn = None
             path = self.pick_get()
             close = self.rng.random() < 0.10
             t0 = time.monotonic()
@@ -336,9 +363,13 @@ class Worker(threading.Thread):
     def loop_post(self):
         conn = None
         while not self.c.stopping.is_set():
+            if conn is not None and self.too_old():
+                conn.close()
+                conn = None
             body, sha = self.make_post()
             chunked = self.rng.random() < 0.25 and len(body) > 0
-            what = f"POST /echo {len(body)} B{' chunked' if chunked else ''}"
+            close = self.c.rotate > 0 and self.rng.random() < self.c.rotate
+            what = f"POST /echo {len(body)} B{' chunked' if chunked else ''}{' close' if close else ''}"
             t0 = time.monotonic()
             prog = Progress(t0)
             try:
@@ -347,6 +378,8 @@ class Worker(threading.Thread):
                     conn.sock = self.connect()
                     t0 = prog.last = time.monotonic()
                 hdrs = {"Content-Type": "application/octet-stream"}
+                if close:
+                    hdrs["Connection"] = "close"
                 if chunked:
                     pieces = [body[i:i + 7000] for i in range(0, len(body), 7000)]
                     conn.request("POST", "/echo", body=iter(pieces), headers=hdrs, encode_chunked=True)
@@ -424,6 +457,10 @@ class Worker(threading.Thread):
                     sock.close()
                     sock = shared = None
                     break
+            else:
+                if (self.c.rotate > 0 and self.rng.random() < self.c.rotate) or self.too_old():
+                    sock.close()   # every reply read: end the connection (cycles mode)
+                    sock = shared = None
         if sock is not None:
             sock.close()
 
@@ -449,6 +486,10 @@ class Client:
             self.manifest = {k: tuple(v) for k, v in json.load(f).items()}
         self.stats = Stats()
         self.stats.late_s = args.late
+        self.rotate = args.rotate
+        self.max_age = args.conn_max_age
+        if args.gap_log_ms > 0:
+            self.stats.gap_log_s = args.gap_log_ms / 1000
         self.stopping = threading.Event()
         self.errors = []
         self.ready_file = args.ready
@@ -486,6 +527,14 @@ def main():
     ap.add_argument("--ready", help="touch this file once every worker completed a request")
     ap.add_argument("--crash-file", help="file holding the CLOCK_MONOTONIC time of the crash")
     ap.add_argument("--drain", type=float, default=60.0, help="max wait for requests in flight")
+    ap.add_argument("--rotate", type=float, default=0.0,
+                    help="post and pipe workers end their connection with this probability per "
+                         "request / batch (get workers always do with 0.10)")
+    ap.add_argument("--conn-max-age", type=float, default=0.0,
+                    help="end a connection at its next request boundary once it is this many s "
+                         "old (0: never)")
+    ap.add_argument("--gap-log-ms", type=float, default=0.0,
+                    help="list each request's longest gap if at least this many ms (0: off)")
     args = ap.parse_args()
 
     c = Client(args)
@@ -522,6 +571,8 @@ def main():
     out["late_requests"] = list(st.late)
     out["stall_max_ms"] = round(stalls[0] * 1000, 1) if stalls else 0.0
     out["stall_top_ms"] = [round(s * 1000, 1) for s in stalls[:5]]
+    if st.gap_log_s is not None:
+        out["gaps"] = list(st.gaps)
     crash_t = None
     if args.crash_file and os.path.exists(args.crash_file):
         try:

@@ -102,6 +102,10 @@ def _table_rows(results, targets, key):
     return groups
 
 
+CYCLES_BEGIN = "<!-- cycles record: begin (kept by chaos/run --report) -->"
+CYCLES_END = "<!-- cycles record: end -->"
+
+
 def write(path, results, meta):
     targets = [t for t in ("understudy", "keepalived", "keepalived-fast") if any(r["target"] == t for r in results)]
     o = [HEAD]
@@ -210,6 +214,14 @@ def write(path, results, meta):
                  f"{sum(1 for r in results if r['target'] != 'understudy')} "
                  f"(all with the primary crashed: {all(r['role'] == 'primary' for r in kf)}).\n")
     text = "\n".join(o)
+    # The cycles runs' record (chaos/run --cycles, written by hand) is not part of a trials run:
+    # keep it when the file is written again.
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        b, e = old.find(CYCLES_BEGIN), old.find(CYCLES_END)
+        if 0 <= b < e:
+            text += "\n" + old[b:e + len(CYCLES_END)] + "\n"
     extra = os.path.join(REPO_ROOT, "chaos", "RELIABILITY-notes.md")
     if os.path.exists(extra):
         with open(extra) as f:

@@ -22,7 +22,7 @@ import time
 import traceback
 
 from understudy_lab import lab as ul
-from understudy_lab.chaos import report
+from understudy_lab.chaos import cycles, report
 from understudy_lab.chaos.chaoslab import KEEPALIVED_TARGETS, ChaosLab
 from understudy_lab.chaos.plan import OTHER, trial_plan
 from understudy_lab.chaos.summary import line, total_line
@@ -297,7 +297,51 @@ def main(argv=None):
     ap.add_argument("--no-snapshot", action="store_true",
                     help="use --binary in place instead of a copy taken at the start")
     ap.add_argument("--ci", action="store_true", help="exit 77 (CTest: skipped) without root")
+    cy = ap.add_argument_group("cycles mode (understudy_lab/chaos/cycles.py): one lab, one load, "
+                               "N crash -> rejoin cycles alternating the crashed node")
+    cy.add_argument("--cycles", type=int, default=None, help="run N cycles instead of trials")
+    cy.add_argument("--first-role", choices=("primary", "backup"), default="primary",
+                    help="the node crashed in cycle 1 (then the other, and so on)")
+    cy.add_argument("--rotate", type=float, default=0.1,
+                    help="probability that a POST / pipelined batch ends its connection (GETs: "
+                         "0.1 always), so connections left unprotected by a rejoin end")
+    cy.add_argument("--conn-max-age", type=float, default=5.0,
+                    help="every load connection ends at its first request boundary after this "
+                         "many s (bounds how long unprotected connections live)")
+    cy.add_argument("--dwell", type=float, default=0.5,
+                    help="s of load in simplex before the restart (and after the last cycle)")
+    cy.add_argument("--unprotected-wait", type=float, default=30.0,
+                    help="s the survivor's unprotected connections may take to end; longer "
+                         "fails the cycle")
     args = ap.parse_args(argv)
+
+    # Which options were given: parse again with every default replaced by a sentinel.
+    given = set()
+    unset = object()
+    saved = {a.dest: a.default for a in ap._actions}
+    for a in ap._actions:
+        a.default = unset
+    try:
+        probe = ap.parse_args(argv)
+        given = {d for d, v in vars(probe).items() if v is not unset}
+    finally:
+        for a in ap._actions:
+            a.default = saved[a.dest]
+    cycles_only = {"first_role", "rotate", "conn_max_age", "dwell", "unprotected_wait"}
+    both = {"seed", "out", "binary", "get", "post", "pipe", "client_timeout", "late",
+            "no_snapshot", "ci", "cycles", "help"}
+    if args.cycles is not None:
+        bad = sorted(given - cycles_only - both)
+        if bad:
+            ap.error("--cycles runs one lab with one load and alternating crashes; it does not take "
+                     + ", ".join("--" + d.replace("_", "-") for d in bad))
+        if args.cycles < 1:
+            ap.error("--cycles needs N >= 1")
+        if not 0 < args.rotate <= 1:
+            ap.error("--rotate must be in (0, 1]: without rotation unprotected connections never end")
+    elif given & cycles_only:
+        ap.error(", ".join("--" + d.replace("_", "-") for d in sorted(given & cycles_only))
+                 + ": cycles-mode options, valid only with --cycles")
 
     if args.from_results:
         with open(args.from_results) as f:
@@ -318,7 +362,7 @@ def main(argv=None):
     if os.geteuid() != 0:
         print("chaos/run needs root (network namespaces)", file=sys.stderr)
         return 77 if args.ci else 2
-    targets = parse_list(args.target)
+    targets = ["understudy"] if args.cycles is not None else parse_list(args.target)
     for t in targets:
         if t not in TARGETS:
             ap.error(f"unknown target {t}")
@@ -342,7 +386,11 @@ def main(argv=None):
         args.binary = snap
     resfile = os.path.join(out, "results.jsonl")
     meta = {"seed": seed, "argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "binary": args.binary, "kernel": os.uname().release, "trials": args.trials}
+            "binary": args.binary, "kernel": os.uname().release}
+    if args.cycles is None:
+        meta["trials"] = args.trials
+    else:
+        meta["cycles"] = args.cycles
     try:
         with open(args.binary, "rb") as f:
             meta["binary_sha256"] = hashlib.sha256(f.read()).hexdigest()
@@ -357,6 +405,11 @@ def main(argv=None):
                                             text=True).stderr.splitlines()[0]
     except Exception:
         pass
+    if args.cycles is not None:
+        args.seed = seed
+        print(f"chaos: commit {meta.get('commit', '?')}{' (src dirty)' if meta.get('dirty') else ''}, "
+              f"seed {seed} (replay the load: chaos/run --cycles {args.cycles} --seed {seed})", flush=True)
+        return cycles.run(args, out, meta, LOADCLIENT, _spawn_client)
     with open(resfile, "a") as f:
         f.write(json.dumps({"meta": meta}) + "\n")
 
