@@ -233,6 +233,7 @@ void Session::expect_new_requests() {
 
 bool Session::open_upstream() {
   up_.framer = http::ResponseFramer();
+  up_.first_index = reply_.replies_done;
   up_.expected = reply_.replies_done;
   up_.origin = reply_.total - (up_.regen ? up_.regen->expected.length : 0);
   expect_new_requests();
@@ -282,6 +283,7 @@ void Session::on_server_bytes(std::span<const uint8_t> data, TimePoint now) {
   }
   std::vector<http::ResponseInfo> done;
   auto r = up_.framer.feed(data, done);
+  to_stream_indices(done);
   if (!r) {
     spdlog::error("http: server reply for {}: {}; resetting the connection", key_.to_string(),
                   r.error().reason);
@@ -358,6 +360,14 @@ void Session::on_final_reply(const http::ResponseInfo& r, TimePoint now) {
   maybe_finish();
 }
 
+// The framer counts the replies of one server connection from 0; a connection opened after earlier
+// replies (a takeover, a server that closed between requests) answers later requests. Without this
+// the replies the dead primary sent were counted again: `replies_done` went backwards, answered
+// requests stayed "unanswered", and the connection never closed (chaos cycles: CLOSE-WAIT).
+void Session::to_stream_indices(std::vector<http::ResponseInfo>& done) const {
+  for (auto& ri : done) ri.index += up_.first_index;
+}
+
 void Session::emit_reply(std::span<const uint8_t> bytes, TimePoint now) {
   if (bytes.empty()) return;
   auto& r = reply_;
@@ -394,6 +404,7 @@ void Session::on_server_eof(bool error, TimePoint now) {
   std::vector<http::ResponseInfo> done;
   bool mid_reply = up_.framer.in_message();
   auto r = up_.framer.finish(done);
+  to_stream_indices(done);
   for (auto& ri : done) {
     if (!ri.interim) on_final_reply(ri, now);
     if (finished()) return;

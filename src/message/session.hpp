@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/vocabulary.hpp"
 #include "http/framer.hpp"
@@ -134,6 +135,7 @@ class Session {
   void emit_until(std::span<const uint8_t> data, uint64_t up_start, size_t& pos, uint64_t up_end,
                   TimePoint now);
   void emit_reply(std::span<const uint8_t> bytes, TimePoint now);
+  void to_stream_indices(std::vector<http::ResponseInfo>& done) const;
   void on_final_reply(const http::ResponseInfo& r, TimePoint now);
   void maybe_error_reply(TimePoint now);
   void maybe_finish();
@@ -177,6 +179,7 @@ class Session {
     std::string out;  // request bytes not yet written to the server
     http::ResponseFramer framer;
     uint64_t expected = 0;              // requests announced to the framer
+    uint64_t first_index = 0;           // the request the server's first reply answers
     uint64_t origin = 0;                // reply-stream offset of the server's first byte
     std::optional<Regeneration> regen;  // after a takeover: the reply the dead primary began
   } up_;

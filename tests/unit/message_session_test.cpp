@@ -760,5 +760,46 @@ TEST_F(SessionTest, MirrorNeverAcceptedUnprotected_Accepted_Serves) {
   EXPECT_TRUE(flows.has.empty());
 }
 
+// Chaos cycles: after a takeover the server's replies were counted from 0 again, so requests the
+// dead primary had answered stayed "unanswered" and the connection never closed on the client's
+// FIN (CLOSE-WAIT for good). Pipelined, with and without the second reply replicated, and left
+// unprotected by a rejoin or not.
+TEST_F(SessionTest, BackupTakeover_AfterEarlierReplies_CountsOnAndClosesOnClientFin) {
+  for (int variant = 0; variant < 4; ++variant) {
+    SCOPED_TRACE(variant);
+    fin = false;
+    const bool second_replicated = variant & 1, rejoin = variant & 2;
+    backup_with_request(get("/a") + get("/b") + get("/c") + get("/d"));
+    std::string ra = reply("A"), rb = reply("BB");
+    peer(peer::Type::Reply, 0, 0, ra);
+    peer(peer::Type::ReplyEnd, ra.size(), 0);
+    if (second_replicated) {
+      peer(peer::Type::Reply, ra.size(), 0, rb);
+      peer(peer::Type::ReplyEnd, ra.size() + rb.size(), 1);
+    }
+    to_client();
+    primary_dies();
+    s->on_server_connected();
+    EXPECT_EQ(to_server(),
+              second_replicated ? get("/c") + get("/d") : get("/b") + get("/c") + get("/d"));
+    server(second_replicated ? reply("CCC") + reply("DDDD") : rb + reply("CCC") + reply("DDDD"));
+    to_client();
+    EXPECT_EQ(s->replies_done(), 4u);
+    if (rejoin) {
+      mode = Mode::Duplex;
+      s->mark_unprotected();
+    }
+    client(get("/e"));
+    EXPECT_EQ(to_server(), get("/e"));
+    server(reply("EEEEE"));
+    to_client();
+    EXPECT_EQ(s->replies_done(), 5u);
+    EXPECT_FALSE(fin);
+    s->on_client_eof();
+    to_client();
+    EXPECT_TRUE(fin);  // nothing is pending: the FIN follows the client's at once
+  }
+}
+
 }  // namespace
 }  // namespace us::message
