@@ -21,7 +21,6 @@ spans (failover stall) or to the rejoin window it overlaps (rejoin stall).
 """
 import json
 import os
-import shutil
 import time
 import traceback
 
