@@ -199,45 +199,44 @@ void MessageLayer::sweep() {
   after_event();
 }
 
-void MessageLayer::take_over() {
+// Runs `fn` on every session still open, then writes what each produced. Keys first: a session
+// may finish inside, and finished ones are destroyed only by after_event().
+template <typename Fn>
+void MessageLayer::for_each_open(Fn&& fn) {
   auto now = Clock::now();
-  ack_dirty_.clear();
   std::vector<ConnKey> keys;
+  keys.reserve(conns_.size());
   for (auto& [k, c] : conns_) keys.push_back(k);
   for (auto& k : keys) {
     Conn* c = find(k);
-    if (!c || !c->fd || c->session.finished()) continue;
-    c->session.take_over(now);
-    drive(*c, now);
+    if (!c || c->session.finished()) continue;
+    if (fn(*c, now)) drive(*c, now);
   }
   after_event();
+}
+
+void MessageLayer::take_over() {
+  ack_dirty_.clear();
+  for_each_open([](Conn& c, TimePoint now) {
+    if (!c.fd) return false;  // a replica never accepted here: nothing to serve
+    c.session.take_over(now);
+    return true;
+  });
 }
 
 void MessageLayer::peer_lost() {
-  auto now = Clock::now();
-  std::vector<ConnKey> keys;
-  for (auto& [k, c] : conns_) keys.push_back(k);
-  for (auto& k : keys) {
-    Conn* c = find(k);
-    if (!c || c->session.finished()) continue;
-    c->session.peer_lost();
-    drive(*c, now);
-  }
-  after_event();
+  for_each_open([](Conn& c, TimePoint) {
+    c.session.peer_lost();
+    return true;
+  });
 }
 
 void MessageLayer::mark_unprotected() {
-  auto now = Clock::now();
-  std::vector<ConnKey> keys;
-  for (auto& [k, c] : conns_) keys.push_back(k);
-  for (auto& k : keys) {
-    Conn* c = find(k);
-    if (!c || c->session.finished()) continue;
-    c->session.mark_unprotected();
-    ack_dirty_.erase(k);
-    drive(*c, now);  // bytes that waited for a ReplyAck may go now
-  }
-  after_event();
+  for_each_open([this](Conn& c, TimePoint) {
+    c.session.mark_unprotected();
+    ack_dirty_.erase(c.session.key());
+    return true;  // bytes that waited for a ReplyAck may go now
+  });
 }
 
 size_t MessageLayer::unprotected_connections() const {

@@ -75,6 +75,8 @@ class MessageLayer : private SessionHost {
   void write_client(Conn& c, TimePoint now);
   void write_upstream(Conn& c, TimePoint now);
   void update_interest(Conn& c);
+  template <typename Fn>
+  void for_each_open(Fn&& fn);
   void after_event();
 
   // SessionHost
