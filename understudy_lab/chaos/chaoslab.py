@@ -25,6 +25,21 @@ KEEPALIVED_TARGETS = {
 }
 
 
+def start_load_client(lab, cargs, ready):
+    """Starts the verifying load client (cargs) in the client namespace and waits until every
+    worker completed a first request (it creates `ready`); a client that exits first is an error."""
+    client = subprocess.Popen(["ip", "netns", "exec", lab.ns("client")] + cargs,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def client_alive():
+        if client.poll() is not None:
+            raise ul.LabError(f"load client exited early ({client.returncode}): "
+                              f"{client.stderr.read().decode(errors='replace')[-2000:]}")
+        return os.path.exists(ready)
+    ul.wait_for(client_alive, 30, "every load worker to complete a first request")
+    return client
+
+
 class ChaosLab(ul.Lab):
     def __init__(self, *a, port80=False, **kw):
         super().__init__(*a, **kw)

@@ -25,7 +25,7 @@ import time
 import traceback
 
 from understudy_lab import lab as ul
-from understudy_lab.chaos.chaoslab import ChaosLab
+from understudy_lab.chaos.chaoslab import ChaosLab, start_load_client
 from understudy_lab.chaos.plan import OTHER
 from understudy_lab.chaos.summary import pct
 
@@ -189,7 +189,7 @@ def keep_logs(lab, outdir):
                     fo.write(fi.read())
 
 
-def run(args, outdir, meta, loadclient, spawn_client):
+def run(args, outdir, meta, loadclient):
     """The whole cycles run; returns the exit status (0 ok, 1 lost/wrong reply or failed cycle)."""
     n = args.cycles
     print(f"chaos: {n} cycles (crash -> rejoin, alternating, first {args.first_role}) under one "
@@ -217,14 +217,7 @@ def run(args, outdir, meta, loadclient, spawn_client):
                               "--drain", str(2 * args.client_timeout + 30), "--rotate", str(args.rotate),
                               "--conn-max-age", str(args.conn_max_age),
                               "--gap-log-ms", str(GAP_LOG_MS)]
-        client = spawn_client(lab, cargs)
-
-        def client_alive():
-            if client.poll() is not None:
-                raise ul.LabError(f"load client exited early ({client.returncode}): "
-                                  f"{client.stderr.read().decode(errors='replace')[-2000:]}")
-            return os.path.exists(ready)
-        ul.wait_for(client_alive, 30, "every load worker to complete a first request")
+        client = start_load_client(lab, cargs, ready)
         victim = args.first_role
         for i in range(1, n + 1):
             try:

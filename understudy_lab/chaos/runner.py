@@ -23,7 +23,7 @@ import traceback
 
 from understudy_lab import lab as ul
 from understudy_lab.chaos import cycles, report
-from understudy_lab.chaos.chaoslab import KEEPALIVED_TARGETS, ChaosLab
+from understudy_lab.chaos.chaoslab import KEEPALIVED_TARGETS, ChaosLab, start_load_client
 from understudy_lab.chaos.plan import OTHER, trial_plan
 from understudy_lab.chaos.summary import line, total_line
 
@@ -93,14 +93,7 @@ def run_trial(plan, target, args, outdir):
                  "--get", str(args.get), "--post", str(args.post), "--pipe", str(args.pipe),
                  "--big", "1" if plan["big"] else "0", "--timeout", str(args.client_timeout),
                  "--late", str(args.late), "--drain", str(2 * args.client_timeout + 30)]
-        client = _spawn_client(lab, cargs)
-
-        def client_alive():
-            if client.poll() is not None:
-                raise ul.LabError(f"load client exited early ({client.returncode}): "
-                                  f"{client.stderr.read().decode(errors='replace')[-2000:]}")
-            return os.path.exists(ready)
-        ul.wait_for(client_alive, 30, "every load worker to complete a first request")
+        client = start_load_client(lab, cargs, ready)
         t_load = now()
         # ---- steady load, then the crash
         deadline = t_load + plan["crash_after"]
@@ -245,11 +238,6 @@ def stop_captures(caps, keep_dir):
         if keep_dir and os.path.exists(path):
             os.makedirs(keep_dir, exist_ok=True)
             shutil.copy(path, keep_dir)
-
-
-def _spawn_client(lab, cargs):
-    return subprocess.Popen(["ip", "netns", "exec", lab.ns("client")] + cargs,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 # --------------------------------------------------------------------------- reporting
@@ -409,7 +397,7 @@ def main(argv=None):
         args.seed = seed
         print(f"chaos: commit {meta.get('commit', '?')}{' (src dirty)' if meta.get('dirty') else ''}, "
               f"seed {seed} (replay the load: chaos/run --cycles {args.cycles} --seed {seed})", flush=True)
-        return cycles.run(args, out, meta, LOADCLIENT, _spawn_client)
+        return cycles.run(args, out, meta, LOADCLIENT)
     with open(resfile, "a") as f:
         f.write(json.dumps({"meta": meta}) + "\n")
 
