@@ -55,6 +55,22 @@ struct HasReport {
   friend bool operator==(const HasReport&, const HasReport&) = default;
 };
 
+// A client connection a survivor hands to its rejoined peer at a request boundary, so that the
+// peer's kernel holds it too and it is protected again (docs/ARCHITECTURE.md, "Rejoin"): every
+// client byte below `client_next` was read and answered, and the client acknowledged every byte
+// below `server_next`. The peer's kernel gets it through a made-up handshake at these numbers.
+struct Adoption {
+  ConnKey key;
+  wire::SeqNum client_next;              // client seq: the next byte the client sends
+  wire::SeqNum server_next;              // client-facing seq: the next byte we send
+  uint16_t client_window = 0;            // the window field of the client's latest segment
+  uint8_t window_shift = 0;              // the scale the client applies to our window field
+  std::optional<uint8_t> client_wscale;  // the client's SYN: window scale,
+  uint16_t client_mss = 536;             // MSS (536 if it sent none, RFC 9293 3.7.1)
+  bool sack_permitted = false;           // and SACK-permitted
+  friend bool operator==(const Adoption&, const Adoption&) = default;
+};
+
 // Called at each named fault point (docs/FAULTS.md). The node wires it to its fault injector;
 // layers hold it as a value, so unit tests run without one (empty: no-op) or record the hits.
 using FaultHook = std::function<void(std::string_view point)>;

@@ -24,6 +24,12 @@ class Flows {
     (void)fake;
     return false;
   }
+  // The client seq of the session's stream offset 0, if not the ISN + 1: a connection protected
+  // again after a rejoin starts its streams where it was handed over (Adoption::client_next).
+  virtual std::optional<wire::SeqNum> stream_start(const wire::Endpoint& fake) const {
+    (void)fake;
+    return std::nullopt;
+  }
 };
 
 }  // namespace us::message

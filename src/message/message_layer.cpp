@@ -239,6 +239,33 @@ void MessageLayer::mark_unprotected() {
   });
 }
 
+std::vector<std::pair<ConnKey, wire::SeqNum>> MessageLayer::at_request_boundary() const {
+  std::vector<std::pair<ConnKey, wire::SeqNum>> out;
+  for (const auto& [key, c] : conns_) {
+    if (c->fd && c->session.at_request_boundary()) out.emplace_back(key, c->session.client_next());
+  }
+  return out;
+}
+
+void MessageLayer::protect_again(const ConnKey& key) {
+  Conn* c = find(key);
+  if (!c || c->session.finished()) return;
+  auto now = Clock::now();
+  c->session.protect_again(now);
+  drive(*c, now);
+  after_event();
+}
+
+void MessageLayer::adoption_refused(const ConnKey& key) {
+  Conn* c = find(key);
+  if (!c || c->session.finished()) return;
+  auto now = Clock::now();
+  c->session.adoption_refused(now);
+  ack_dirty_.erase(key);
+  drive(*c, now);
+  after_event();
+}
+
 size_t MessageLayer::unprotected_connections() const {
   return static_cast<size_t>(std::count_if(
       conns_.begin(), conns_.end(), [](const auto& e) { return e.second->session.unprotected(); }));

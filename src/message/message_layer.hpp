@@ -22,6 +22,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "common/histogram.hpp"
@@ -48,6 +49,13 @@ class MessageLayer : private SessionHost {
   // A survivor whose peer rejoins: every connection open now stays this node's alone, handled
   // as in simplex until it ends (Session::mark_unprotected). Connections opened later are normal.
   void mark_unprotected();
+  // Unprotected connections between requests (Session::at_request_boundary), each with the
+  // client seq its streams would restart at: the candidates to hand to the rejoined peer.
+  std::vector<std::pair<ConnKey, wire::SeqNum>> at_request_boundary() const;
+  // The packet layer handed `key` to the peer: the session restarts protected at the boundary.
+  void protect_again(const ConnKey& key);
+  // The peer refused a connection handed to it: served alone again.
+  void adoption_refused(const ConnKey& key);
   void flush();  // coalesced ReplyAcks
   void sweep();  // every second: idle and abandoned connections
   size_t connections() const { return conns_.size(); }

@@ -26,7 +26,7 @@ std::span<const uint8_t> bytes_of(const std::string& s, size_t from, size_t n) {
 }  // namespace
 
 Session::Session(const ConnKey& key, SessionContext& ctx, TimePoint now)
-    : key_(key), ctx_(ctx), last_active_(now) {}
+    : key_(key), ctx_(ctx), client_start_(key.isn + 1), last_active_(now) {}
 
 Mode Session::effective_mode() const {
   if (unprotected_) return Mode::Simplex;
@@ -48,6 +48,7 @@ void Session::fault(std::string_view point) const {
 void Session::on_accepted(const wire::Endpoint& fake, TimePoint now) {
   client_.fake = fake;
   client_.accepted = true;
+  if (auto start = ctx_.flows.stream_start(fake)) client_start_ = *start;
   const auto& s = ctx_.settings;
   bool serve = s.role == Role::Primary || effective_mode() == Mode::Simplex;
   if (serve && !serving_) {
@@ -80,7 +81,7 @@ void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
   if (!serving_) {
     c.cache.append(reinterpret_cast<const char*>(data.data()), data.size());
     ctx_.cache.add(data.size());
-    ctx_.flows.local_has(c.fake, wire::SeqNum(key_.isn + 1 + static_cast<uint32_t>(c.read)));
+    ctx_.flows.local_has(c.fake, client_next());
   } else {
     c.held.append(reinterpret_cast<const char*>(data.data()), data.size());
   }
@@ -123,8 +124,7 @@ void Session::on_client_eof() {
   if (finished()) return;
   client_.eof = true;
   // The FIN is a byte of the client's stream: the backup holds it too.
-  ctx_.flows.local_has(client_.fake,
-                       wire::SeqNum(key_.isn + 1 + static_cast<uint32_t>(client_.read) + 1));
+  ctx_.flows.local_has(client_.fake, client_next() + 1);
   maybe_finish();
   if (reply_.fin_sent) end(false);
 }
@@ -626,6 +626,37 @@ void Session::mark_unprotected() {
     stamps_.repl_sent.clear();
     if (reply_.close_at) reply_.close_acked = true;
   }
+}
+
+bool Session::at_request_boundary() const {
+  const auto& c = client_;
+  return unprotected_ && serving_ && c.accepted && !finished() && !c.eof && !c.error &&
+         c.unanswered.empty() && !c.framer.partial() && c.held.empty() && !reply_.close_at &&
+         reply_.written == reply_.total && !up_.framer.in_message() && up_.out.empty() &&
+         !up_.regen;
+}
+
+void Session::protect_again(TimePoint now) {
+  if (!at_request_boundary()) return;
+  wire::SeqNum start = client_next();
+  wire::Endpoint fake = client_.fake;
+  close_upstream();
+  client_ = ClientSide{};
+  client_.fake = fake;
+  client_.accepted = true;
+  up_ = Upstream{};
+  reply_ = ReplyStream{};
+  stamps_ = Stamping{};
+  unprotected_ = false;
+  serving_ = ctx_.settings.role == Role::Primary;
+  client_start_ = start;
+  last_active_ = now;
+}
+
+void Session::adoption_refused(TimePoint now) {
+  if (finished() || unprotected_) return;
+  if (!serving_) serve_alone(now);
+  mark_unprotected();
 }
 
 // ---------------------------------------------------------------------------------------------

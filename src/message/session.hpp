@@ -99,6 +99,19 @@ class Session {
   // serving; a replica not accepted yet serves once accepted.
   void mark_unprotected();
   bool unprotected() const { return unprotected_; }
+  // An unprotected connection between requests: every request read was answered, every reply
+  // byte written, nothing half-read, nothing closing. Only then can its state move to the peer
+  // (docs/ARCHITECTURE.md, "Rejoin").
+  bool at_request_boundary() const;
+  // The client seq of the next byte this session reads.
+  wire::SeqNum client_next() const { return client_start_ + static_cast<uint32_t>(client_.read); }
+  // At a request boundary, the connection was handed to the peer (packet::PacketLayer::protect):
+  // from here it is a protected connection whose streams begin now, as if just accepted (a
+  // primary serves, a backup mirrors); the server connection is closed (the next request opens
+  // one). A no-op unless at_request_boundary().
+  void protect_again(TimePoint now);
+  // The peer could not take it: served alone again (a backup's mirror takes over).
+  void adoption_refused(TimePoint now);
 
   // --- The periodic sweep.
   enum class Quiet { Busy, Idle, Abandoned };
@@ -147,7 +160,8 @@ class Session {
 
   ConnKey key_;
   SessionContext& ctx_;
-  bool serving_ = false;  // this node answers (primary, or a backup after a takeover)
+  wire::SeqNum client_start_;  // the client seq of request-stream offset 0
+  bool serving_ = false;       // this node answers (primary, or a backup after a takeover)
   bool unprotected_ = false;
   enum class End { Open, Closed, Reset } end_ = End::Open;
   TimePoint last_active_;

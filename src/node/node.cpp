@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 
 #include <chrono>
+#include <unordered_set>
 
 #include "crypto/isn.hpp"
 #include "crypto/key.hpp"
@@ -86,6 +87,8 @@ struct Node::Impl {
   sys::TimePoint last_heartbeat_sent{};
   sys::TimePoint last_expire{};
   uint64_t arp_replies = 0, garps = 0;
+  // Connections the peer refused to adopt: not offered again (it would refuse again).
+  std::unordered_set<ConnKey, ConnKeyHash> refused_keys;
   std::function<void()> ticker;
 
   explicit Impl(config::Config c) : cfg(std::move(c)), role(cfg.node.role), rx(65536) {}
@@ -99,6 +102,9 @@ struct Node::Impl {
   void act(Action a);
   void announce();
   void hand_over();
+  void protect_again();
+  void adopt(const Adoption& a);
+  Role peer_role() const { return role == Role::Primary ? Role::Backup : Role::Primary; }
   nlohmann::json status() const;
 };
 
@@ -122,6 +128,14 @@ Result<Ok, std::string> Node::Impl::init() {
     };
   rh.message = [this](const peer::ConnMessage& m) { ml->on_peer_message(m); };
   rh.leaving = [this] { act(mm->on_peer_leaving()); };
+  rh.adopt = [this](const Adoption& a) { adopt(a); };
+  rh.adopt_refused = [this](const ConnKey& k) {
+    spdlog::warn("node: the {} refused connection {}: it stays unprotected until it ends",
+                 to_string(peer_role()), k.to_string());
+    pl->unprotect(k, sys::Clock::now());
+    ml->adoption_refused(k);
+    refused_keys.insert(k);
+  };
   replication.emplace(std::move(rh));
 
   packet::Settings ps = packet_settings(cfg);
@@ -264,6 +278,7 @@ void Node::Impl::tick() {
   }
   act(mm->on_tick(now));
   pl->resend_due(now);
+  protect_again();
   if (now - last_expire >= 1s) {
     last_expire = now;
     pl->expire(now);
@@ -306,14 +321,14 @@ void Node::Impl::act(Action a) {
       return;
     case Action::Rejoin:
       // The joiner knows none of the connections open here: they stay this node's alone until
-      // they end. A primary is no longer the front: the joining backup announces the address.
+      // their next request boundary (protect_again() then hands them over) or their end. A
+      // primary is no longer the front: the joining backup announces the address.
       pl->mark_unprotected();
       ml->mark_unprotected();
       spdlog::warn(
-          "node: {} rejoined: {} connection(s) stay unprotected until they end; new "
-          "ones are protected",
-          to_string(role == Role::Primary ? Role::Backup : Role::Primary),
-          ml->unprotected_connections());
+          "node: {} rejoined: {} connection(s) unprotected until their next request boundary; "
+          "new ones are protected",
+          to_string(peer_role()), ml->unprotected_connections());
       return;
     case Action::HandOver:
       hand_over();
@@ -330,6 +345,35 @@ void Node::Impl::act(Action a) {
   }
 }
 
+// After a rejoin: each connection this node serves alone is handed to the peer at its next request
+// boundary (an idle keep-alive connection at once), so it is protected again (docs/ARCHITECTURE.md,
+// "Rejoin"). The Adopt goes on the channel before anything the restarted session replicates.
+void Node::Impl::protect_again() {
+  if (ml->unprotected_connections() == 0) refused_keys.clear();
+  if (mm->mode() != Mode::Duplex || !channel->up() || ml->unprotected_connections() == 0) return;
+  auto now = sys::Clock::now();
+  size_t handed = 0;
+  for (const auto& [key, client_next] : ml->at_request_boundary()) {
+    if (refused_keys.contains(key)) continue;
+    auto a = pl->protect(key, client_next, now);
+    if (!a) continue;
+    replication->send_adopt(*a);
+    ml->protect_again(key);
+    ++handed;
+  }
+  if (handed > 0)
+    spdlog::info("node: {} connection(s) protected again at a request boundary; {} unprotected",
+                 handed, ml->unprotected_connections());
+}
+
+// The joiner's side: the survivor's connection becomes this node's too, or is refused at once.
+void Node::Impl::adopt(const Adoption& a) {
+  if (mm->mode() == Mode::Duplex && pl->adopt(a, sys::Clock::now())) return;
+  spdlog::warn("node: cannot adopt connection {} from the {}", a.key.to_string(),
+               to_string(peer_role()));
+  replication->send_adopt_refused(a.key);
+}
+
 // Planned handover (issue 9, item 4): the peer takes over as after a failure, but without waiting
 // for the heartbeat timeout. Everything this node replicated is on the channel before Leaving (it
 // is in order), and the channel is written out before the node exits, so the peer has it all.
@@ -337,8 +381,7 @@ void Node::Impl::act(Action a) {
 // close into a TUN nobody reads. A backup owns the address: the primary announces it at once,
 // and for kHandoverGrace this node passes the client packets that still reach it to the primary.
 void Node::Impl::hand_over() {
-  auto peer_role = role == Role::Primary ? Role::Backup : Role::Primary;
-  spdlog::info("node: handing over to the {}: {} connection(s)", to_string(peer_role),
+  spdlog::info("node: handing over to the {}: {} connection(s)", to_string(peer_role()),
                ml->connections());
   pl->flush();  // coalesced Has and ReplyAck notices first: they precede Leaving on the channel
   ml->flush();

@@ -82,6 +82,15 @@ void PacketPath::backup_has(const ConnKey& key, const HasReport& r) {
   io_.replication.send_has(key, r);
 }
 
+void PacketPath::adoption_refused(const ConnKey& key) {
+  io_.replication.send_adopt_refused(key);
+}
+
+std::optional<wire::SeqNum> PacketPath::stream_start(const wire::Endpoint& fake) const {
+  const packet::Flow* f = pl_.find_by_fake(fake);
+  return f ? std::optional<wire::SeqNum>(f->client_start) : std::nullopt;
+}
+
 bool PacketPath::unprotected(const wire::Endpoint& fake) const {
   const packet::Flow* f = pl_.find_by_fake(fake);
   return f && f->unprotected;

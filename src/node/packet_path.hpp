@@ -55,9 +55,11 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   void to_primary(std::span<const uint8_t> p) override;
   void to_front(std::span<const uint8_t> p) override;
   void backup_has(const ConnKey& key, const HasReport& r) override;
+  void adoption_refused(const ConnKey& key) override;
   // --- message::Flows
   std::optional<ConnKey> key_for(const wire::Endpoint& fake) const override;
   bool unprotected(const wire::Endpoint& fake) const override;
+  std::optional<wire::SeqNum> stream_start(const wire::Endpoint& fake) const override;
   void local_has(const wire::Endpoint& fake, wire::SeqNum seq) override;
 
  private:

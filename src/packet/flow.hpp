@@ -40,6 +40,10 @@ struct Flow {
   uint16_t kernel_window = 0;        // raw field
   uint8_t window_shift = 0;          // scale the client applies to our window field
   bool client_offered_wscale = false;
+  // The client's SYN options, handed on with the connection (Adoption).
+  std::optional<uint8_t> client_wscale;
+  uint16_t client_mss = 536;
+  bool client_sack_ok = false;
 
   // Client side.
   bool client_ack_seen = false;
@@ -69,8 +73,16 @@ struct Flow {
   int resends_left = 0;
 
   // Open on a survivor when its peer rejoined (PacketLayer::mark_unprotected): the peer never saw
-  // it, so it is served by this node alone, as in simplex, until it ends.
+  // it, so it is served by this node alone, as in simplex, until it reaches a request boundary
+  // and is handed to the peer (PacketLayer::protect), or ends.
   bool unprotected = false;
+  // The client seq of the message layer's stream offset 0: the ISN + 1, or for a connection
+  // protected again, where the streams restarted (Adoption::client_next).
+  wire::SeqNum client_start;
+  // Adopted from the survivor: the made-up SYN is in this node's kernel, its SYN-ACK is awaited
+  // (it must reach neither the client nor the retained segments), with this window scale.
+  bool adopting = false;
+  uint8_t adopt_shift = 0;
 
   // Lifecycle.
   std::optional<wire::SeqNum> client_fin;  // client seq of the FIN

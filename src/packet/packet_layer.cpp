@@ -105,13 +105,20 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
 }
 
 Flow* PacketLayer::new_flow(const wire::TcpPacket& syn, TimePoint now) {
+  Flow* f = insert_flow(ConnKey{syn.src().ip, syn.src().port, syn.tcp.seq().raw()}, syn.src(), now);
+  if (f) f->server_isn = SeqNum(s_.server_isn(f->key));
+  return f;
+}
+
+Flow* PacketLayer::insert_flow(const ConnKey& key, const Endpoint& client, TimePoint now) {
   if (by_client_.size() >= s_.max_flows) {
     ++counters_.dropped_table_full;
     return nullptr;
   }
   auto f = std::make_unique<Flow>();
-  f->client = syn.src();
-  f->key = ConnKey{f->client.ip, f->client.port, syn.tcp.seq().raw()};
+  f->client = client;
+  f->key = key;
+  f->client_start = SeqNum(key.isn + 1);
   for (uint32_t tries = 0; tries < s_.fake_count; ++tries) {
     Endpoint fake{wire::Ipv4Addr(s_.fake_first.v + (next_fake_++ % s_.fake_count)), f->client.port};
     if (!by_fake_.contains(fake)) {
@@ -123,7 +130,6 @@ Flow* PacketLayer::new_flow(const wire::TcpPacket& syn, TimePoint now) {
     ++counters_.dropped_table_full;
     return nullptr;
   }
-  f->server_isn = SeqNum(s_.server_isn(f->key));
   f->last_seen = now;
   if (auto e = early_has_.find(f->key); e != early_has_.end()) {
     apply_report(*f, e->second.first);
@@ -157,6 +163,12 @@ void PacketLayer::client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn) {
   if (syn) {
     auto opts = wire::parse_options(p.tcp.options());
     f.client_offered_wscale = opts && opts->wscale.has_value();
+    if (opts) {
+      // RFC 7323 2.3: a larger shift is used as 14.
+      if (opts->wscale) f.client_wscale = std::min<uint8_t>(*opts->wscale, 14);
+      f.client_mss = opts->mss.value_or(536);
+      f.client_sack_ok = opts->sack_permitted;
+    }
   }
   // Timestamps are negotiated off (the SYN loses its TS option), so neither kernel's clock ever
   // reaches the client and PAWS cannot reject the backup after a takeover (DESIGN.md section 3).
@@ -234,6 +246,11 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
     if (!syn_ack) f.kernel_window = p.tcp.window();
     note_has(f, p.tcp.ack());
     if (s_.role == Role::Backup) note_kernel_window(f, p, syn_ack);
+  }
+  if (f.adopting) {
+    // Only the made-up handshake's answer is expected; nothing of it is the client's.
+    if (syn_ack) finish_adoption(f);  // may drop f
+    return;
   }
   if (fl & tf::FIN) f.kernel_fin = seq + static_cast<uint32_t>(p.tcp.payload().size());
   // A reset made by the backup's kernel alone never reaches the client and does not end the flow:
@@ -422,25 +439,28 @@ void PacketLayer::take_over(TimePoint now) {
   now_ = now;
   dirty_.clear();
   for (auto& [client, fp] : by_client_) {
-    Flow& f = *fp;
     // An unprotected flow was this node's alone already; the dead primary never knew it.
-    if (f.unprotected || !f.kernel_isn_known || f.reset) continue;
-    for (auto& seg : f.retained) {
-      emit_.to_client(seg.packet);
-      ++counters_.retained_sent;
-      ++counters_.to_client;
-    }
-    // Acknowledge every client byte this node holds, also those the primary never acknowledged.
-    send_ack_to_client(f, f.kernel_rcv_nxt);
-    // This kernel's retransmission timer backed off while the primary's copies were the ones on
-    // the wire; if the burst above is lost too, the client (with nothing to send) would wait for
-    // it, seconds. Resend the oldest unacknowledged segment on a fresh timer for a while.
-    if (!f.retained.empty()) {
-      f.resend_gap = kTakeoverRto;
-      f.resend_at = now + f.resend_gap;
-      f.resends_left = kTakeoverResends;
-      resending_.insert(&f);
-    }
+    if (!fp->unprotected) serve_alone(*fp, now);
+  }
+}
+
+void PacketLayer::serve_alone(Flow& f, TimePoint now) {
+  if (!f.kernel_isn_known || f.reset) return;
+  for (auto& seg : f.retained) {
+    emit_.to_client(seg.packet);
+    ++counters_.retained_sent;
+    ++counters_.to_client;
+  }
+  // Acknowledge every client byte this node holds, also those the primary never acknowledged.
+  send_ack_to_client(f, f.kernel_rcv_nxt);
+  // This kernel's retransmission timer backed off while the primary's copies were the ones on
+  // the wire; if the burst above is lost too, the client (with nothing to send) would wait for
+  // it, seconds. Resend the oldest unacknowledged segment on a fresh timer for a while.
+  if (!f.retained.empty()) {
+    f.resend_gap = kTakeoverRto;
+    f.resend_at = now + f.resend_gap;
+    f.resends_left = kTakeoverResends;
+    resending_.insert(&f);
   }
 }
 
@@ -469,19 +489,22 @@ void PacketLayer::peer_lost(TimePoint now) {
   now_ = now;
   dirty_.clear();
   for (auto& [client, fp] : by_client_) {
-    Flow& f = *fp;
-    if (f.unprotected) continue;  // served by this node alone already: the backup never saw it
-    f.retained.clear();
-    if (f.reset) continue;
-    release_gate(f);
-    if (!f.kernel_isn_known || !f.client_ack_seen || !f.ack_sent_known) continue;
-    // The client's recent packets went to the dead backup. Rather than wait for either side's
-    // retransmission timer: a segment below the client's RCV.NXT makes it answer with an ACK at
-    // once (RFC 793 3.9, unacceptable segment), and duplicate ACKs make it fast-retransmit data
-    // the backup swallowed (RFC 5681 3.2). Sent after the gratuitous ARP, so answers come here.
-    send_ack_to_client(f, f.ack_sent, f.client_acked - 1);
-    for (int i = 0; i < 4; ++i) send_ack_to_client(f, f.ack_sent);
+    // An unprotected flow is served by this node alone already: the backup never saw it.
+    if (!fp->unprotected) stop_gating(*fp);
   }
+}
+
+void PacketLayer::stop_gating(Flow& f) {
+  f.retained.clear();
+  if (f.reset) return;
+  release_gate(f);
+  if (!f.kernel_isn_known || !f.client_ack_seen || !f.ack_sent_known) return;
+  // The client's recent packets went to the dead backup. Rather than wait for either side's
+  // retransmission timer: a segment below the client's RCV.NXT makes it answer with an ACK at
+  // once (RFC 793 3.9, unacceptable segment), and duplicate ACKs make it fast-retransmit data
+  // the backup swallowed (RFC 5681 3.2). Sent after the gratuitous ARP, so answers come here.
+  send_ack_to_client(f, f.ack_sent, f.client_acked - 1);
+  for (int i = 0; i < 4; ++i) send_ack_to_client(f, f.ack_sent);
 }
 
 void PacketLayer::flush() {
@@ -503,6 +526,131 @@ void PacketLayer::mark_unprotected() {
     f.unprotected = true;
     dirty_.erase(&f);
     if (was_gated && !f.reset) release_gate(f);
+  }
+}
+
+std::optional<Adoption> PacketLayer::protect(const ConnKey& key, SeqNum client_next,
+                                             TimePoint now) {
+  now_ = now;
+  auto it = by_key_.find(key);
+  if (it == by_key_.end() || mode() != Mode::Duplex) return std::nullopt;
+  Flow& f = *it->second;
+  // Quiet: established, not closing, every byte sent acknowledged by the client (the peer's
+  // kernel starts with nothing to retransmit), and the client never acknowledged a byte the
+  // message layer has not read (the peer could not get it again: it would be lost with us).
+  bool quiet = f.unprotected && f.kernel_isn_known && !f.reset && !f.closed_at && !f.client_fin &&
+               !f.kernel_fin && !f.held_syn_ack && f.retained.empty() && f.client_ack_seen &&
+               f.client_acked == f.kernel_snd_nxt && f.ack_sent_known && f.ack_sent <= client_next;
+  if (!quiet) return std::nullopt;
+  f.unprotected = false;
+  f.client_start = client_next;
+  if (s_.role == Role::Primary) {
+    // I1 from here on: nothing past client_next until the peer reports holding it.
+    f.backup_has_known = true;
+    f.backup_has = client_next;
+    f.backup_right.reset();
+  } else {
+    f.local_has_known = true;
+    f.local.has = SeqNum::max(f.kernel_rcv_nxt, client_next);
+    f.local.right = f.kernel_rcv_nxt + (uint32_t{f.kernel_window} << f.window_shift);
+    f.local_reported.reset();
+    mark_dirty(f);
+  }
+  ++counters_.flows_handed;
+  return Adoption{f.key,          client_next,     f.kernel_snd_nxt, f.client_window,
+                  f.window_shift, f.client_wscale, f.client_mss,     f.client_sack_ok};
+}
+
+bool PacketLayer::adopt(const Adoption& a, TimePoint now) {
+  now_ = now;
+  if (mode() != Mode::Duplex) return false;
+  Endpoint client{a.key.ip, a.key.port};
+  if (auto it = by_client_.find(client); it != by_client_.end()) {
+    if (it->second->key == a.key) {
+      spdlog::warn("packet: adopt {}: already known here", a.key.to_string());
+      return false;
+    }
+    // The survivor knows the client's live connection on this port: ours is an old one.
+    drop_flow(*it->second);
+  }
+  Flow* f = insert_flow(a.key, client, now);
+  if (!f) {
+    spdlog::warn("packet: adopt {}: the flow table is full", a.key.to_string());
+    return false;
+  }
+  f->server_isn = a.server_next - 1;
+  f->client_start = a.client_next;
+  f->adopting = true;
+  f->adopt_shift = a.window_shift;
+  f->client_offered_wscale = a.client_wscale.has_value();
+  f->client_wscale = a.client_wscale;
+  f->client_mss = a.client_mss;
+  f->client_sack_ok = a.sack_permitted;
+  f->client_ack_seen = true;
+  f->client_acked = a.server_next;
+  f->client_window = a.client_window;
+  f->ack_sent_known = true;
+  f->ack_sent = a.client_next;
+  if (s_.role == Role::Primary && !(f->backup_has_known && f->backup_has > a.client_next)) {
+    f->backup_has_known = true;
+    f->backup_has = a.client_next;
+  }
+  wire::TcpOptions o;
+  o.mss = a.client_mss;
+  o.wscale = a.client_wscale;
+  o.sack_permitted = a.sack_permitted;
+  auto opts = wire::encode_options(o);
+  wire::TcpSegmentSpec spec;
+  spec.src = f->fake;
+  spec.dst = s_.listen;
+  spec.seq = a.client_next - 1;
+  spec.flags = tf::SYN;
+  spec.window = 0xffff;
+  spec.options = opts;
+  auto syn = wire::build_tcp_packet(spec);
+  emit_.to_kernel(syn);
+  ++counters_.to_kernel;
+  return true;
+}
+
+// The kernel answered the made-up SYN: map its ISN onto the survivor's sequence space (done by
+// kernel_to_client, server_isn = server_next - 1) and complete its handshake on the client's
+// behalf. Its window must mean what the client reads in it: the same scale as the survivor's.
+void PacketLayer::finish_adoption(Flow& f) {
+  f.adopting = false;
+  if (f.window_shift != f.adopt_shift) {
+    spdlog::warn(
+        "packet: adopt {}: this kernel scales its window by {}, the client expects {} "
+        "(net.ipv4.tcp_rmem differs between the nodes?); refused",
+        f.key.to_string(), f.window_shift, f.adopt_shift);
+    wire::TcpSegmentSpec rst;
+    rst.src = f.fake;
+    rst.dst = s_.listen;
+    rst.seq = f.kernel_rcv_nxt;
+    rst.flags = tf::RST;
+    emit_.to_kernel(wire::build_tcp_packet(rst));
+    ++counters_.adoptions_refused;
+    emit_.adoption_refused(f.key);
+    drop_flow(f);
+    return;
+  }
+  maybe_fake_ack(f);  // the client acknowledged server_next: the handshake's ACK
+  ++counters_.flows_adopted;
+  SPDLOG_DEBUG("packet: adopted {} as {}", f.key.to_string(), f.fake.to_string());
+}
+
+void PacketLayer::unprotect(const ConnKey& key, TimePoint now) {
+  now_ = now;
+  auto it = by_key_.find(key);
+  if (it == by_key_.end() || it->second->unprotected) return;
+  Flow& f = *it->second;
+  f.unprotected = true;
+  dirty_.erase(&f);
+  ++counters_.adoptions_refused;
+  if (s_.role == Role::Primary) {
+    stop_gating(f);
+  } else {
+    serve_alone(f, now);
   }
 }
 

@@ -33,6 +33,8 @@ class Emitter {
   virtual void to_primary(std::span<const uint8_t> packet) = 0;  // backup relays client packets
   virtual void backup_has(const ConnKey& key, const HasReport& report) = 0;  // backup -> primary
   virtual void to_front(std::span<const uint8_t> packet) = 0;  // primary: a stray client packet
+  // A joiner whose kernel could not take an adopted connection as the survivor holds it.
+  virtual void adoption_refused(const ConnKey& key) = 0;
 };
 
 struct Settings {
@@ -55,6 +57,9 @@ struct Counters {
   uint64_t acks_clamped = 0, syn_acks_held = 0, fake_acks = 0, kernel_acks_clamped = 0;
   uint64_t takeover_resends = 0;
   uint64_t acks_fabricated = 0, retained_sent = 0, flows_opened = 0;
+  // Protected again after a rejoin: handed to the peer (survivor), taken from it (joiner), and
+  // handed back to the survivor (refused by the joiner, or reverted after its refusal).
+  uint64_t flows_handed = 0, flows_adopted = 0, adoptions_refused = 0;
 };
 
 class PacketLayer {
@@ -88,6 +93,23 @@ class PacketLayer {
   // a Has; take_over and peer_lost leave it alone. Flows opened later are protected as usual.
   void mark_unprotected();
 
+  // Survivor, duplex: hands the unprotected flow `key` to the peer at a request boundary: the
+  // message layer read and answered every client byte below `client_next`. Nullopt if the flow is
+  // not quiet (unacknowledged reply bytes, a FIN or reset, the client told of unread bytes): try
+  // again later. Otherwise the flow is protected from now on, the peer told nothing yet (I1: a
+  // primary acknowledges nothing past `client_next` until the peer's Has; a backup relays and
+  // keeps as for any flow), and the peer is sent the result (peer::Type::Adopt).
+  std::optional<Adoption> protect(const ConnKey& key, wire::SeqNum client_next, TimePoint now);
+  // Joiner, duplex: takes the survivor's connection: a made-up SYN at client_next - 1 goes into
+  // this node's kernel; its SYN-ACK (mapped onto server_next - 1) is answered with the ACK that
+  // establishes it and reaches nobody else. False (log says why) if it cannot be taken; a kernel
+  // that answers with another window scale than the client uses is refused later, through
+  // Emitter::adoption_refused.
+  bool adopt(const Adoption& a, TimePoint now);
+  // Survivor: the peer refused the flow handed to it; it is served alone again, as after
+  // take_over (backup) or peer_lost (primary).
+  void unprotect(const ConnKey& key, TimePoint now);
+
   // After a takeover: sends a kept segment the client has still not acknowledged again, on a
   // fresh timer (call it often, e.g. every few ms).
   void resend_due(TimePoint now);
@@ -105,6 +127,10 @@ class PacketLayer {
   // The mode a flow is handled in: Simplex for an unprotected flow, else the node's.
   Mode effective_mode(const Flow& f) const { return f.unprotected ? Mode::Simplex : mode(); }
   Flow* new_flow(const wire::TcpPacket& syn, TimePoint now);
+  Flow* insert_flow(const ConnKey& key, const wire::Endpoint& client, TimePoint now);
+  void serve_alone(Flow& f, TimePoint now);  // backup, the peer gone: send what was kept
+  void stop_gating(Flow& f);                 // primary, the peer gone
+  void finish_adoption(Flow& f);
   void client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn);
   void kernel_to_client(Flow& f, wire::TcpPacket& p);
   void retain(Flow& f, wire::SeqNum seq, wire::SeqNum end, const wire::TcpPacket& p);

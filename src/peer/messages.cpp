@@ -23,6 +23,8 @@ struct Reader {
   bool done() const { return ok && pos == in.size(); }
 };
 
+constexpr uint8_t kNoWscale = 0xff;
+
 bool valid_role(uint64_t v) {
   return v <= 1;
 }
@@ -100,6 +102,37 @@ std::optional<HasReport> decode_has(const ConnMessage& m) {
   return r;
 }
 
+void encode(std::vector<uint8_t>& out, const Adoption& a) {
+  put_key(out, a.key);
+  put(out, a.client_next.raw(), 4);
+  put(out, a.server_next.raw(), 4);
+  put(out, a.client_window, 2);
+  put(out, a.window_shift, 1);
+  put(out, a.client_wscale.value_or(kNoWscale), 1);
+  put(out, a.client_mss, 2);
+  put(out, a.sack_permitted ? 1u : 0u, 1);
+}
+
+std::optional<Adoption> decode_adoption(std::span<const uint8_t> payload) {
+  Reader r{payload};
+  Adoption a;
+  a.key = get_key(r);
+  a.client_next = wire::SeqNum(static_cast<uint32_t>(r.get(4)));
+  a.server_next = wire::SeqNum(static_cast<uint32_t>(r.get(4)));
+  a.client_window = static_cast<uint16_t>(r.get(2));
+  auto shift = r.get(1), wscale = r.get(1);
+  a.client_mss = static_cast<uint16_t>(r.get(2));
+  auto sack = r.get(1);
+  // RFC 7323 2.3: a shift above 14 is never used; nothing larger is a real value.
+  if (!r.done() || shift > 14 || (wscale > 14 && wscale != kNoWscale) || sack > 1 ||
+      a.client_mss == 0)
+    return std::nullopt;
+  a.window_shift = static_cast<uint8_t>(shift);
+  if (wscale != kNoWscale) a.client_wscale = static_cast<uint8_t>(wscale);
+  a.sack_permitted = sack == 1;
+  return a;
+}
+
 std::optional<Hello> decode_hello(std::span<const uint8_t> payload) {
   Reader r{payload};
   Hello h{};
@@ -146,6 +179,7 @@ std::optional<ConnMessage> decode_conn(Type type, std::span<const uint8_t> paylo
       m.value = r.get(8);
       break;
     case Type::Abort:
+    case Type::AdoptRefused:
       break;
     default:
       return std::nullopt;

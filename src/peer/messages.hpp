@@ -21,6 +21,8 @@ enum class Type : uint8_t {
   ReplyAck = 6,  // backup -> primary: holds the reply stream up to `offset` (Close counts as 1)
   Abort = 7,     // primary -> backup: the connection ends with a reset
   Leaving = 8,   // either way, no payload: a planned stop; the peer takes over now (issue 9)
+  Adopt = 9,     // survivor -> joiner: hold this connection too from now on (an Adoption)
+  AdoptRefused = 10,  // joiner -> survivor: could not; the survivor serves it alone again
   // datagrams (UDP)
   Heartbeat = 16,
   Relay = 17,  // backup -> primary: one client IP packet, unchanged
@@ -57,6 +59,10 @@ std::optional<HasReport> decode_has(const ConnMessage& m);
 void encode(std::vector<uint8_t>& out, const Hello& m);
 void encode(std::vector<uint8_t>& out, const Heartbeat& m);
 void encode(std::vector<uint8_t>& out, const ConnMessage& m);
+// Adopt: key (10), client_next (4), server_next (4), client window (2), window shift (1), client
+// window scale (1: 0xff = none), client MSS (2), SACK-permitted (1: 0 or 1).
+void encode(std::vector<uint8_t>& out, const Adoption& a);
+std::optional<Adoption> decode_adoption(std::span<const uint8_t> payload);
 std::optional<Hello> decode_hello(std::span<const uint8_t> payload);
 std::optional<Heartbeat> decode_heartbeat(std::span<const uint8_t> payload);
 std::optional<ConnMessage> decode_conn(Type type, std::span<const uint8_t> payload);

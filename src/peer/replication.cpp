@@ -27,6 +27,13 @@ void Replication::send_has(const ConnKey& key, const HasReport& r) {
   send({Type::Has, key, r.has.raw(), 0, has_extra_});
 }
 
+void Replication::send_adopt(const Adoption& a) {
+  if (!link_ || !link_->up()) return;
+  scratch_.clear();
+  encode(scratch_, a);
+  link_->send(Type::Adopt, scratch_);
+}
+
 void Replication::send_leaving() {
   if (link_ && link_->up()) link_->send(Type::Leaving, {});
 }
@@ -34,6 +41,16 @@ void Replication::send_leaving() {
 void Replication::on_frame(Type type, std::span<const uint8_t> payload) {
   if (type == Type::Leaving) {
     if (h_.leaving) h_.leaving();
+    return;
+  }
+  if (type == Type::Adopt) {
+    auto a = decode_adoption(payload);
+    if (!a) {
+      ++malformed_;
+      spdlog::error("peer: malformed Adopt");
+      return;
+    }
+    if (h_.adopt) h_.adopt(*a);
     return;
   }
   auto m = decode_conn(type, payload);
@@ -51,6 +68,10 @@ void Replication::on_frame(Type type, std::span<const uint8_t> payload) {
       return;
     }
     h_.has(m->key, *r);
+    return;
+  }
+  if (type == Type::AdoptRefused) {
+    if (h_.adopt_refused) h_.adopt_refused(m->key);
     return;
   }
   if (h_.message) h_.message(*m);

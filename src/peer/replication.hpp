@@ -43,6 +43,10 @@ class Replication final : public ConnSender {
     std::function<void(const ConnMessage&)> message;
     // The mode machine: the peer stops by plan (Leaving); what it replicated before is all here.
     std::function<void()> leaving;
+    // The joiner: hold this connection of the survivor's too (Adopt). The survivor: the joiner
+    // could not (AdoptRefused), so the connection is served alone again.
+    std::function<void(const Adoption&)> adopt;
+    std::function<void(const ConnKey&)> adopt_refused;
   };
   explicit Replication(Handlers h) : h_(std::move(h)) {}
 
@@ -53,6 +57,8 @@ class Replication final : public ConnSender {
   void send(const ConnMessage& m) override;
   // The backup's report of what it holds (I1), as a Has message.
   void send_has(const ConnKey& key, const HasReport& r);
+  void send_adopt(const Adoption& a);
+  void send_adopt_refused(const ConnKey& key) { send({Type::AdoptRefused, key, 0, 0, {}}); }
   // Tells the peer this node stops now: after every message already sent, in channel order.
   void send_leaving();
 

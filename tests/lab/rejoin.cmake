@@ -3,4 +3,6 @@ understudy_lab_tests(test_rejoin rejoin RejoinTest
   test_primary_rejoins_after_crash
   test_backup_rejoins_after_crash
   test_rejoin_under_verifying_load
-  test_joiner_with_another_key_is_refused)
+  test_joiner_with_another_key_is_refused
+  test_old_connections_protected_again_backup_rejoins
+  test_old_connections_protected_again_primary_rejoins)

@@ -131,8 +131,8 @@ class RejoinTest(NodeCase):
                          r"joining it \(it serves alone\)\)")
         log = self.log_since(survivor, self.before_rejoin)
         self.assertRegex(log, rf"mode: simplex -> duplex \({joiner} rejoined, boot {boot}\)")
-        m = re.search(rf"node: {joiner} rejoined: (\d+) connection\(s\) stay unprotected until they "
-                      r"end; new ones are protected", log)
+        m = re.search(rf"node: {joiner} rejoined: (\d+) connection\(s\) unprotected until their "
+                      r"next request boundary; new ones are protected", log)
         self.assertIsNotNone(m, log[-3000:])
         if unprotected is not None:
             self.assertEqual(int(m.group(1)), unprotected, m.group(0))
@@ -172,7 +172,68 @@ class RejoinTest(NodeCase):
         self.assertEqual(st["message"]["regen_mismatch"], 0, st)
         return st
 
+    def protected_again(self, survivor, joiner, count, busy=()):
+        """Wait until ``survivor`` has handed every old connection to ``joiner`` (status counts 0
+        unprotected), keeping ``busy`` streams running; check the log line and both counters."""
+        def probe():
+            for h in busy:
+                if h["p"].poll() is not None:
+                    raise ul.LabError(f"{h['name']} ended early")
+            return self.status(survivor)["connections_unprotected"] == 0
+        ul.wait_for(probe, 20, f"{survivor} to protect its old connections again",
+                    details=lambda: f"{survivor}: {self.status(survivor)}\n"
+                                    f"{self.lab.log_tail(survivor, 'understudy')}")
+        log = self.log_since(survivor, self.before_rejoin)
+        handed = sum(int(n) for n in re.findall(
+            r"node: (\d+) connection\(s\) protected again at a request boundary; \d+ unprotected",
+            log))
+        self.assertEqual(handed, count, log[-3000:])
+        s, j = self.status(survivor), self.status(joiner)
+        self.assertEqual((s["packet"]["flows_handed"], s["packet"]["adoptions_refused"]), (count, 0), s)
+        self.assertEqual((j["packet"]["flows_adopted"], j["packet"]["adoptions_refused"]), (count, 0), j)
+
+    def old_connections_survive_the_survivor(self, first_victim):
+        """Connections opened while ``first_victim`` was away are protected again after it rejoins:
+        the survivor's crash right after that loses none of them (issue 9, item 3)."""
+        survivor = PEER[first_victim]
+        self.start_duplex()
+        self.lab.crash(first_victim)
+        self.wait_survivor(survivor)
+        # Opened while the survivor serves alone: an idle keep-alive connection (one reply, then it
+        # waits at its gate), and a busy one with a request every 20 ms across everything.
+        idle = self.stream("idle", ["/f/100k.bin", "/f/1m.bin", "/f/1k.bin"], gate=True, count=3)
+        busy = self.stream("busy", STREAM, interval_ms=20)
+        self.wait_replies(idle, 1)
+        self.wait_replies(busy, 5)
+        self.rejoin(first_victim)
+        self.assert_rejoin_logged(first_victim, unprotected=2)
+        self.assert_roles_kept()
+        self.protected_again(survivor, first_victim, 2, busy=[busy])
+        self.assert_counts(first_victim, unprotected=0)
+        mark = self.replies(busy)
+        self.wait_replies(busy, mark + 10)  # served as protected connections now
+        # The survivor crashes: both old connections go on through the joiner, byte-exact.
+        self.lab.crash(survivor)
+        st = self.lab.wait_status(first_victim, mode="simplex", front=True, failovers=1)
+        mark = self.replies(busy)
+        self.wait_replies(busy, mark + 10)
+        self.open_gate(idle)
+        self.wait_replies(idle, 3)
+        for h in (idle, busy):
+            results = self.stream_results(h)
+            self.assert_one_connection(h, results)
+            print(f"{h['name']}: {len(results)} replies byte-exact on one connection, slowest "
+                  f"{max(r['ms'] for r in results)} ms", flush=True)
+        st = self.status(first_victim)
+        self.assertEqual((st["message"]["aborted"], st["message"]["regen_mismatch"]), (0, 0), st)
+
     # ---- tests
+    def test_old_connections_protected_again_backup_rejoins(self):
+        self.old_connections_survive_the_survivor("backup")
+
+    def test_old_connections_protected_again_primary_rejoins(self):
+        self.old_connections_survive_the_survivor("primary")
+
     def test_primary_rejoins_after_crash(self):
         self.start_duplex()
         self.lab.crash("primary")

@@ -24,11 +24,12 @@ using HasNotice = std::pair<ConnKey, HasReport>;
 
 // Everything the layer emitted, one list per Emitter output, in order.
 struct Emitted {
-  Packets kernel = {};              // into this node's TUN
-  Packets client = {};              // onto the LAN, to the client
-  Packets primary = {};             // backup: relayed to the primary
-  Packets front = {};               // primary: a stray client packet handed to the backup
-  std::vector<HasNotice> has = {};  // backup -> primary: what the backup holds (I1)
+  Packets kernel = {};                // into this node's TUN
+  Packets client = {};                // onto the LAN, to the client
+  Packets primary = {};               // backup: relayed to the primary
+  Packets front = {};                 // primary: a stray client packet handed to the backup
+  std::vector<HasNotice> has = {};    // backup -> primary: what the backup holds (I1)
+  std::vector<ConnKey> refused = {};  // joiner -> survivor: an adopted connection refused
 };
 
 struct Recorder : packet::Emitter, Emitted {
@@ -37,9 +38,11 @@ struct Recorder : packet::Emitter, Emitted {
   void to_primary(std::span<const uint8_t> p) override { primary.emplace_back(p.begin(), p.end()); }
   void to_front(std::span<const uint8_t> p) override { front.emplace_back(p.begin(), p.end()); }
   void backup_has(const ConnKey& key, const HasReport& r) override { has.emplace_back(key, r); }
+  void adoption_refused(const ConnKey& key) override { refused.push_back(key); }
   void clear() { static_cast<Emitted&>(*this) = Emitted{}; }
   size_t total() const {
-    return kernel.size() + client.size() + primary.size() + front.size() + has.size();
+    return kernel.size() + client.size() + primary.size() + front.size() + has.size() +
+           refused.size();
   }
 };
 

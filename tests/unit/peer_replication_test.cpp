@@ -22,12 +22,16 @@ struct ReplicationTest : ::testing::Test {
   std::vector<std::pair<ConnKey, HasReport>> has;
   std::vector<std::pair<Type, uint64_t>> messages;
   int leavings = 0;
+  std::vector<Adoption> adopted;
+  std::vector<ConnKey> refused;
   Replication primary{{[this](const ConnKey& k, const HasReport& r) { has.emplace_back(k, r); },
                        [this](const ConnMessage& m) { messages.emplace_back(m.type, m.value); },
-                       [this] { ++leavings; }}};
+                       [this] { ++leavings; }, [this](const Adoption& a) { adopted.push_back(a); },
+                       [this](const ConnKey& k) { refused.push_back(k); }}};
   Replication backup{{nullptr,
                       [this](const ConnMessage& m) { messages.emplace_back(m.type, m.value); },
-                      [this] { ++leavings; }}};
+                      [this] { ++leavings; }, [this](const Adoption& a) { adopted.push_back(a); },
+                      [this](const ConnKey& k) { refused.push_back(k); }}};
   Recorder link;
 };
 
@@ -117,6 +121,40 @@ TEST_F(ReplicationTest, Leaving_NotSentWhileTheLinkIsDown) {
   link.is_up = false;
   primary.send_leaving();
   EXPECT_TRUE(link.sent.empty());
+}
+
+TEST_F(ReplicationTest, Adopt_SurvivorToJoinerReachesTheAdoptHandlerOnly) {
+  primary.attach(link);
+  Adoption a{kKey, wire::SeqNum(5000), wire::SeqNum(90000), 512, 7, uint8_t{7}, 1460, true};
+  primary.send_adopt(a);
+  ASSERT_EQ(link.sent.size(), 1u);
+  EXPECT_EQ(link.sent[0].first, Type::Adopt);
+  backup.on_frame(link.sent[0].first, link.sent[0].second);
+  ASSERT_EQ(adopted.size(), 1u);
+  EXPECT_EQ(adopted[0], a);
+  EXPECT_TRUE(messages.empty());
+  EXPECT_TRUE(refused.empty());
+}
+
+TEST_F(ReplicationTest, AdoptRefused_JoinerToSurvivorReachesTheRefusedHandlerOnly) {
+  backup.attach(link);
+  backup.send_adopt_refused(kKey);
+  ASSERT_EQ(link.sent.size(), 1u);
+  EXPECT_EQ(link.sent[0].first, Type::AdoptRefused);
+  primary.on_frame(link.sent[0].first, link.sent[0].second);
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0], kKey);
+  EXPECT_TRUE(messages.empty());
+  EXPECT_TRUE(adopted.empty());
+}
+
+TEST_F(ReplicationTest, Adopt_MalformedIsCountedAndDropped) {
+  std::vector<uint8_t> b;
+  encode(b, Adoption{kKey, wire::SeqNum(1), wire::SeqNum(2), 0, 0, std::nullopt, 536, false});
+  b.pop_back();
+  backup.on_frame(Type::Adopt, b);
+  EXPECT_TRUE(adopted.empty());
+  EXPECT_EQ(backup.malformed(), 1u);
 }
 
 }  // namespace
