@@ -91,6 +91,7 @@ inline void expect_emitted(const Emitted& actual, const Emitted& expected) {
       ADD_FAILURE() << "backup_has[" << i << "]\n  actual:   " << describe(actual.has[i])
                     << "\n  expected: " << describe(expected.has[i]);
   }
+  EXPECT_EQ(actual.refused, expected.refused) << "adoption_refused";
 }
 
 // One input to the layer, in the order a row lists them.

@@ -801,5 +801,121 @@ TEST_F(SessionTest, BackupTakeover_AfterEarlierReplies_CountsOnAndClosesOnClient
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Protected again (issue 9, item 3): an unprotected connection between requests is handed to the
+// rejoined peer; its session restarts protected, its streams beginning at the boundary.
+
+class ProtectAgainTest : public SessionTest {
+ protected:
+  // A survivor's session in `role`, unprotected by the rejoin, after one request and its reply.
+  void survivor_after_one_reply(Role role) {
+    if (role == Role::Primary) {
+      start(Role::Primary, Mode::Simplex);
+    } else {
+      backup_with_request("");
+      primary_dies();
+    }
+    s->mark_unprotected();
+    mode = Mode::Duplex;
+    client(get("/a"));
+    s->on_server_connected();
+    EXPECT_EQ(to_server(), get("/a"));
+    server(reply("A"));
+    EXPECT_EQ(to_client(), reply("A"));
+    link.sent.clear();
+    flows.has.clear();
+  }
+  uint64_t first = get("/a").size();  // request-stream bytes before the boundary
+};
+
+TEST_F(ProtectAgainTest, PrimaryUnprotected_AtRequestBoundary_OnlyBetweenRequests) {
+  start(Role::Primary, Mode::Simplex);
+  EXPECT_FALSE(s->at_request_boundary());  // protected connections are not handed over
+  s->mark_unprotected();
+  mode = Mode::Duplex;
+  EXPECT_TRUE(s->at_request_boundary());  // accepted, nothing asked yet
+  client(get("/a").substr(0, 5));
+  EXPECT_FALSE(s->at_request_boundary());  // half a request
+  client(get("/a").substr(5));
+  s->on_server_connected();
+  to_server();
+  EXPECT_FALSE(s->at_request_boundary());  // unanswered
+  std::string r = reply("A");
+  server(r.substr(0, 10));
+  EXPECT_FALSE(s->at_request_boundary());  // mid-reply
+  server(r.substr(10));
+  EXPECT_FALSE(s->at_request_boundary());  // not written to the client yet
+  EXPECT_EQ(to_client(), r);
+  EXPECT_TRUE(s->at_request_boundary());
+  EXPECT_EQ(s->client_next(), wire::SeqNum(seq(first)));
+}
+
+TEST_F(ProtectAgainTest, PrimaryUnprotectedIdle_ProtectAgain_ReplicatesFromOffsetZero) {
+  survivor_after_one_reply(Role::Primary);
+  s->protect_again(t0);
+  EXPECT_FALSE(s->unprotected());
+  EXPECT_TRUE(s->serving());
+  EXPECT_EQ(host.closes, 1);  // the next request opens a new server connection
+  client(get("/b"));
+  EXPECT_EQ(host.opens, 2);
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), get("/b"));
+  std::string r = reply("B");
+  server(r);
+  EXPECT_EQ(link.sent, (std::vector<Sent>{reply_msg(0, r), reply_end(r.size(), 0)}));
+  EXPECT_EQ(to_client(), "");  // I2: only once the peer holds it
+  peer(peer::Type::ReplyAck, r.size());
+  EXPECT_EQ(to_client(), r);
+  EXPECT_EQ(s->client_next(), wire::SeqNum(seq(first + get("/b").size())));
+}
+
+TEST_F(ProtectAgainTest, BackupUnprotectedIdle_ProtectAgain_MirrorsFromTheBoundary) {
+  survivor_after_one_reply(Role::Backup);
+  s->protect_again(t0);
+  EXPECT_FALSE(s->unprotected());
+  EXPECT_FALSE(s->serving());
+  EXPECT_EQ(host.closes, 1);
+  client(get("/b"));
+  // Reported in client sequence numbers, counted on from the boundary (I1).
+  EXPECT_EQ(flows.has, (std::vector<uint32_t>{seq(first + get("/b").size())}));
+  EXPECT_EQ(s->cached_bytes(), get("/b").size());
+  EXPECT_EQ(host.opens, 1);  // a mirror asks its server nothing
+  std::string r = reply("B");
+  peer(peer::Type::Reply, 0, 0, r);
+  peer(peer::Type::ReplyEnd, r.size(), 0);
+  EXPECT_EQ(to_client(), r);
+  EXPECT_EQ(s->cached_bytes(), 0u);
+}
+
+TEST_F(ProtectAgainTest, PrimaryHandedOver_AdoptionRefused_ServesAloneAgain) {
+  survivor_after_one_reply(Role::Primary);
+  s->protect_again(t0);
+  client(get("/b"));
+  s->on_server_connected();
+  to_server();
+  std::string r = reply("B");
+  server(r);
+  EXPECT_EQ(to_client(), "");
+  s->adoption_refused(t0);
+  EXPECT_TRUE(s->unprotected());
+  EXPECT_EQ(to_client(), r);  // no ReplyAck will come
+}
+
+TEST_F(ProtectAgainTest, BackupHandedOver_AdoptionRefused_ServesTheCachedRequest) {
+  survivor_after_one_reply(Role::Backup);
+  s->protect_again(t0);
+  client(get("/b"));
+  s->adoption_refused(t0);
+  EXPECT_TRUE(s->unprotected());
+  EXPECT_TRUE(s->serving());
+  EXPECT_EQ(host.opens, 2);
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), get("/b"));
+  std::string r = reply("B");
+  server(r);
+  EXPECT_EQ(to_client(), r);
+  EXPECT_TRUE(link.sent.empty());
+}
+
 }  // namespace
 }  // namespace us::message

@@ -1072,5 +1072,147 @@ TEST_F(UnprotectedTest, BackupSimplex_MarkUnprotected_CountsOpenFlows) {
   EXPECT_EQ(pl->counters().relayed, 1u);  // only the new connection's SYN
 }
 
+// ---------------------------------------------------------------------------------------------
+// Protected again (issue 9, item 3): at a request boundary the survivor hands an unprotected flow
+// to the joiner (protect), whose kernel takes it through a made-up handshake at the same sequence
+// numbers (adopt); a refusal gives it back (unprotect). X = C(1025), the client's next byte;
+// Y = S(301), ours. On the joiner, K is its kernel's ISN for the made-up SYN.
+
+class AdoptionTest : public UnprotectedTest {
+ protected:
+  // The survivor served request 1024 bytes and a 300-byte reply the client acknowledged.
+  void survivor_between_requests(Role r) {
+    survivor_with_flow(r);
+    Source src = r == Role::Primary ? Source::Relay : Source::Lan;
+    client(k1024, src);
+    kernel(from_kernel().seq(K(1)).ack(C(1025)).data(300));
+    client(from_client().seq(C(1025)).ack(S(301)), src);
+    out.clear();
+  }
+  Adoption handed() const {
+    return Adoption{key(),        SeqNum(C(1025)), SeqNum(S(301)), 1000, 7, uint8_t{7}, 1460,
+                    /*sack=*/true};
+  }
+  // On the joiner: the made-up SYN and what its kernel answers, with window scale `shift`.
+  std::vector<uint8_t> made_up_syn() const {
+    return to_kernel().seq(C(1024)).flags(tf::SYN).window(0xffff).options(
+        kernel_syn_ack_options(true));
+  }
+  std::vector<uint8_t> joiner_syn_ack(uint8_t shift = 7) const {
+    wire::TcpOptions o = kernel_syn_ack_options(true);
+    o.wscale = shift;
+    return from_kernel().seq(K(0)).ack(C(1025)).flags(tf::SYN).window(65160).options(o);
+  }
+};
+
+TEST_F(AdoptionTest, PrimaryDuplexUnprotectedBetweenRequests_Protect_HandsItOverAndGates) {
+  survivor_between_requests(Role::Primary);
+  auto a = pl->protect(key(), SeqNum(C(1025)), now);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(*a, handed());
+  EXPECT_EQ(pl->unprotected_flows(), 0u);
+  EXPECT_EQ(pl->counters().flows_handed, 1u);
+  expect_only({});
+  // The next request: nothing past X is acknowledged until the joiner holds it (I1).
+  client(from_client().seq(C(1025)).ack(S(301)).data(100), Source::Relay);
+  kernel(from_kernel().seq(K(301)).ack(C(1125)));
+  expect_only({.kernel = {to_kernel().seq(C(1025)).ack(K(301)).window(1000).data(100)},
+               .client = {to_client().seq(S(301)).ack(C(1025)).window(400)}});
+  pl->on_backup_has(key(), SeqNum(C(1125)), now);
+  expect_only({.client = {to_client().seq(S(301)).ack(C(1125)).window(400)}});
+}
+
+TEST_F(AdoptionTest, PrimaryDuplexUnprotected_ProtectNotQuiet_KeepsItUnprotected) {
+  survivor_with_flow(Role::Primary);
+  client(k1024, Source::Relay);
+  kernel(from_kernel().seq(K(1)).ack(C(1025)).data(300));
+  // The reply is not acknowledged yet: the joiner's kernel could not send it again.
+  EXPECT_FALSE(pl->protect(key(), SeqNum(C(1025)), now).has_value());
+  client(from_client().seq(C(1025)).ack(S(301)), Source::Relay);
+  // The client was told of bytes the message layer has not read: they would be lost with us.
+  EXPECT_FALSE(pl->protect(key(), SeqNum(C(1000)), now).has_value());
+  mode = Mode::Simplex;  // nobody to hand it to
+  EXPECT_FALSE(pl->protect(key(), SeqNum(C(1025)), now).has_value());
+  EXPECT_EQ(pl->unprotected_flows(), 1u);
+  EXPECT_EQ(pl->counters().flows_handed, 0u);
+}
+
+TEST_F(AdoptionTest, BackupDuplexUnprotectedBetweenRequests_Protect_RelaysKeepsAndReports) {
+  survivor_between_requests(Role::Backup);
+  ASSERT_TRUE(pl->protect(key(), SeqNum(C(1025)), now).has_value());
+  pl->flush();
+  expect_only({.has = {{key(), {SeqNum(C(1025)), SeqNum(C(1025) + (400u << 7))}}}});
+  const std::vector<uint8_t> req = from_client().seq(C(1025)).ack(S(301)).data(100);
+  client(req, Source::Lan);
+  kernel(from_kernel().seq(K(301)).ack(C(1125)).data(50));
+  expect_only(
+      {.kernel = {to_kernel().seq(C(1025)).ack(K(301)).window(1000).data(100)}, .primary = {req}});
+  EXPECT_EQ(flow().retained.size(), 1u);  // kept for a takeover, not sent: the primary sends
+}
+
+TEST_F(AdoptionTest, BackupDuplexHandedOver_Unprotect_ServesItAloneAgain) {
+  survivor_between_requests(Role::Backup);
+  ASSERT_TRUE(pl->protect(key(), SeqNum(C(1025)), now).has_value());
+  kernel(from_kernel().seq(K(301)).ack(C(1025)).data(50));  // kept, not sent
+  out.clear();
+  pl->unprotect(key(), now);
+  const std::vector<uint8_t> kept = to_client().seq(S(301)).ack(C(1025)).window(400).data(50);
+  expect_only({.client = {kept, to_client().seq(S(351)).ack(C(1025)).window(400)}});
+  EXPECT_EQ(pl->unprotected_flows(), 1u);
+  EXPECT_EQ(pl->counters().adoptions_refused, 1u);
+}
+
+TEST_F(AdoptionTest, BackupDuplexJoiner_Adopt_MadeUpHandshakeReachesOnlyItsKernel) {
+  start(Role::Backup, Mode::Duplex);
+  ASSERT_TRUE(pl->adopt(handed(), now));
+  expect_only({.kernel = {made_up_syn()}});
+  kernel(joiner_syn_ack());
+  // The handshake's ACK on the client's behalf, at the client's window; nothing kept or sent.
+  expect_only({.kernel = {to_kernel().seq(C(1025)).ack(K(1)).window(1000)}});
+  EXPECT_TRUE(flow().retained.empty());
+  EXPECT_EQ(pl->counters().flows_adopted, 1u);
+  pl->flush();
+  expect_only({.has = {{key(), {SeqNum(C(1025)), SeqNum(C(1025) + 65160)}}}});
+  // Its kernel's bytes continue the survivor's stream at Y.
+  kernel(from_kernel().seq(K(1)).ack(C(1025)).data(50));
+  expect_only({});
+  ASSERT_EQ(flow().retained.size(), 1u);
+  EXPECT_EQ(flow().retained.front().packet,
+            to_client().seq(S(301)).ack(C(1025)).window(400).data(50).build());
+  EXPECT_EQ(flow().client_start, SeqNum(C(1025)));
+}
+
+TEST_F(AdoptionTest, PrimaryDuplexJoiner_Adopt_GatedAtWhatTheSurvivorHolds) {
+  start(Role::Primary, Mode::Duplex);
+  ASSERT_TRUE(pl->adopt(handed(), now));
+  kernel(joiner_syn_ack());
+  out.clear();
+  client(from_client().seq(C(1025)).ack(S(301)).data(100), Source::Relay);
+  kernel(from_kernel().seq(K(1)).ack(C(1125)).window(400));
+  expect_only({.kernel = {to_kernel().seq(C(1025)).ack(K(1)).window(1000).data(100)},
+               .client = {to_client().seq(S(301)).ack(C(1025)).window(400)}});
+  pl->on_backup_has(key(), SeqNum(C(1125)), now);
+  expect_only({.client = {to_client().seq(S(301)).ack(C(1125)).window(400)}});
+}
+
+TEST_F(AdoptionTest, BackupDuplexJoiner_AdoptAnotherWindowScale_RefusedAndReset) {
+  start(Role::Backup, Mode::Duplex);
+  ASSERT_TRUE(pl->adopt(handed(), now));
+  out.clear();
+  kernel(joiner_syn_ack(/*shift=*/6));
+  expect_only({.kernel = {to_kernel().seq(C(1025)).flags(tf::RST)}, .refused = {key()}});
+  EXPECT_EQ(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().adoptions_refused, 1u);
+}
+
+TEST_F(AdoptionTest, BackupStartingOrKnown_Adopt_Refused) {
+  start(Role::Backup, Mode::Starting);
+  EXPECT_FALSE(pl->adopt(handed(), now));
+  mode = Mode::Duplex;
+  ASSERT_TRUE(pl->adopt(handed(), now));
+  EXPECT_FALSE(pl->adopt(handed(), now));  // already adopted
+  expect_only({.kernel = {made_up_syn()}});
+}
+
 }  // namespace
 }  // namespace us::packet

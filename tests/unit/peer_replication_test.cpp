@@ -148,6 +148,33 @@ TEST_F(ReplicationTest, AdoptRefused_JoinerToSurvivorReachesTheRefusedHandlerOnl
   EXPECT_TRUE(adopted.empty());
 }
 
+// The Adopt layout (peer/messages.hpp), byte for byte, with and without a client window scale.
+TEST(AdoptMessage, EncodesItsLayoutAndDecodesBack) {
+  Adoption a{kKey, wire::SeqNum(0x01020304), wire::SeqNum(0xA0B0C0D0), 0x1234, 7, uint8_t{8}, 1460,
+             true};
+  std::vector<uint8_t> b;
+  encode(b, a);
+  const std::vector<uint8_t> golden = {
+      198,  18,   0,    2,    0x9c, 0x40, 0,    0,    0, 77,  // key: ip, port 40000, isn
+      0x01, 0x02, 0x03, 0x04, 0xA0, 0xB0, 0xC0, 0xD0,         // client_next, server_next
+      0x12, 0x34, 7,    8,    0x05, 0xb4, 1};  // window, shift, client wscale, MSS 1460, SACK
+  EXPECT_EQ(b, golden);
+  EXPECT_EQ(decode_adoption(b), a);
+  a.client_wscale.reset();
+  a.sack_permitted = false;
+  b.clear();
+  encode(b, a);
+  EXPECT_EQ(b[21], 0xff);  // no window scale
+  EXPECT_EQ(decode_adoption(b), a);
+  for (size_t at : {size_t{20}, size_t{21}, size_t{24}}) {  // shift 15, wscale 15, SACK 2
+    auto bad = b;
+    bad[at] = at == 24 ? 2 : 15;
+    EXPECT_FALSE(decode_adoption(bad).has_value()) << at;
+  }
+  b.push_back(0);
+  EXPECT_FALSE(decode_adoption(b).has_value());  // trailing byte
+}
+
 TEST_F(ReplicationTest, Adopt_MalformedIsCountedAndDropped) {
   std::vector<uint8_t> b;
   encode(b, Adoption{kKey, wire::SeqNum(1), wire::SeqNum(2), 0, 0, std::nullopt, 536, false});
