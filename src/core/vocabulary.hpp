@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "wire/address.hpp"
 #include "wire/seq.hpp"
@@ -68,6 +69,9 @@ struct Adoption {
   std::optional<uint8_t> client_wscale;  // the client's SYN: window scale,
   uint16_t client_mss = 536;             // MSS (536 if it sent none, RFC 9293 3.7.1)
   bool sack_permitted = false;           // and SACK-permitted
+  // Client bytes from client_next on that the survivor's kernel holds unread (the next request,
+  // perhaps acknowledged already): the joiner's kernel gets them as if from the client.
+  std::vector<uint8_t> unread;
   friend bool operator==(const Adoption&, const Adoption&) = default;
 };
 

@@ -1,10 +1,12 @@
 #include "message/message_layer.hpp"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -239,10 +241,30 @@ void MessageLayer::mark_unprotected() {
   });
 }
 
-std::vector<std::pair<ConnKey, wire::SeqNum>> MessageLayer::at_request_boundary() const {
-  std::vector<std::pair<ConnKey, wire::SeqNum>> out;
-  for (const auto& [key, c] : conns_) {
-    if (c->fd && c->session.at_request_boundary()) out.emplace_back(key, c->session.client_next());
+// The session's view is not enough: reply bytes it wrote may still be in the kernel (unsent, or
+// sent but not acknowledged: the packet layer may not even have seen them yet). The kernel's own
+// counters say when its socket is quiet; the next request, if it came, is copied (MSG_PEEK) for
+// the peer and left for the restarted session to read.
+std::vector<MessageLayer::Handover> MessageLayer::ready_for_handover(Clock::duration pause) {
+  constexpr int kMaxUnread = 64 * 1024;
+  std::vector<Handover> out;
+  auto now = Clock::now();
+  for (auto& [key, c] : conns_) {
+    if (!c->fd || !c->session.holding_for_handover()) continue;
+    int unacked = 0, unread = 0;
+    bool quiet = ::ioctl(c->fd.get(), SIOCOUTQ, &unacked) == 0 && unacked == 0 &&
+                 ::ioctl(c->fd.get(), SIOCINQ, &unread) == 0 && unread <= kMaxUnread;
+    if (quiet) {
+      Handover h{key, c->session.client_next(), std::vector<uint8_t>(static_cast<size_t>(unread))};
+      ssize_t n = unread > 0 ? ::recv(c->fd.get(), h.unread.data(), h.unread.size(),
+                                      MSG_PEEK | MSG_DONTWAIT)
+                             : 0;
+      if (n == unread) {
+        out.push_back(std::move(h));
+        continue;
+      }
+    }
+    if (c->session.pause_expired(now, pause)) update_interest(*c);  // reads again
   }
   return out;
 }

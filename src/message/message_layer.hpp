@@ -49,9 +49,16 @@ class MessageLayer : private SessionHost {
   // A survivor whose peer rejoins: every connection open now stays this node's alone, handled
   // as in simplex until it ends (Session::mark_unprotected). Connections opened later are normal.
   void mark_unprotected();
-  // Unprotected connections between requests (Session::at_request_boundary), each with the
-  // client seq its streams would restart at: the candidates to hand to the rejoined peer.
-  std::vector<std::pair<ConnKey, wire::SeqNum>> at_request_boundary() const;
+  // Unprotected connections held at a request boundary (Session::holding_for_handover) whose
+  // kernel socket is quiet too: the candidates to hand to the rejoined peer, each with the client
+  // seq its streams restart at and the client bytes its kernel holds unread. A connection held
+  // longer than `pause` without getting quiet reads on (and is tried at its next boundary).
+  struct Handover {
+    ConnKey key;
+    wire::SeqNum client_next;
+    std::vector<uint8_t> unread;
+  };
+  std::vector<Handover> ready_for_handover(Clock::duration pause);
   // The packet layer handed `key` to the peer: the session restarts protected at the boundary.
   void protect_again(const ConnKey& key);
   // The peer refused a connection handed to it: served alone again.

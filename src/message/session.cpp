@@ -65,12 +65,14 @@ bool Session::blocked_by_cache() const {
 }
 
 bool Session::may_read_client() {
+  if (holding_for_handover()) return false;
   if (!serving_) ctx_.cache.offer_finishing(key_, client_.framer.partial().has_value());
   return !blocked_by_cache();
 }
 
 bool Session::wants_client_read() const {
-  return client_.accepted && !finished() && !client_.eof && !blocked_by_cache();
+  return client_.accepted && !finished() && !client_.eof && !blocked_by_cache() &&
+         !holding_for_handover();
 }
 
 void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
@@ -78,6 +80,8 @@ void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
   auto& c = client_;
   c.read += data.size();
   last_active_ = now;
+  held_since_.reset();  // a new request: the next boundary holds again
+  hold_over_ = false;
   if (!serving_) {
     c.cache.append(reinterpret_cast<const char*>(data.data()), data.size());
     ctx_.cache.add(data.size());
@@ -619,6 +623,7 @@ void Session::peer_lost() {
 void Session::mark_unprotected() {
   if (finished() || unprotected_) return;
   unprotected_ = true;
+  handover_wanted_ = true;
   // As in simplex: nothing the peer would acknowledge is waited for, nothing is owed to it.
   reply_.ack_pending = false;
   if (serving_) {
@@ -636,6 +641,20 @@ bool Session::at_request_boundary() const {
          !up_.regen;
 }
 
+bool Session::holding_for_handover() const {
+  const auto& s = ctx_.settings;
+  Mode node_mode = s.mode ? s.mode() : Mode::Starting;
+  return handover_wanted_ && !hold_over_ && node_mode == Mode::Duplex && at_request_boundary();
+}
+
+bool Session::pause_expired(TimePoint now, Clock::duration limit) {
+  if (!holding_for_handover()) return false;
+  if (!held_since_) held_since_ = now;
+  if (now - *held_since_ < limit) return false;
+  hold_over_ = true;
+  return true;
+}
+
 void Session::protect_again(TimePoint now) {
   if (!at_request_boundary()) return;
   wire::SeqNum start = client_next();
@@ -648,6 +667,9 @@ void Session::protect_again(TimePoint now) {
   reply_ = ReplyStream{};
   stamps_ = Stamping{};
   unprotected_ = false;
+  handover_wanted_ = false;
+  held_since_.reset();
+  hold_over_ = false;
   serving_ = ctx_.settings.role == Role::Primary;
   client_start_ = start;
   last_active_ = now;
@@ -657,6 +679,7 @@ void Session::adoption_refused(TimePoint now) {
   if (finished() || unprotected_) return;
   if (!serving_) serve_alone(now);
   mark_unprotected();
+  handover_wanted_ = false;  // it would be refused again
 }
 
 // ---------------------------------------------------------------------------------------------

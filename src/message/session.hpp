@@ -68,7 +68,8 @@ class Session {
   // --- The client socket. A backup's session may exist before its client is accepted (the
   // primary's Reply frames can arrive first).
   void on_accepted(const wire::Endpoint& fake, TimePoint now);
-  // Before each read: applies the request cache's finishing rule; false: do not read now.
+  // Before each read: applies the request cache's finishing rule, and holds an unprotected
+  // connection at its request boundary for the hand-over; false: do not read now.
   bool may_read_client();
   void on_client_bytes(std::span<const uint8_t> data, TimePoint now);
   void on_client_eof();
@@ -103,6 +104,12 @@ class Session {
   // byte written, nothing half-read, nothing closing. Only then can its state move to the peer
   // (docs/ARCHITECTURE.md, "Rejoin").
   bool at_request_boundary() const;
+  // At a request boundary while the peer is there to take it: the next request is not read (it
+  // waits in the kernel and goes to the peer with the connection), for at most the pause the
+  // adapter allows (pause_expired); then served alone until its next boundary.
+  bool holding_for_handover() const;
+  // Notes when the hold began; true once it lasted `limit` (the connection then reads again).
+  bool pause_expired(TimePoint now, Clock::duration limit);
   // The client seq of the next byte this session reads.
   wire::SeqNum client_next() const { return client_start_ + static_cast<uint32_t>(client_.read); }
   // At a request boundary, the connection was handed to the peer (packet::PacketLayer::protect):
@@ -163,6 +170,10 @@ class Session {
   wire::SeqNum client_start_;  // the client seq of request-stream offset 0
   bool serving_ = false;       // this node answers (primary, or a backup after a takeover)
   bool unprotected_ = false;
+  // Unprotected by a rejoin: hand it to the peer at a request boundary (not after a refusal).
+  bool handover_wanted_ = false;
+  std::optional<TimePoint> held_since_;  // holding_for_handover() since
+  bool hold_over_ = false;               // held long enough at this boundary
   enum class End { Open, Closed, Reset } end_ = End::Open;
   TimePoint last_active_;
 

@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 
 #include <chrono>
+#include <random>
 #include <unordered_set>
 
 #include "crypto/isn.hpp"
@@ -46,6 +47,10 @@ crypto::Key to_key(const std::vector<uint8_t>& v) {
 // that handed over keeps passing client packets to the primary while the clients learn its MAC.
 constexpr std::chrono::milliseconds kHandoverDrain{2000};
 constexpr std::chrono::milliseconds kHandoverGrace{500};
+// After a rejoin: how often the connections still unprotected are looked at, and how long one may
+// be held at a request boundary (its next request unread) waiting for its socket to be quiet.
+constexpr std::chrono::milliseconds kProtectEvery{5};
+constexpr std::chrono::milliseconds kHandoverHold{200};
 
 uint64_t make_boot_id() {
   // Increases across restarts, so a replayed heartbeat of an earlier run is recognisably old.
@@ -90,6 +95,8 @@ struct Node::Impl {
   // Connections the peer refused to adopt: not offered again (it would refuse again).
   std::unordered_set<ConnKey, ConnKeyHash> refused_keys;
   std::function<void()> ticker;
+  std::function<void()> protector;  // after a rejoin, while connections are unprotected
+  bool protecting = false;
 
   explicit Impl(config::Config c) : cfg(std::move(c)), role(cfg.node.role), rx(65536) {}
 
@@ -141,6 +148,7 @@ Result<Ok, std::string> Node::Impl::init() {
   packet::Settings ps = packet_settings(cfg);
   ps.mode = [this] { return mm->mode(); };
   ps.server_isn = [this](const ConnKey& k) { return (*server_isn)(k); };
+  ps.fake_start = std::random_device{}();
   packets.emplace(ps, PacketPath::Ports{dev->tap, dev->raw, dev->tun, *udp, *replication},
                   fault_point);
   pl = &packets->layer();
@@ -201,6 +209,12 @@ Result<Ok, std::string> Node::Impl::init() {
     loop.after(interval, ticker);
   };
   loop.after(0ms, ticker);
+  protector = [this] {
+    protect_again();
+    protecting =
+        mm->mode() == Mode::Duplex && !mm->handed_over() && ml->unprotected_connections() > 0;
+    if (protecting) loop.after(kProtectEvery, protector);
+  };
   spdlog::info("node: {} on {} ({}), advertised {}, server {}, peer {}:{}, boot {}",
                to_string(role), cfg.service.interface, dev->link.mac.to_string(),
                cfg.service.advertised.to_string(), cfg.node.server.to_string(),
@@ -278,7 +292,6 @@ void Node::Impl::tick() {
   }
   act(mm->on_tick(now));
   pl->resend_due(now);
-  protect_again();
   if (now - last_expire >= 1s) {
     last_expire = now;
     pl->expire(now);
@@ -325,6 +338,10 @@ void Node::Impl::act(Action a) {
       // primary is no longer the front: the joining backup announces the address.
       pl->mark_unprotected();
       ml->mark_unprotected();
+      if (!protecting) {
+        protecting = true;
+        loop.after(0ms, protector);
+      }
       spdlog::warn(
           "node: {} rejoined: {} connection(s) unprotected until their next request boundary; "
           "new ones are protected",
@@ -353,12 +370,12 @@ void Node::Impl::protect_again() {
   if (mm->mode() != Mode::Duplex || !channel->up() || ml->unprotected_connections() == 0) return;
   auto now = sys::Clock::now();
   size_t handed = 0;
-  for (const auto& [key, client_next] : ml->at_request_boundary()) {
-    if (refused_keys.contains(key)) continue;
-    auto a = pl->protect(key, client_next, now);
+  for (auto& h : ml->ready_for_handover(kHandoverHold)) {
+    if (refused_keys.contains(h.key)) continue;
+    auto a = pl->protect(h.key, h.client_next, h.unread, now);
     if (!a) continue;
     replication->send_adopt(*a);
-    ml->protect_again(key);
+    ml->protect_again(h.key);
     ++handed;
   }
   if (handed > 0)

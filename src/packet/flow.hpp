@@ -83,6 +83,9 @@ struct Flow {
   // (it must reach neither the client nor the retained segments), with this window scale.
   bool adopting = false;
   uint8_t adopt_shift = 0;
+  int adopt_tries = 0;
+  TimePoint adopt_started{};
+  std::vector<uint8_t> adopt_unread;  // handed to this kernel once it holds the connection
 
   // Lifecycle.
   std::optional<wire::SeqNum> client_fin;  // client seq of the FIN

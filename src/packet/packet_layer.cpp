@@ -20,6 +20,12 @@ constexpr uint32_t kSmallWindow = 4 * 1460;
 // minimum RTO), then at doubling gaps: 0.2, 0.6, 1.4, 3 s after the takeover.
 constexpr std::chrono::milliseconds kTakeoverRto{200};
 constexpr int kTakeoverResends = 4;
+// An adopted connection's made-up SYN: addresses tried, and how long its answer may take.
+constexpr int kAdoptTries = 4;
+constexpr std::chrono::seconds kAdoptTimeout{1};
+// Client packets of flows not (yet) adopted, kept in duplex for an Adopt on its way.
+constexpr size_t kEarlyPackets = 256;
+constexpr std::chrono::milliseconds kEarlyAge{500};
 
 void apply_report(Flow& f, const HasReport& r) {
   if (!f.backup_has_known || r.has > f.backup_has) f.backup_has = r.has;
@@ -34,7 +40,8 @@ bool Flow::fully_closed() const {
          kernel_rcv_nxt > *client_fin;
 }
 
-PacketLayer::PacketLayer(Settings settings, Emitter& emit) : s_(std::move(settings)), emit_(emit) {}
+PacketLayer::PacketLayer(Settings settings, Emitter& emit)
+    : s_(std::move(settings)), emit_(emit), next_fake_(s_.fake_start) {}
 
 bool PacketLayer::front() const {
   return mode() == Mode::Simplex || (s_.role == Role::Backup && mode() == Mode::Duplex);
@@ -96,18 +103,54 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
     }
     if (!f) f = new_flow(p, now);
     if (!f) return;
-  } else if (!f) {
-    ++counters_.dropped_unknown_flow;
+  } else if (!f || f->adopting) {
+    // In duplex this may be a survivor's connection whose Adopt is on its way: kept a moment,
+    // so its kernel gets the bytes without waiting for the client's retransmission timer.
+    if (mode() == Mode::Duplex) remember_early(p, now);
+    if (!f) ++counters_.dropped_unknown_flow;
     return;
   }
   f->last_seen = now;
   client_to_kernel(*f, p, syn);
 }
 
+void PacketLayer::remember_early(const wire::TcpPacket& p, TimePoint now) {
+  while (!early_.empty() &&
+         (early_.size() >= kEarlyPackets || now - early_.front().first > kEarlyAge))
+    early_.pop_front();
+  auto bytes = p.ip.bytes();
+  early_.emplace_back(now, std::vector<uint8_t>(bytes.begin(), bytes.end()));
+}
+
+void PacketLayer::replay_early(Flow& f) {
+  for (auto it = early_.begin(); it != early_.end();) {
+    auto parsed = wire::parse_tcp_packet(it->second, /*verify_tcp_checksum=*/false);
+    if (!parsed || parsed->src() != f.client) {
+      ++it;
+      continue;
+    }
+    wire::TcpPacket p = *parsed;
+    client_to_kernel(f, p, /*syn=*/false);
+    ++counters_.early_replayed;
+    it = early_.erase(it);
+  }
+}
+
 Flow* PacketLayer::new_flow(const wire::TcpPacket& syn, TimePoint now) {
   Flow* f = insert_flow(ConnKey{syn.src().ip, syn.src().port, syn.tcp.seq().raw()}, syn.src(), now);
   if (f) f->server_isn = SeqNum(s_.server_isn(f->key));
   return f;
+}
+
+bool PacketLayer::pick_fake(Flow& f) {
+  for (uint32_t tries = 0; tries < s_.fake_count; ++tries) {
+    Endpoint fake{wire::Ipv4Addr(s_.fake_first.v + (next_fake_++ % s_.fake_count)), f.client.port};
+    if (!by_fake_.contains(fake)) {
+      f.fake = fake;
+      return true;
+    }
+  }
+  return false;
 }
 
 Flow* PacketLayer::insert_flow(const ConnKey& key, const Endpoint& client, TimePoint now) {
@@ -119,14 +162,7 @@ Flow* PacketLayer::insert_flow(const ConnKey& key, const Endpoint& client, TimeP
   f->client = client;
   f->key = key;
   f->client_start = SeqNum(key.isn + 1);
-  for (uint32_t tries = 0; tries < s_.fake_count; ++tries) {
-    Endpoint fake{wire::Ipv4Addr(s_.fake_first.v + (next_fake_++ % s_.fake_count)), f->client.port};
-    if (!by_fake_.contains(fake)) {
-      f->fake = fake;
-      break;
-    }
-  }
-  if (f->fake.port == 0) {
+  if (!pick_fake(*f)) {
     ++counters_.dropped_table_full;
     return nullptr;
   }
@@ -224,6 +260,17 @@ void PacketLayer::on_kernel_packet(std::span<uint8_t> bytes, TimePoint now) {
 void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
   uint8_t fl = p.tcp.flags();
   bool syn_ack = (fl & tf::SYN) && (fl & tf::ACK);
+  if (f.adopting && !syn_ack) {
+    // Not the listener's answer: a kernel socket of this made-up address pair already exists (a
+    // killed predecessor's, closing). Try another address.
+    ++counters_.dropped_kernel_unknown;
+    if (++f.adopt_tries >= kAdoptTries) return refuse_adoption(f, "no free made-up address");
+    by_fake_.erase(f.fake);
+    if (!pick_fake(f)) return refuse_adoption(f, "no free made-up address");
+    by_fake_[f.fake] = &f;
+    send_made_up_syn(f);
+    return;
+  }
   if (syn_ack && !f.kernel_isn_known) {
     f.kernel_to_client = SeqOffset::between(f.server_isn, p.tcp.seq());
     f.kernel_isn_known = true;
@@ -530,17 +577,18 @@ void PacketLayer::mark_unprotected() {
 }
 
 std::optional<Adoption> PacketLayer::protect(const ConnKey& key, SeqNum client_next,
-                                             TimePoint now) {
+                                             std::span<const uint8_t> unread, TimePoint now) {
   now_ = now;
   auto it = by_key_.find(key);
   if (it == by_key_.end() || mode() != Mode::Duplex) return std::nullopt;
   Flow& f = *it->second;
   // Quiet: established, not closing, every byte sent acknowledged by the client (the peer's
-  // kernel starts with nothing to retransmit), and the client never acknowledged a byte the
-  // message layer has not read (the peer could not get it again: it would be lost with us).
+  // kernel starts with nothing to retransmit), and the client never acknowledged a byte the peer
+  // will not get with the connection (it would not send it again: lost with us).
+  SeqNum handed_end = client_next + static_cast<uint32_t>(unread.size());
   bool quiet = f.unprotected && f.kernel_isn_known && !f.reset && !f.closed_at && !f.client_fin &&
                !f.kernel_fin && !f.held_syn_ack && f.retained.empty() && f.client_ack_seen &&
-               f.client_acked == f.kernel_snd_nxt && f.ack_sent_known && f.ack_sent <= client_next;
+               f.client_acked == f.kernel_snd_nxt && f.ack_sent_known && f.ack_sent <= handed_end;
   if (!quiet) return std::nullopt;
   f.unprotected = false;
   f.client_start = client_next;
@@ -551,14 +599,17 @@ std::optional<Adoption> PacketLayer::protect(const ConnKey& key, SeqNum client_n
     f.backup_right.reset();
   } else {
     f.local_has_known = true;
-    f.local.has = SeqNum::max(f.kernel_rcv_nxt, client_next);
+    f.local.has = SeqNum::max(f.kernel_rcv_nxt, handed_end);
     f.local.right = f.kernel_rcv_nxt + (uint32_t{f.kernel_window} << f.window_shift);
     f.local_reported.reset();
     mark_dirty(f);
   }
   ++counters_.flows_handed;
-  return Adoption{f.key,          client_next,     f.kernel_snd_nxt, f.client_window,
-                  f.window_shift, f.client_wscale, f.client_mss,     f.client_sack_ok};
+  Adoption a{f.key,           client_next,      f.kernel_snd_nxt,
+             f.client_window, f.window_shift,   f.client_wscale,
+             f.client_mss,    f.client_sack_ok, {}};
+  a.unread.assign(unread.begin(), unread.end());
+  return a;
 }
 
 bool PacketLayer::adopt(const Adoption& a, TimePoint now) {
@@ -595,22 +646,34 @@ bool PacketLayer::adopt(const Adoption& a, TimePoint now) {
     f->backup_has_known = true;
     f->backup_has = a.client_next;
   }
+  f->adopt_started = now;
+  f->adopt_unread = a.unread;
+  send_made_up_syn(*f);
+  return true;
+}
+
+void PacketLayer::send_made_up_syn(Flow& f) {
   wire::TcpOptions o;
-  o.mss = a.client_mss;
-  o.wscale = a.client_wscale;
-  o.sack_permitted = a.sack_permitted;
+  o.mss = f.client_mss;
+  o.wscale = f.client_wscale;
+  o.sack_permitted = f.client_sack_ok;
   auto opts = wire::encode_options(o);
   wire::TcpSegmentSpec spec;
-  spec.src = f->fake;
+  spec.src = f.fake;
   spec.dst = s_.listen;
-  spec.seq = a.client_next - 1;
+  spec.seq = f.client_start - 1;
   spec.flags = tf::SYN;
   spec.window = 0xffff;
   spec.options = opts;
-  auto syn = wire::build_tcp_packet(spec);
-  emit_.to_kernel(syn);
+  emit_.to_kernel(wire::build_tcp_packet(spec));
   ++counters_.to_kernel;
-  return true;
+}
+
+void PacketLayer::refuse_adoption(Flow& f, std::string_view why) {
+  spdlog::warn("packet: adopt {}: {}; refused", f.key.to_string(), why);
+  ++counters_.adoptions_refused;
+  emit_.adoption_refused(f.key);
+  drop_flow(f);
 }
 
 // The kernel answered the made-up SYN: map its ISN onto the survivor's sequence space (done by
@@ -619,23 +682,42 @@ bool PacketLayer::adopt(const Adoption& a, TimePoint now) {
 void PacketLayer::finish_adoption(Flow& f) {
   f.adopting = false;
   if (f.window_shift != f.adopt_shift) {
-    spdlog::warn(
-        "packet: adopt {}: this kernel scales its window by {}, the client expects {} "
-        "(net.ipv4.tcp_rmem differs between the nodes?); refused",
-        f.key.to_string(), f.window_shift, f.adopt_shift);
     wire::TcpSegmentSpec rst;
     rst.src = f.fake;
     rst.dst = s_.listen;
     rst.seq = f.kernel_rcv_nxt;
     rst.flags = tf::RST;
     emit_.to_kernel(wire::build_tcp_packet(rst));
-    ++counters_.adoptions_refused;
-    emit_.adoption_refused(f.key);
-    drop_flow(f);
-    return;
+    return refuse_adoption(f,
+                           fmt::format("this kernel scales its window by {}, the client expects {} "
+                                       "(net.ipv4.tcp_rmem differs between the nodes?)",
+                                       f.window_shift, f.adopt_shift));
   }
   maybe_fake_ack(f);  // the client acknowledged server_next: the handshake's ACK
+  // The bytes the survivor held unread, as the client sent them (it will not send them again if
+  // it was told they arrived), in pieces well under the TUN's MTU.
+  constexpr size_t kPiece = 1024;
+  SeqNum seq = f.client_start;
+  std::span<const uint8_t> rest = f.adopt_unread;
+  while (!rest.empty()) {
+    auto piece = rest.first(std::min(rest.size(), kPiece));
+    wire::TcpSegmentSpec spec;
+    spec.src = f.fake;
+    spec.dst = s_.listen;
+    spec.seq = seq;
+    spec.ack = f.kernel_to_client.unapply(f.client_acked);
+    spec.flags = tf::ACK | tf::PSH;
+    spec.window = f.client_window;
+    spec.payload = piece;
+    emit_.to_kernel(wire::build_tcp_packet(spec));
+    ++counters_.to_kernel;
+    seq = seq + static_cast<uint32_t>(piece.size());
+    rest = rest.subspan(piece.size());
+  }
+  f.adopt_unread.clear();
+  f.adopt_unread.shrink_to_fit();
   ++counters_.flows_adopted;
+  replay_early(f);
   SPDLOG_DEBUG("packet: adopted {} as {}", f.key.to_string(), f.fake.to_string());
 }
 
@@ -656,13 +738,18 @@ void PacketLayer::unprotect(const ConnKey& key, TimePoint now) {
 
 void PacketLayer::expire(TimePoint now) {
   now_ = now;
-  std::vector<Flow*> dead;
+  std::vector<Flow*> dead, stuck;
   for (auto& [client, fp] : by_client_) {
     Flow& f = *fp;
     if (!f.closed_at && f.fully_closed()) f.closed_at = now;
-    if (f.closed_at && now - *f.closed_at > s_.linger) dead.push_back(&f);
+    if (f.closed_at && now - *f.closed_at > s_.linger) {
+      dead.push_back(&f);
+    } else if (f.adopting && now - f.adopt_started > kAdoptTimeout) {
+      stuck.push_back(&f);
+    }
   }
   for (Flow* f : dead) drop_flow(*f);
+  for (Flow* f : stuck) refuse_adoption(*f, "this kernel never answered the made-up SYN");
   std::erase_if(early_has_, [&](const auto& e) { return now - e.second.second > s_.linger; });
 }
 

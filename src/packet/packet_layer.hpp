@@ -9,6 +9,7 @@
 //                              (the backup in duplex keeps it instead of sending it)
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -44,6 +45,10 @@ struct Settings {
   wire::Endpoint listen;        // where the message layer listens on the TUN side
   wire::Ipv4Addr fake_first;    // first made-up client address
   uint32_t fake_count = 65000;  // made-up addresses to cycle through
+  // Where this run starts in that pool. The node draws it at random: the kernel sockets a killed
+  // predecessor left behind (FIN-WAIT, for minutes) still use its first addresses, and one that
+  // met an adopted connection's made-up SYN would take it instead of the listener.
+  uint32_t fake_start = 0;
   std::function<uint32_t(const ConnKey&)> server_isn;  // keyed, identical on both nodes (I3)
   std::chrono::seconds linger{30};  // how long a closed flow absorbs stray packets
   size_t max_flows = 16384;
@@ -60,6 +65,7 @@ struct Counters {
   // Protected again after a rejoin: handed to the peer (survivor), taken from it (joiner), and
   // handed back to the survivor (refused by the joiner, or reverted after its refusal).
   uint64_t flows_handed = 0, flows_adopted = 0, adoptions_refused = 0;
+  uint64_t early_replayed = 0;  // client packets that came before their flow's Adopt
 };
 
 class PacketLayer {
@@ -95,11 +101,14 @@ class PacketLayer {
 
   // Survivor, duplex: hands the unprotected flow `key` to the peer at a request boundary: the
   // message layer read and answered every client byte below `client_next`. Nullopt if the flow is
-  // not quiet (unacknowledged reply bytes, a FIN or reset, the client told of unread bytes): try
-  // again later. Otherwise the flow is protected from now on, the peer told nothing yet (I1: a
+  // not quiet (unacknowledged reply bytes, a FIN or reset, the client told of bytes beyond
+  // `unread`): try again later. Otherwise the flow is protected from now on, the peer told nothing yet (I1: a
   // primary acknowledges nothing past `client_next` until the peer's Has; a backup relays and
   // keeps as for any flow), and the peer is sent the result (peer::Type::Adopt).
-  std::optional<Adoption> protect(const ConnKey& key, wire::SeqNum client_next, TimePoint now);
+  // `unread`: the client bytes from client_next on that this node's kernel holds unread; they go
+  // to the peer with the connection (the client may have been told they arrived).
+  std::optional<Adoption> protect(const ConnKey& key, wire::SeqNum client_next,
+                                  std::span<const uint8_t> unread, TimePoint now);
   // Joiner, duplex: takes the survivor's connection: a made-up SYN at client_next - 1 goes into
   // this node's kernel; its SYN-ACK (mapped onto server_next - 1) is answered with the ACK that
   // establishes it and reaches nobody else. False (log says why) if it cannot be taken; a kernel
@@ -131,6 +140,11 @@ class PacketLayer {
   void serve_alone(Flow& f, TimePoint now);  // backup, the peer gone: send what was kept
   void stop_gating(Flow& f);                 // primary, the peer gone
   void finish_adoption(Flow& f);
+  bool pick_fake(Flow& f);  // a made-up address no flow uses; false if none is left
+  void send_made_up_syn(Flow& f);
+  void refuse_adoption(Flow& f, std::string_view why);  // drops f
+  void remember_early(const wire::TcpPacket& p, TimePoint now);
+  void replay_early(Flow& f);
   void client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn);
   void kernel_to_client(Flow& f, wire::TcpPacket& p);
   void retain(Flow& f, wire::SeqNum seq, wire::SeqNum end, const wire::TcpPacket& p);
@@ -154,8 +168,9 @@ class PacketLayer {
   // backup_has notices that arrived before the relayed SYN (they travel on another channel).
   std::unordered_map<ConnKey, std::pair<HasReport, TimePoint>, ConnKeyHash> early_has_;
   std::unordered_set<Flow*> dirty_;
+  std::deque<std::pair<TimePoint, std::vector<uint8_t>>> early_;
   std::unordered_set<Flow*> resending_;
-  uint32_t next_fake_ = 0;
+  uint32_t next_fake_;
   TimePoint now_{};
 };
 

@@ -111,6 +111,7 @@ void encode(std::vector<uint8_t>& out, const Adoption& a) {
   put(out, a.client_wscale.value_or(kNoWscale), 1);
   put(out, a.client_mss, 2);
   put(out, a.sack_permitted ? 1u : 0u, 1);
+  out.insert(out.end(), a.unread.begin(), a.unread.end());
 }
 
 std::optional<Adoption> decode_adoption(std::span<const uint8_t> payload) {
@@ -124,12 +125,12 @@ std::optional<Adoption> decode_adoption(std::span<const uint8_t> payload) {
   a.client_mss = static_cast<uint16_t>(r.get(2));
   auto sack = r.get(1);
   // RFC 7323 2.3: a shift above 14 is never used; nothing larger is a real value.
-  if (!r.done() || shift > 14 || (wscale > 14 && wscale != kNoWscale) || sack > 1 ||
-      a.client_mss == 0)
+  if (!r.ok || shift > 14 || (wscale > 14 && wscale != kNoWscale) || sack > 1 || a.client_mss == 0)
     return std::nullopt;
   a.window_shift = static_cast<uint8_t>(shift);
   if (wscale != kNoWscale) a.client_wscale = static_cast<uint8_t>(wscale);
   a.sack_permitted = sack == 1;
+  a.unread.assign(payload.begin() + static_cast<long>(r.pos), payload.end());
   return a;
 }
 

@@ -60,7 +60,8 @@ void encode(std::vector<uint8_t>& out, const Hello& m);
 void encode(std::vector<uint8_t>& out, const Heartbeat& m);
 void encode(std::vector<uint8_t>& out, const ConnMessage& m);
 // Adopt: key (10), client_next (4), server_next (4), client window (2), window shift (1), client
-// window scale (1: 0xff = none), client MSS (2), SACK-permitted (1: 0 or 1).
+// window scale (1: 0xff = none), client MSS (2), SACK-permitted (1: 0 or 1), then the unread
+// client bytes (the rest).
 void encode(std::vector<uint8_t>& out, const Adoption& a);
 std::optional<Adoption> decode_adoption(std::span<const uint8_t> payload);
 std::optional<Hello> decode_hello(std::span<const uint8_t> payload);

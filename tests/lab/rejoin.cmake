@@ -5,4 +5,5 @@ understudy_lab_tests(test_rejoin rejoin RejoinTest
   test_rejoin_under_verifying_load
   test_joiner_with_another_key_is_refused
   test_old_connections_protected_again_backup_rejoins
-  test_old_connections_protected_again_primary_rejoins)
+  test_old_connections_protected_again_primary_rejoins
+  test_mid_reply_connection_protected_at_its_next_boundary)

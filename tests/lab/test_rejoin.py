@@ -228,6 +228,35 @@ class RejoinTest(NodeCase):
         self.assertEqual((st["message"]["aborted"], st["message"]["regen_mismatch"]), (0, 0), st)
 
     # ---- tests
+    def test_mid_reply_connection_protected_at_its_next_boundary(self):
+        """Mid-reply at the rejoin: not protected yet (its state is not moved); at the boundary after
+        the reply it is, so the survivor's crash then loses nothing of its later requests."""
+        self.start_duplex()
+        self.lab.crash("primary")
+        self.wait_survivor("backup")
+        ready = self.ready_file("big-ready")
+        p = self.spawn_client(TIMED_FETCH + [URL + BIG, "/f/1m.bin", "/f/1k.bin", "--rate", str(RATE),
+                                             "--ready", ready, "--ready-after", str(8 << 20),
+                                             "--interval-ms", "3000", "--timeout", "60"])
+        self.wait_file(ready, timeout=30)
+        self.rejoin("primary")
+        self.assert_rejoin_logged("primary", unprotected=1)
+        self.assert_counts("backup", unprotected=1)  # mid-reply: still the survivor's alone
+        t0 = time.monotonic()
+        self.protected_again("backup", "primary", 1)
+        print(f"mid-reply connection protected {time.monotonic() - t0:.1f} s after the rejoin "
+              f"(at the end of its 64 MiB reply)", flush=True)
+        # Idle between requests (3 s apart): the survivor crashes; the next requests on the same
+        # connection are served by the joiner.
+        self.lab.crash("backup")
+        self.lab.wait_status("primary", mode="simplex", front=True, failovers=1)
+        results = self.timed_result(p)
+        for r, path in zip(results, [BIG, "/f/1m.bin", "/f/1k.bin"]):
+            self.assert_reply(r, path)
+        self.assertEqual(len(results), 3, results)
+        st = self.status("primary")
+        self.assertEqual((st["message"]["aborted"], st["message"]["regen_mismatch"]), (0, 0), st)
+
     def test_old_connections_protected_again_backup_rejoins(self):
         self.old_connections_survive_the_survivor("backup")
 
@@ -258,7 +287,7 @@ class RejoinTest(NodeCase):
         at_rejoin = self.replies(busy)
         self.assert_rejoin_logged("backup", unprotected=2)
         self.assert_roles_kept()
-        self.assert_counts("primary", unprotected=2)
+        self.protected_again("primary", "backup", 2, busy=[busy])
         # The address moved: the backup's gratuitous ARP updated the client's entry.
         mac = self.lab.run_in("backup", ["cat", "/sys/class/net/eth0/address"]).stdout.decode().strip()
         ul.wait_for(lambda: mac in self.lab.run_in(

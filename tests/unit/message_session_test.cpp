@@ -850,6 +850,38 @@ TEST_F(ProtectAgainTest, PrimaryUnprotected_AtRequestBoundary_OnlyBetweenRequest
   EXPECT_EQ(s->client_next(), wire::SeqNum(seq(first)));
 }
 
+// Held at the boundary so the next request stays in the kernel (it goes to the peer with the
+// connection), but not for longer than the adapter's pause: then read and served alone.
+TEST_F(ProtectAgainTest, PrimaryUnprotectedAtBoundary_HoldsReadsUntilThePauseEnds) {
+  survivor_after_one_reply(Role::Primary);
+  EXPECT_TRUE(s->holding_for_handover());
+  EXPECT_FALSE(s->wants_client_read());
+  EXPECT_FALSE(s->may_read_client());
+  EXPECT_FALSE(s->pause_expired(t0, 200ms));  // the hold starts
+  EXPECT_FALSE(s->pause_expired(t0 + 199ms, 200ms));
+  EXPECT_TRUE(s->pause_expired(t0 + 200ms, 200ms));
+  EXPECT_FALSE(s->holding_for_handover());
+  EXPECT_TRUE(s->wants_client_read());
+  client(get("/b"));
+  to_server();
+  server(reply("B"));
+  EXPECT_EQ(to_client(), reply("B"));
+  EXPECT_TRUE(s->holding_for_handover());  // the next boundary holds again
+  mode = Mode::Simplex;                    // the joiner died: nobody to hand it to
+  EXPECT_FALSE(s->holding_for_handover());
+  EXPECT_TRUE(s->wants_client_read());
+}
+
+TEST_F(ProtectAgainTest, PrimaryHandedOverRefused_NeverHeldAgain) {
+  survivor_after_one_reply(Role::Primary);
+  s->protect_again(t0);
+  EXPECT_FALSE(s->holding_for_handover());  // protected: nothing to hand over
+  s->adoption_refused(t0);
+  EXPECT_TRUE(s->unprotected());
+  EXPECT_FALSE(s->holding_for_handover());
+  EXPECT_TRUE(s->wants_client_read());
+}
+
 TEST_F(ProtectAgainTest, PrimaryUnprotectedIdle_ProtectAgain_ReplicatesFromOffsetZero) {
   survivor_after_one_reply(Role::Primary);
   s->protect_again(t0);

@@ -1090,8 +1090,15 @@ class AdoptionTest : public UnprotectedTest {
     out.clear();
   }
   Adoption handed() const {
-    return Adoption{key(),        SeqNum(C(1025)), SeqNum(S(301)), 1000, 7, uint8_t{7}, 1460,
-                    /*sack=*/true};
+    return Adoption{key(),
+                    SeqNum(C(1025)),
+                    SeqNum(S(301)),
+                    1000,
+                    7,
+                    uint8_t{7},
+                    1460,
+                    /*sack=*/true,
+                    {}};
   }
   // On the joiner: the made-up SYN and what its kernel answers, with window scale `shift`.
   std::vector<uint8_t> made_up_syn() const {
@@ -1107,7 +1114,7 @@ class AdoptionTest : public UnprotectedTest {
 
 TEST_F(AdoptionTest, PrimaryDuplexUnprotectedBetweenRequests_Protect_HandsItOverAndGates) {
   survivor_between_requests(Role::Primary);
-  auto a = pl->protect(key(), SeqNum(C(1025)), now);
+  auto a = pl->protect(key(), SeqNum(C(1025)), {}, now);
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(*a, handed());
   EXPECT_EQ(pl->unprotected_flows(), 0u);
@@ -1127,19 +1134,19 @@ TEST_F(AdoptionTest, PrimaryDuplexUnprotected_ProtectNotQuiet_KeepsItUnprotected
   client(k1024, Source::Relay);
   kernel(from_kernel().seq(K(1)).ack(C(1025)).data(300));
   // The reply is not acknowledged yet: the joiner's kernel could not send it again.
-  EXPECT_FALSE(pl->protect(key(), SeqNum(C(1025)), now).has_value());
+  EXPECT_FALSE(pl->protect(key(), SeqNum(C(1025)), {}, now).has_value());
   client(from_client().seq(C(1025)).ack(S(301)), Source::Relay);
   // The client was told of bytes the message layer has not read: they would be lost with us.
-  EXPECT_FALSE(pl->protect(key(), SeqNum(C(1000)), now).has_value());
+  EXPECT_FALSE(pl->protect(key(), SeqNum(C(1000)), {}, now).has_value());
   mode = Mode::Simplex;  // nobody to hand it to
-  EXPECT_FALSE(pl->protect(key(), SeqNum(C(1025)), now).has_value());
+  EXPECT_FALSE(pl->protect(key(), SeqNum(C(1025)), {}, now).has_value());
   EXPECT_EQ(pl->unprotected_flows(), 1u);
   EXPECT_EQ(pl->counters().flows_handed, 0u);
 }
 
 TEST_F(AdoptionTest, BackupDuplexUnprotectedBetweenRequests_Protect_RelaysKeepsAndReports) {
   survivor_between_requests(Role::Backup);
-  ASSERT_TRUE(pl->protect(key(), SeqNum(C(1025)), now).has_value());
+  ASSERT_TRUE(pl->protect(key(), SeqNum(C(1025)), {}, now).has_value());
   pl->flush();
   expect_only({.has = {{key(), {SeqNum(C(1025)), SeqNum(C(1025) + (400u << 7))}}}});
   const std::vector<uint8_t> req = from_client().seq(C(1025)).ack(S(301)).data(100);
@@ -1152,7 +1159,7 @@ TEST_F(AdoptionTest, BackupDuplexUnprotectedBetweenRequests_Protect_RelaysKeepsA
 
 TEST_F(AdoptionTest, BackupDuplexHandedOver_Unprotect_ServesItAloneAgain) {
   survivor_between_requests(Role::Backup);
-  ASSERT_TRUE(pl->protect(key(), SeqNum(C(1025)), now).has_value());
+  ASSERT_TRUE(pl->protect(key(), SeqNum(C(1025)), {}, now).has_value());
   kernel(from_kernel().seq(K(301)).ack(C(1025)).data(50));  // kept, not sent
   out.clear();
   pl->unprotect(key(), now);
@@ -1203,6 +1210,85 @@ TEST_F(AdoptionTest, BackupDuplexJoiner_AdoptAnotherWindowScale_RefusedAndReset)
   expect_only({.kernel = {to_kernel().seq(C(1025)).flags(tf::RST)}, .refused = {key()}});
   EXPECT_EQ(pl->find_by_key(key()), nullptr);
   EXPECT_EQ(pl->counters().adoptions_refused, 1u);
+}
+
+// The next request came while the connection was held at its boundary: the kernel holds it unread
+// and may have acknowledged it. It goes with the connection; the joiner's kernel gets it after the
+// handshake, as if from the client.
+TEST_F(AdoptionTest, PrimaryDuplexUnprotectedNextRequestUnread_Protect_HandsItOn) {
+  survivor_between_requests(Role::Primary);
+  client(from_client().seq(C(1025)).ack(S(301)).data(100), Source::Relay);
+  kernel(from_kernel().seq(K(301)).ack(C(1125)));  // acknowledged, unread
+  out.clear();
+  const std::vector<uint8_t> unread(100, 'x');
+  EXPECT_FALSE(pl->protect(key(), SeqNum(C(1025)), std::span(unread).first(99), now));
+  auto a = pl->protect(key(), SeqNum(C(1025)), unread, now);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->unread, unread);
+  EXPECT_EQ(a->client_next, SeqNum(C(1025)));
+}
+
+TEST_F(AdoptionTest, BackupDuplexJoiner_AdoptWithUnreadBytes_TheyFollowTheHandshake) {
+  start(Role::Backup, Mode::Duplex);
+  Adoption a = handed();
+  a.unread.assign(1500, 'r');
+  ASSERT_TRUE(pl->adopt(a, now));
+  out.clear();
+  kernel(joiner_syn_ack());
+  expect_only({.kernel = {to_kernel().seq(C(1025)).ack(K(1)).window(1000),
+                          to_kernel()
+                              .seq(C(1025))
+                              .ack(K(1))
+                              .flags(tf::ACK | tf::PSH)
+                              .window(1000)
+                              .payload(std::vector<uint8_t>(1024, 'r')),
+                          to_kernel()
+                              .seq(C(2049))
+                              .ack(K(1))
+                              .flags(tf::ACK | tf::PSH)
+                              .window(1000)
+                              .payload(std::vector<uint8_t>(476, 'r'))}});
+}
+
+TEST_F(AdoptionTest, BackupDuplexJoiner_KernelAnswersNotWithSynAck_AnotherAddressTried) {
+  start(Role::Backup, Mode::Duplex);
+  ASSERT_TRUE(pl->adopt(handed(), now));
+  out.clear();
+  // A closing socket of a killed predecessor holds this address pair: it answers with an ACK.
+  kernel(from_kernel().seq(K(500)).ack(C(7)));
+  const Endpoint next{Ipv4Addr(kFakeFirst.v + 1), kClient.port};
+  expect_only({.kernel = {to_kernel(next).seq(C(1024)).flags(tf::SYN).window(0xffff).options(
+                   kernel_syn_ack_options(true))}});
+  EXPECT_EQ(flow().fake, next);
+  EXPECT_EQ(pl->find_by_fake(kFake), nullptr);
+}
+
+TEST_F(AdoptionTest, BackupDuplexJoiner_NoAnswerForASecond_Refused) {
+  start(Role::Backup, Mode::Duplex);
+  ASSERT_TRUE(pl->adopt(handed(), now));
+  out.clear();
+  pl->expire(now + 500ms);
+  expect_only({});
+  pl->expire(now + 1100ms);
+  expect_only({.refused = {key()}});
+  EXPECT_EQ(pl->find_by_key(key()), nullptr);
+}
+
+// The client's next request reached the joiner (the front) before the Adopt did: relayed as for
+// any unknown flow, and kept; once adopted, its kernel gets it at once, not after the client's
+// retransmission timer (200 ms or more).
+TEST_F(AdoptionTest, BackupDuplexJoinerClientDataFirst_Adopt_ReplayedAfterTheHandshake) {
+  start(Role::Backup, Mode::Duplex);
+  const std::vector<uint8_t> req = from_client().seq(C(1025)).ack(S(301)).data(100);
+  client(req, Source::Lan);
+  expect_only({.primary = {req}});
+  ASSERT_TRUE(pl->adopt(handed(), now));
+  client(req, Source::Lan);  // again, while the made-up SYN is out: relayed and kept too
+  expect_only({.kernel = {made_up_syn()}, .primary = {req}});
+  kernel(joiner_syn_ack());
+  const std::vector<uint8_t> req_in = to_kernel().seq(C(1025)).ack(K(1)).window(1000).data(100);
+  expect_only({.kernel = {to_kernel().seq(C(1025)).ack(K(1)).window(1000), req_in, req_in}});
+  EXPECT_EQ(pl->counters().early_replayed, 2u);
 }
 
 TEST_F(AdoptionTest, BackupStartingOrKnown_Adopt_Refused) {

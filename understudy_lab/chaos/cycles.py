@@ -9,10 +9,12 @@ runs ONE lab and ONE continuous verified load across N cycles. Each cycle:
   connections_unprotected reaches 0 (bounded wait) -> next cycle crashes the OTHER node.
 
 Why wait for connections_unprotected == 0: connections open on the survivor when its peer rejoins
-stay unprotected until they end (re-protecting them at a request boundary is not built yet;
-docs/ARCHITECTURE.md, "Rejoin"). Crashing the survivor before they end would lose them by
-design, which is no test of the rejoin. The load client rotates every connection (--rotate) so
-they do end; a wait longer than --unprotected-wait fails the cycle.
+are unprotected until the survivor hands each to the joiner at its next request boundary
+(docs/ARCHITECTURE.md, "Rejoin"); one mid-reply is still the survivor's alone, and crashing the
+survivor then would lose it by design, which is no test of the rejoin. The wait is how long the
+connections took to be protected again; longer than --unprotected-wait fails the cycle. The load
+keeps its connections (no --rotate, no --conn-max-age by default): a keep-alive connection lives
+across every crash and rejoin of the run.
 
 The first failed cycle ends the run (the lab's state is then unknown): the load is stopped, every
 reply already sent is still checked, both nodes' logs are kept. Stalls come from the load
@@ -97,10 +99,10 @@ def run_cycle(lab, i, victim, args, events):
         return s.get("connections_unprotected") == 0
     try:
         ul.wait_for(none_unprotected, args.unprotected_wait,
-                    f"{survivor}'s unprotected connections to end",
+                    f"{survivor}'s connections to be protected again",
                     details=lambda: f"last status: {seen.get('st')}")
     except (TimeoutError, ul.LabError) as e:
-        raise CycleFailed(f"unprotected connections did not end: {e}"[:2000])
+        raise CycleFailed(f"connections still unprotected: {e}"[:2000])
     c["unprotected_s"] = round(now() - t_dup, 3)
     c["t_protected"] = now()
     c["ok"] = True
@@ -109,15 +111,20 @@ def run_cycle(lab, i, victim, args, events):
 
 def assign_stalls(cycles, gaps, t_stop):
     """Per cycle: the longest gap spanning its crash moment (failover stall) and the longest gap
-    overlapping [restart, duplex + 1 s] that does not span the crash (rejoin stall), in ms;
-    GAP_LOG_MS stands for "no logged gap" (shorter ones are not logged)."""
-    for c in cycles:
+    overlapping [restart, duplex + 1 s] that spans no crash (rejoin stall), in ms; the window ends
+    early at the next cycle's crash (cycles follow each other as soon as the connections are
+    protected again). GAP_LOG_MS stands for "no logged gap" (shorter ones are not logged)."""
+    crashes = [c["t_crash"] for c in cycles]
+    for i, c in enumerate(cycles):
         fo, rj = [], []
         rj_end = c.get("t_duplex", t_stop) + 1.0
+        if i + 1 < len(cycles):
+            rj_end = min(rj_end, cycles[i + 1]["t_crash"])
         for g0, g1, _ in gaps:
             if g0 <= c["t_crash"] <= g1:
                 fo.append(g1 - g0)
-            elif "t_start" in c and g0 <= rj_end and g1 >= c["t_start"]:
+            elif ("t_start" in c and g0 <= rj_end and g1 >= c["t_start"]
+                  and not any(g0 <= t <= g1 for t in crashes)):
                 rj.append(g1 - g0)
         c["failover_stall_ms"] = round(max(fo) * 1000, 1) if fo else GAP_LOG_MS
         c["rejoin_stall_ms"] = round(max(rj) * 1000, 1) if rj else GAP_LOG_MS
@@ -127,7 +134,7 @@ def cycle_line(c, n):
     s = (f"cycle {c['cycle']}/{n} crashed={c['crashed']} "
          f"takeover={c.get('takeover_s', '?')}s rejoin={c.get('rejoin_s', '?')}s "
          f"unprotected@rejoin={c.get('unprotected_at_rejoin', '?')} "
-         f"ended_after={c.get('unprotected_s', '?')}s {'OK' if c['ok'] else 'FAIL'}")
+         f"protected_after={c.get('unprotected_s', '?')}s {'OK' if c['ok'] else 'FAIL'}")
     if c.get("error"):
         s += f"\n    error: {c['error'][:1500]}"
     return s
@@ -157,9 +164,8 @@ def summary_lines(cycles, n, load, lab_error):
         f"failover p50={_ms(pct(fo, 50))} p99={_ms(pct(fo, 99))} max={_ms(max(fo) if fo else 0)}; "
         f"rejoin p50={_ms(pct(rs, 50))} p99={_ms(pct(rs, 99))} max={_ms(max(rs) if rs else 0)}; "
         f"whole run max={L.get('stall_max_ms', '?')}",
-        "note: connections open on the survivor at a rejoin stay unprotected until they end "
-        "(re-protecting them at a request boundary is not built yet); each cycle waits for them "
-        "to end before crashing the other node",
+        "note: connections open on the survivor at a rejoin are protected again at their next "
+        "request boundary; each cycle waits for that before crashing the other node",
     ]
     if lab_error:
         out.append(f"error: {lab_error[:2000]}")
@@ -233,6 +239,9 @@ def run(args, outdir, meta, loadclient):
         t_post = now() + args.dwell
         while now() < t_post:
             time.sleep(0.005)  # pacing interval: load past the last rejoin
+        for node in ("primary", "backup"):  # the counters, for the post-mortem of a failed run
+            with open(os.path.join(outdir, f"status-{node}.json"), "w") as f:
+                json.dump(lab.node_status(node), f, indent=1)
     except Exception as e:
         error = f"{type(e).__name__}: {e}"[:3000]
         print(f"error: {error}\n{traceback.format_exc()[-3000:]}", flush=True)

@@ -290,17 +290,17 @@ def main(argv=None):
     cy.add_argument("--cycles", type=int, default=None, help="run N cycles instead of trials")
     cy.add_argument("--first-role", choices=("primary", "backup"), default="primary",
                     help="the node crashed in cycle 1 (then the other, and so on)")
-    cy.add_argument("--rotate", type=float, default=0.1,
+    cy.add_argument("--rotate", type=float, default=0.0,
                     help="probability that a POST / pipelined batch ends its connection (GETs: "
-                         "0.1 always), so connections left unprotected by a rejoin end")
-    cy.add_argument("--conn-max-age", type=float, default=5.0,
+                         "0.1 always); 0: they keep their connections across every cycle")
+    cy.add_argument("--conn-max-age", type=float, default=0.0,
                     help="every load connection ends at its first request boundary after this "
-                         "many s (bounds how long unprotected connections live)")
+                         "many s (0: never)")
     cy.add_argument("--dwell", type=float, default=0.5,
                     help="s of load in simplex before the restart (and after the last cycle)")
     cy.add_argument("--unprotected-wait", type=float, default=30.0,
-                    help="s the survivor's unprotected connections may take to end; longer "
-                         "fails the cycle")
+                    help="s the survivor's connections may take to be protected again (each at "
+                         "its next request boundary); longer fails the cycle")
     args = ap.parse_args(argv)
 
     # Which options were given: parse again with every default replaced by a sentinel.
@@ -325,8 +325,8 @@ def main(argv=None):
                      + ", ".join("--" + d.replace("_", "-") for d in bad))
         if args.cycles < 1:
             ap.error("--cycles needs N >= 1")
-        if not 0 < args.rotate <= 1:
-            ap.error("--rotate must be in (0, 1]: without rotation unprotected connections never end")
+        if not 0 <= args.rotate <= 1:
+            ap.error("--rotate must be in [0, 1]")
     elif given & cycles_only:
         ap.error(", ".join("--" + d.replace("_", "-") for d in sorted(given & cycles_only))
                  + ": cycles-mode options, valid only with --cycles")
