@@ -309,7 +309,8 @@ Action ModeMachine::fail_over(std::string reason) {
 }
 
 void ModeMachine::note_ignored_peer(const PeerView& peer, const char* what) {
-  if (ignored_boot_ == peer.boot_id) return;
+  // A peer refused for its config will not rejoin: its warning said so already.
+  if (ignored_boot_ == peer.boot_id || mismatch_boot_ == peer.boot_id) return;
   ignored_boot_ = peer.boot_id;
   spdlog::info(
       "mode: simplex: {} (boot {}, {}) heard ({}); it rejoins once its replication "
