@@ -404,6 +404,67 @@ Result<Config, ConfigError> parse_config(std::string_view toml_text, const fs::p
   }
 }
 
+// Shared: a difference makes the two nodes disagree about the same client's bytes, sequence numbers
+// or liveness, so the pair would be wrong rather than merely tuned differently.
+//   service.advertised         the address and port both serve; each node derives its server ISNs
+//                              from it (crypto/isn, I3), so a backup with another one would take
+//                              over every connection on the wrong sequence numbers.
+//   peer.port                  UDP and TCP between the nodes. A difference usually means the nodes
+//                              never hear each other at all; listed so the list is complete.
+//   heartbeat.interval_ms,     the failure detector: each node judges the other's heartbeats by
+//   heartbeat.timeout_ms       its own timeout, so a longer interval on one side is a false
+//                              failover on the other; the join grace and the backup's fail-stop
+//                              clock use the timeout too.
+//   tun.mtu                    sets the MSS each kernel advertises: the client sizes its segments
+//                              by the SYN-ACK it saw, and the other node must take (and the
+//                              backup relay, host.cpp) segments of that size.
+//   limits.max_connections     a connection one node admits and the other refuses is served by one
+//                              node alone, unprotected without anyone knowing.
+// Each node's own (not compared): node.* and service.interface, tun.name, peer.address and
+// peer.key_file (the key is checked by every frame's authentication), log.level, and
+//   tun.address, tun.prefix    the made-up client addresses are picked by each node's packet layer
+//                              and never cross the wire (ConnKey is the real client's).
+//   limits.replication_window_bytes, limits.idle_timeout_ms
+//                              used by the serving node only (reads from its web server, idle
+//                              close, which it replicates); the other's apply after it takes over.
+//   limits.request_cache_bytes used by the backup only; the primary learns of a full cache
+//                              through the window edge in Has.
+// Keeping these per node lets an operator change them by a rolling restart (handover, rejoin).
+SharedSettings shared_settings(const Config& c) {
+  return {
+      {"service.advertised", c.service.advertised.to_string()},
+      {"peer.port", std::to_string(c.peer.port)},
+      {"heartbeat.interval_ms", std::to_string(c.heartbeat.interval_ms)},
+      {"heartbeat.timeout_ms", std::to_string(c.heartbeat.timeout_ms)},
+      {"tun.mtu", std::to_string(c.tun.mtu)},
+      {"limits.max_connections", std::to_string(c.limits.max_connections)},
+  };
+}
+
+std::optional<std::string> settings_mismatch(const SharedSettings& ours,
+                                             const SharedSettings& peers) {
+  auto find = [](const SharedSettings& s, const std::string& key) -> const std::string* {
+    for (const auto& [k, v] : s)
+      if (k == key) return &v;
+    return nullptr;
+  };
+  std::string diffs;
+  auto note = [&](const std::string& key, const std::string* mine, const std::string* theirs) {
+    diffs += diffs.empty() ? "" : ", ";
+    diffs +=
+        key + " (ours " + (mine ? *mine : "none") + ", peer's " + (theirs ? *theirs : "none") + ")";
+  };
+  for (const auto& [k, v] : ours) {
+    const std::string* theirs = find(peers, k);
+    if (theirs == nullptr || *theirs != v) note(k, &v, theirs);
+  }
+  // Keys only the peer has: a version that shares more than this one does.
+  for (const auto& [k, v] : peers)
+    if (find(ours, k) == nullptr) note(k, nullptr, &v);
+  if (diffs.empty()) return std::nullopt;
+  return "the peer's config differs from ours: " + diffs;
+}
+
 Result<Config, ConfigError> load_config(const fs::path& file) {
   std::error_code ec;
   fs::path abs = fs::absolute(file, ec);

@@ -4,8 +4,10 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.hpp"
@@ -71,5 +73,18 @@ Result<Config, ConfigError> load_config(const std::filesystem::path& file);
 // As load_config, from text; relative paths are resolved against base_dir. The key file is read.
 Result<Config, ConfigError> parse_config(std::string_view toml_text,
                                          const std::filesystem::path& base_dir);
+
+// The settings both nodes of a pair must agree on, as (TOML key, value text) in a fixed order; the
+// keys are those an operator writes ("heartbeat.timeout_ms"). Each node sends its own in the
+// replication channel's Hello (peer::Hello::settings) and compares them with the peer's when the
+// channel comes up. config.cpp says why each key is in the list, and why the others are not.
+using SharedSettings = std::vector<std::pair<std::string, std::string>>;
+SharedSettings shared_settings(const Config& c);
+
+// nullopt if `ours` and `peers` hold the same keys with the same values; otherwise one line naming
+// every key that differs (or that one side lacks: "none"), ours first:
+// "the peer's config differs from ours: heartbeat.timeout_ms (ours 100, peer's 200)"
+std::optional<std::string> settings_mismatch(const SharedSettings& ours,
+                                             const SharedSettings& peers);
 
 }  // namespace us::config

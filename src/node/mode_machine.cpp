@@ -260,6 +260,18 @@ Action ModeMachine::on_peer_unauthenticated(uint64_t count) {
                                 count));
 }
 
+Action ModeMachine::on_peer_config_mismatch(const PeerView& peer, const std::string& reason) {
+  if (stopped_) return Action::None;
+  if (mode_ == Mode::Starting) return transition(mode_, Action::Refuse, reason);
+  // A survivor keeps serving as it was: the joiner refuses itself on the same comparison.
+  if (mismatch_boot_ != peer.boot_id) {
+    mismatch_boot_ = peer.boot_id;
+    spdlog::warn("mode: {}: not joining the {} (boot {}): {}", to_string(mode_),
+                 to_string(peer.role), peer.boot_id, reason);
+  }
+  return Action::None;
+}
+
 Action ModeMachine::leave() {
   if (stopped_ || mode_ != Mode::Duplex) return Action::None;
   handed_over_ = true;
@@ -297,7 +309,8 @@ Action ModeMachine::fail_over(std::string reason) {
 }
 
 void ModeMachine::note_ignored_peer(const PeerView& peer, const char* what) {
-  if (ignored_boot_ == peer.boot_id) return;
+  // A peer refused for its config will not rejoin: its warning said so already.
+  if (ignored_boot_ == peer.boot_id || mismatch_boot_ == peer.boot_id) return;
   ignored_boot_ = peer.boot_id;
   spdlog::info(
       "mode: simplex: {} (boot {}, {}) heard ({}); it rejoins once its replication "

@@ -8,7 +8,7 @@
 //   starting --startup_wait, no channel (a backup waits while
 //              a starting primary is heard)----------------------> simplex
 //   starting --channel up, peer simplex (it serves alone)--------> duplex (joined)
-//   starting --same role----------------------------------------> stopped (Refuse)
+//   starting --same role, or the peer's shared config differs---> stopped (Refuse)
 //   simplex  --channel up with a restarted (starting) peer------> duplex (Rejoin)
 //   duplex   --heartbeat timeout / peer rebooted----------------> simplex
 //   duplex   --backup: channel down but heartbeats go on /
@@ -83,6 +83,11 @@ class ModeMachine {
   // Starting: datagrams from the peer's address keep failing authentication while none passes.
   // A node that cannot hear its peer would go simplex alone beside it (two fronts): Refuse.
   Action on_peer_unauthenticated(uint64_t count);
+  // The channel's hello carried shared settings that differ from ours (config::settings_mismatch
+  // gave `reason`); the node does not use that channel. Starting: Refuse (a pair that disagrees
+  // must not form, and going simplex beside a serving peer would make two fronts). Serving
+  // (simplex or duplex): None; nothing changes, one warning per peer boot.
+  Action on_peer_config_mismatch(const PeerView& peer, const std::string& reason);
   // The operator asked this node to stop (SIGTERM). In duplex: HandOver, and the node is stopped
   // from here on; otherwise None (nobody to hand over to: the node just stops).
   Action leave();
@@ -120,6 +125,7 @@ class ModeMachine {
   uint64_t duplex_boot_ = 0;                     // the peer's boot_id when duplex began
   std::optional<TimePoint> channel_down_since_;  // backup, duplex: the replication channel is down
   std::optional<uint64_t> ignored_boot_;         // last peer boot_id logged as unable to rejoin
+  std::optional<uint64_t> mismatch_boot_;        // last peer boot_id refused for its config
 };
 
 }  // namespace us::node

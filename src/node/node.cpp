@@ -167,11 +167,18 @@ Result<Ok, std::string> Node::Impl::init() {
       role, cfg.node.address, cfg.peer.address, cfg.peer.port, master, boot_id, [this] {
         return mm->mode();
       }};
+  cs.shared = config::shared_settings(cfg);
   channel = std::make_unique<peer::Channel>(
       loop, cs,
       peer::Channel::Events{
           [this](const peer::Hello& h) {
+            // Before the mode machine hears of the peer: a pair that disagrees never forms.
+            if (auto why = config::settings_mismatch(config::shared_settings(cfg), h.settings)) {
+              act(mm->on_peer_config_mismatch({h.role, h.mode, h.boot_id}, *why));
+              return false;
+            }
             act(mm->on_channel_up({h.role, h.mode, h.boot_id}, sys::Clock::now()));
+            return true;
           },
           [this](peer::Type type, std::span<const uint8_t> p) {
             mm->on_peer_traffic(sys::Clock::now());

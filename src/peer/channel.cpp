@@ -146,7 +146,7 @@ void Channel::on_event(uint32_t events) {
       return;
     }
     if (RAND_bytes(my_nonce_.data(), static_cast<int>(my_nonce_.size())) != 1) std::abort();
-    Hello h{s_.role, s_.mode(), s_.boot_id, my_nonce_};
+    Hello h{s_.role, s_.mode(), s_.boot_id, my_nonce_, s_.shared};
     scratch_.clear();
     encode(scratch_, h);
     hello_auth_.seal(out_, static_cast<uint8_t>(Type::Hello), 0, scratch_);
@@ -222,7 +222,7 @@ void Channel::handle_frame(std::span<const uint8_t> frame) {
     state_ = State::Up;
     ever_up_ = true;
     spdlog::info("peer: channel up with {} (boot {})", s_.remote.to_string(), h->boot_id);
-    ev_.up(*h);
+    if (!ev_.up(*h)) refuse_peer();
     return;
   }
   if (state_ != State::Up) return;
@@ -292,6 +292,25 @@ void Channel::update_interest() {
   uint32_t ev = EPOLLIN;
   if (state_ == State::Connecting || out_pos_ < out_.size()) ev |= EPOLLOUT;
   loop_.modify(fd_.get(), ev);
+}
+
+void Channel::refuse_peer() {
+  // Best effort, once: our Hello is a few dozen bytes, which an empty send buffer takes whole.
+  if (fd_ && out_pos_ < out_.size())
+    (void)::send(fd_.get(), out_.data() + out_pos_, out_.size() - out_pos_,
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (fd_) {
+    loop_.remove(fd_.get());
+    fd_.reset();
+  }
+  send_auth_.reset();
+  recv_auth_.reset();
+  out_.clear();
+  out_pos_ = 0;
+  state_ = State::Idle;
+  ever_up_ = false;
+  spdlog::info("peer: channel with {} closed: this node refused the peer", s_.remote.to_string());
+  if (s_.role == Role::Backup) loop_.after(std::chrono::milliseconds(100), [this] { connect(); });
 }
 
 void Channel::fail(const std::string& why) {

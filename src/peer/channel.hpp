@@ -25,12 +25,17 @@ struct ChannelSettings {
   crypto::Key key;
   uint64_t boot_id = 0;
   std::function<Mode()> mode;  // sent in our Hello
+  // Sent in our Hello (config::shared_settings); the peer's arrive in the Hello given to `up`.
+  std::vector<std::pair<std::string, std::string>> shared = {};
 };
 
 class Channel {
  public:
   struct Events {
-    std::function<void(const Hello&)> up;
+    // The handshake is done. Returns false to refuse this peer (its config differs): the channel
+    // writes out our Hello, so the peer learns of the difference too, closes without `down`, and
+    // waits for the next connection as after a failed attempt.
+    std::function<bool(const Hello&)> up;
     std::function<void(Type, std::span<const uint8_t>)> message;
     std::function<void(const std::string& why)> down;
   };
@@ -65,6 +70,7 @@ class Channel {
   void on_bytes();
   void handle_frame(std::span<const uint8_t> frame);
   void fail(const std::string& why);
+  void refuse_peer();
   void update_interest();
 
   sys::EventLoop& loop_;

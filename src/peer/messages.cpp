@@ -1,5 +1,8 @@
 #include "peer/messages.hpp"
 
+#include <cassert>
+#include <string_view>
+
 namespace us::peer {
 namespace {
 
@@ -38,6 +41,30 @@ void put_key(std::vector<uint8_t>& out, const ConnKey& k) {
   put(out, k.isn, 4);
 }
 
+// A setting's key or value on the wire: at most 255 bytes, printable ASCII without spaces.
+bool valid_setting_text(std::string_view s) {
+  if (s.size() > 255) return false;
+  for (char c : s)
+    if (c <= ' ' || c > '~') return false;
+  return true;
+}
+
+void put_text(std::vector<uint8_t>& out, const std::string& s) {
+  assert(valid_setting_text(s));
+  put(out, s.size(), 1);
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+std::optional<std::string> get_text(Reader& r) {
+  const auto n = static_cast<size_t>(r.get(1));
+  if (!r.ok || r.in.size() - r.pos < n) return std::nullopt;
+  std::string s(r.in.begin() + static_cast<long>(r.pos),
+                r.in.begin() + static_cast<long>(r.pos + n));
+  r.pos += n;
+  if (!valid_setting_text(s)) return std::nullopt;
+  return s;
+}
+
 ConnKey get_key(Reader& r) {
   ConnKey k;
   k.ip = wire::Ipv4Addr(static_cast<uint32_t>(r.get(4)));
@@ -53,6 +80,12 @@ void encode(std::vector<uint8_t>& out, const Hello& m) {
   put(out, static_cast<uint8_t>(m.mode), 1);
   put(out, m.boot_id, 8);
   out.insert(out.end(), m.nonce.begin(), m.nonce.end());
+  assert(m.settings.size() <= 255);
+  put(out, m.settings.size(), 1);
+  for (const auto& [key, value] : m.settings) {
+    put_text(out, key);
+    put_text(out, value);
+  }
 }
 
 void encode(std::vector<uint8_t>& out, const Heartbeat& m) {
@@ -139,11 +172,23 @@ std::optional<Hello> decode_hello(std::span<const uint8_t> payload) {
   Hello h{};
   auto role = r.get(1), mode = r.get(1);
   h.boot_id = r.get(8);
-  if (!r.ok || !valid_role(role) || !valid_mode(mode) || r.in.size() - r.pos != h.nonce.size())
+  if (!r.ok || !valid_role(role) || !valid_mode(mode) || r.in.size() - r.pos < h.nonce.size())
     return std::nullopt;
   h.role = static_cast<Role>(role);
   h.mode = static_cast<Mode>(mode);
-  std::copy(payload.begin() + static_cast<long>(r.pos), payload.end(), h.nonce.begin());
+  const auto nonce = payload.subspan(r.pos, h.nonce.size());
+  std::copy(nonce.begin(), nonce.end(), h.nonce.begin());
+  r.pos += h.nonce.size();
+  const auto count = r.get(1);
+  for (uint64_t i = 0; r.ok && i < count; ++i) {
+    auto key = get_text(r);
+    auto value = key ? get_text(r) : std::nullopt;
+    if (!value || key->empty()) return std::nullopt;
+    for (const auto& [k, v] : h.settings)
+      if (k == *key) return std::nullopt;  // a duplicate would hide one of its values
+    h.settings.emplace_back(std::move(*key), std::move(*value));
+  }
+  if (!r.done()) return std::nullopt;
   return h;
 }
 

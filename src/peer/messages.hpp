@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/vocabulary.hpp"
@@ -13,7 +15,7 @@ namespace us::peer {
 
 enum class Type : uint8_t {
   // replication channel (TCP)
-  Hello = 1,     // both ways, first frame: role, mode, boot id, nonce
+  Hello = 1,     // both ways, first frame: role, mode, boot id, nonce, shared settings
   Has = 2,       // backup -> primary: the backup holds the client's stream up to a seq (I1)
   Reply = 3,     // primary -> backup: reply-stream bytes at an offset
   ReplyEnd = 4,  // primary -> backup: final reply `index` ends at reply-stream offset `offset`
@@ -34,6 +36,11 @@ struct Hello {
   Mode mode;
   uint64_t boot_id;
   std::array<uint8_t, 16> nonce;
+  // The sender's config settings both nodes must share (config::shared_settings): key, value.
+  // On the wire after the nonce: count (1), then per setting key length (1), key, value length
+  // (1), value. Keys are unique and not empty; both are printable ASCII without spaces (a
+  // refusal's reason quotes them on one log line); each at most 255 bytes, at most 255 settings.
+  std::vector<std::pair<std::string, std::string>> settings = {};
 };
 struct Heartbeat {
   Role role;

@@ -76,6 +76,7 @@ understudy_lab_tests(test_node_lifecycle lifecycle NodeLifecycleTest
   test_heavy_load_is_not_a_failure
   test_status_without_a_running_node_fails_clearly)
 include(${CMAKE_CURRENT_LIST_DIR}/rejoin.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/join_guards.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/chaos.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/bench_smoke.cmake OPTIONAL)
 understudy_lab_tests(test_regressions regression ChaosRegressionTest

@@ -342,5 +342,84 @@ TEST_F(ConfigTest, LogLevels) {
   }
 }
 
+// ---- the settings both nodes must share (peer::Hello carries them; the node compares)
+
+TEST_F(ConfigTest, SharedSettings_ExampleInOrder) {
+  auto r = parse_config(kExample, dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  const SharedSettings expected{
+      {"service.advertised", "198.18.0.100:80"},
+      {"peer.port", "7400"},
+      {"heartbeat.interval_ms", "20"},
+      {"heartbeat.timeout_ms", "100"},
+      {"tun.mtu", "1400"},
+      {"limits.max_connections", "16384"},
+  };
+  EXPECT_EQ(shared_settings(*r), expected);
+}
+
+// The backup's config of the example pair, with every setting that is each node's own changed:
+// the two still agree.
+TEST_F(ConfigTest, SharedSettings_PairWithItsOwnSettingsAgrees) {
+  std::string backup = kExample;
+  auto swap = [&](const std::string& from, const std::string& to) {
+    auto at = backup.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    backup.replace(at, from.size(), to);
+  };
+  swap("\"primary\"", "\"backup\"");
+  swap("address = \"198.18.0.11\"", "address = \"198.18.0.99\"");
+  swap("address  = \"198.18.0.12\"", "address  = \"198.18.0.11\"");
+  swap("address = \"198.18.0.99\"", "address = \"198.18.0.12\"");
+  swap("\"eth0\"", "\"lan1\"");
+  swap("127.0.0.1:8080", "127.0.0.1:9090");
+  backup += R"(
+[tun]
+name = "us1"
+address = "10.99.0.1"
+prefix = 24
+[limits]
+request_cache_bytes = 1000
+replication_window_bytes = 2000
+idle_timeout_ms = 5000
+[log]
+level = "debug"
+)";
+  auto p = parse_config(kExample, dir_);
+  auto b = parse_config(backup, dir_);
+  ASSERT_TRUE(p.ok()) << p.error().line();
+  ASSERT_TRUE(b.ok()) << b.error().line();
+  ASSERT_EQ(b->node.role, Role::Backup);
+  EXPECT_EQ(shared_settings(*p), shared_settings(*b));
+  EXPECT_EQ(settings_mismatch(shared_settings(*p), shared_settings(*b)), std::nullopt);
+}
+
+TEST_F(ConfigTest, SettingsMismatch_NamesEveryDifferingKeyWithBothValues) {
+  auto ours = parse_config(kExample, dir_);
+  auto peers = parse_config(
+      example_with("timeout_ms  = 100", "timeout_ms  = 500") + "[tun]\nmtu = 1500\n", dir_);
+  ASSERT_TRUE(ours.ok()) << ours.error().line();
+  ASSERT_TRUE(peers.ok()) << peers.error().line();
+  EXPECT_EQ(settings_mismatch(shared_settings(*ours), shared_settings(*peers)),
+            "the peer's config differs from ours: heartbeat.timeout_ms (ours 100, peer's 500), "
+            "tun.mtu (ours 1400, peer's 1500)");
+  EXPECT_EQ(settings_mismatch(shared_settings(*peers), shared_settings(*ours)),
+            "the peer's config differs from ours: heartbeat.timeout_ms (ours 500, peer's 100), "
+            "tun.mtu (ours 1500, peer's 1400)");
+}
+
+// A peer of another version may share a key more or less: "none" on the side that lacks it.
+TEST(SettingsMismatch, KeyOnOneSideOnly) {
+  const SharedSettings ours{{"a.x", "1"}, {"a.y", "2"}};
+  const SharedSettings peers{{"a.y", "2"}, {"a.z", "3"}};
+  EXPECT_EQ(settings_mismatch(ours, peers),
+            "the peer's config differs from ours: a.x (ours 1, peer's none), "
+            "a.z (ours none, peer's 3)");
+  EXPECT_EQ(settings_mismatch(ours, ours), std::nullopt);
+  EXPECT_EQ(settings_mismatch({}, {}), std::nullopt);
+  // Order does not matter, only keys and values.
+  EXPECT_EQ(settings_mismatch(ours, {{"a.y", "2"}, {"a.x", "1"}}), std::nullopt);
+}
+
 }  // namespace
 }  // namespace us::config

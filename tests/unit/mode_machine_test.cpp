@@ -69,6 +69,17 @@ class LogCapture {
   std::shared_ptr<spdlog::logger> previous_;
 };
 
+// How often `needle` occurs in `text`.
+size_t occurrences(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+    ++count;
+  return count;
+}
+
+const std::string kMismatch =
+    "the peer's config differs from ours: heartbeat.timeout_ms (ours 300, peer's 500)";
+
 // ---- starting ----
 
 TEST(ModeMachine, starting_channel_up) {
@@ -183,6 +194,29 @@ TEST(ModeMachine, starting_same_role_refuses) {
   EXPECT_NE(b.refuse_reason().find("both nodes are configured as backup"), std::string::npos);
   EXPECT_EQ(b.mode(), Mode::Starting);
   EXPECT_EQ(b.on_tick(kT0 + kStartupWait), Action::None);
+}
+
+// The peer's shared settings differ (config::settings_mismatch): a pair that disagrees must not
+// form, and going simplex later could stand beside a serving peer. Refuse, whatever the peer's
+// mode (a survivor that serves alone, or a peer starting with us).
+TEST(ModeMachine, starting_peer_config_mismatch_refuses) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    for (Mode peer_mode : {Mode::Starting, Mode::Simplex, Mode::Duplex}) {
+      LogCapture log;
+      ModeMachine m = starting(role);
+      EXPECT_EQ(m.on_heartbeat(peer_of(role, peer_mode), kT0 + 10ms), Action::None);
+      EXPECT_EQ(m.on_peer_config_mismatch(peer_of(role, peer_mode), kMismatch), Action::Refuse);
+      EXPECT_TRUE(m.stopped());
+      EXPECT_FALSE(m.front());
+      EXPECT_EQ(m.mode(), Mode::Starting);
+      EXPECT_EQ(m.refuse_reason(), kMismatch);
+      EXPECT_EQ(log.text(), "mode: starting -> stopped (" + kMismatch + ")\n");
+      // Stopped: nothing later changes that.
+      EXPECT_EQ(m.on_channel_up(peer_of(role, peer_mode), kT0 + 20ms), Action::None);
+      EXPECT_EQ(m.on_tick(kT0 + kStartupWait + 1s), Action::None);
+      EXPECT_EQ(m.on_peer_config_mismatch(peer_of(role, peer_mode), kMismatch), Action::None);
+    }
+  }
 }
 
 TEST(ModeMachine, starting_timeout_goes_simplex_alone) {
@@ -388,6 +422,27 @@ TEST(ModeMachine, duplex_channel_up_ignored) {
   EXPECT_EQ(m.on_tick(t + 10ms + kTimeout + 1ms), Action::FailStop);
 }
 
+// In duplex a channel up should not happen (a channel that went down stays down); if a peer's
+// hello differs anyway, nothing changes: no failover, the fail-stop clock is not touched.
+TEST(ModeMachine, duplex_peer_config_mismatch_ignored) {
+  for (Role role : {Role::Primary, Role::Backup}) {
+    TimePoint t;
+    ModeMachine m = duplex(role, &t);
+    LogCapture log;
+    const bool front = m.front();
+    EXPECT_EQ(m.on_peer_config_mismatch(peer_of(role, Mode::Starting, kPeerBoot + 1), kMismatch),
+              Action::None);
+    EXPECT_EQ(m.mode(), Mode::Duplex);
+    EXPECT_EQ(m.front(), front);
+    EXPECT_FALSE(m.stopped());
+    EXPECT_EQ(m.failovers(), 0u);
+    EXPECT_EQ(log.text(), std::string("mode: duplex: not joining the ") + to_string(other(role)) +
+                              " (boot 1235): " + kMismatch + "\n");
+    EXPECT_EQ(m.on_heartbeat(peer_of(role, Mode::Duplex), t + 50ms), Action::None);
+    EXPECT_EQ(m.on_tick(t + 60ms), Action::None);
+  }
+}
+
 // The peer declared us dead and serves alone: only one node may be the front.
 TEST(ModeMachine, duplex_peer_simplex_failstops) {
   for (Role role : {Role::Primary, Role::Backup}) {
@@ -465,6 +520,34 @@ TEST(ModeMachine, simplex_channel_up_same_incarnation_or_serving_peer_ignored) {
   EXPECT_EQ(m.on_channel_up(PeerView{Role::Primary, Mode::Simplex, kPeerBoot + 7}, t + 1s),
             Action::None);
   EXPECT_EQ(m.mode(), Mode::Simplex);
+}
+
+// A survivor keeps serving untouched when a joiner's config differs (the joiner refuses itself on
+// the same comparison): one warning per joiner boot, and a later joiner whose config matches
+// still rejoins.
+TEST(ModeMachine, simplex_peer_config_mismatch_keeps_serving) {
+  TimePoint t;
+  ModeMachine m = simplex_after_takeover(&t);
+  LogCapture log;
+  const PeerView joiner{Role::Primary, Mode::Starting, kPeerBoot + 1};
+  for (int i = 0; i < 5; ++i) {
+    t += kInterval;
+    EXPECT_EQ(m.on_peer_config_mismatch(joiner, kMismatch), Action::None);
+    EXPECT_EQ(m.on_heartbeat(joiner, t), Action::None);
+    EXPECT_EQ(m.on_tick(t + 1ms), Action::None);
+  }
+  EXPECT_EQ(m.mode(), Mode::Simplex);
+  EXPECT_TRUE(m.front());
+  EXPECT_FALSE(m.stopped());
+  EXPECT_EQ(m.failovers(), 1u);
+  const std::string line = "mode: simplex: not joining the primary (boot 1235): " + kMismatch;
+  EXPECT_EQ(occurrences(log.text(), line), 1u) << log.text();
+  EXPECT_EQ(occurrences(log.text(), "-> "), 0u) << log.text();
+  // Nor the note that a heard peer rejoins once its channel is up: this one will not.
+  EXPECT_EQ(occurrences(log.text(), "rejoins once"), 0u) << log.text();
+  const PeerView fixed{Role::Primary, Mode::Starting, kPeerBoot + 2};
+  EXPECT_EQ(m.on_channel_up(fixed, t + 1s), Action::Rejoin);
+  EXPECT_EQ(m.mode(), Mode::Duplex);
 }
 
 TEST(ModeMachine, simplex_failover_counted_once) {

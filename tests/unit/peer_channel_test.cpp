@@ -50,10 +50,16 @@ struct Side {
   std::vector<Hello> ups;
   std::vector<std::pair<Type, Bytes>> messages;
   std::vector<std::string> downs;
+  std::vector<std::pair<std::string, std::string>> shared;  // sent in our Hello
+  bool accept = true;                                       // what `up` answers
 
   void open(Role role, Mode mode, uint64_t boot_id, uint16_t port, const crypto::Key& key) {
     ChannelSettings s{role, kLoopback, kLoopback, port, key, boot_id, [mode] { return mode; }};
-    Channel::Events ev{[this](const Hello& h) { ups.push_back(h); },
+    s.shared = shared;
+    Channel::Events ev{[this](const Hello& h) {
+                         ups.push_back(h);
+                         return accept;
+                       },
                        [this](Type t, std::span<const uint8_t> p) {
                          messages.emplace_back(t, Bytes(p.begin(), p.end()));
                        },
@@ -112,6 +118,56 @@ TEST_F(PeerChannelTest, Idle_BothStart_EachSeesThePeersHello) {
   EXPECT_EQ(backup.channel->rejected(), 0u);
   EXPECT_TRUE(primary.downs.empty());
   EXPECT_TRUE(backup.downs.empty());
+}
+
+// Each Hello carries its sender's shared settings (config::shared_settings), unchanged.
+TEST_F(PeerChannelTest, Idle_BothStart_EachSeesThePeersSettings) {
+  primary.shared = {{"heartbeat.timeout_ms", "100"}, {"tun.mtu", "1400"}};
+  backup.shared = {{"heartbeat.timeout_ms", "500"}};
+  bring_up();
+  ASSERT_EQ(primary.ups.size(), 1u);
+  ASSERT_EQ(backup.ups.size(), 1u);
+  EXPECT_EQ(primary.ups[0].settings, backup.shared);
+  EXPECT_EQ(backup.ups[0].settings, primary.shared);
+}
+
+// Both nodes refuse each other (their configs differ): each still gets the other's Hello (the
+// refusing side writes its own out before it closes), neither reports `down`, and each waits for
+// the next connection: the backup connects again, the primary accepts it, and both refuse again.
+TEST_F(PeerChannelTest, Idle_BothRefuse_EachSeesTheOthersHelloAndWaitsForTheNext) {
+  primary.accept = backup.accept = false;
+  open_both(key_of(7), key_of(7));
+  // The primary's Hello is written at accept, so the backup often reads it in the same turn in
+  // which it queues its own: the primary must get that one, not only the next connection's.
+  ASSERT_TRUE(run_until([&] { return !primary.ups.empty(); })) << "no hello at the primary";
+  EXPECT_EQ(backup.ups.size(), 1u) << "the backup's first Hello was lost";
+  EXPECT_EQ(primary.ups[0].boot_id, 222u);
+  ASSERT_TRUE(run_until([&] { return primary.ups.size() >= 2 && backup.ups.size() >= 2; }))
+      << primary.ups.size() << " and " << backup.ups.size() << " hellos";
+  EXPECT_EQ(backup.ups[0].boot_id, 111u);
+  EXPECT_TRUE(primary.downs.empty());
+  EXPECT_TRUE(backup.downs.empty());
+  EXPECT_EQ(primary.channel->rejected(), 0u);
+  EXPECT_EQ(backup.channel->rejected(), 0u);
+  EXPECT_FALSE(primary.channel->up());
+}
+
+// Only the primary refuses: the backup, up for a moment, sees the channel close.
+TEST_F(PeerChannelTest, Idle_PrimaryRefuses_BackupSeesItsHelloThenDown) {
+  primary.accept = false;
+  open_both(key_of(7), key_of(7));
+  ASSERT_TRUE(run_until([&] { return !backup.downs.empty(); })) << "no down within 5 s";
+  EXPECT_EQ(backup.downs, std::vector<std::string>{"closed by peer"});
+  ASSERT_EQ(backup.ups.size(), 1u);
+  EXPECT_EQ(backup.ups[0].boot_id, 111u);
+  ASSERT_EQ(primary.ups.size(), 1u);
+  EXPECT_TRUE(primary.downs.empty());
+  EXPECT_FALSE(primary.channel->up());
+  EXPECT_FALSE(backup.channel->up());
+  // The primary listens on: a backup that comes back is heard (and refused) again.
+  backup.channel->reset("test: connect again");
+  ASSERT_TRUE(run_until([&] { return primary.ups.size() >= 2; })) << "no second hello";
+  EXPECT_TRUE(primary.downs.empty());
 }
 
 // Sizes around the channel's own limits: empty, one byte, more than one 64 KiB read, more than

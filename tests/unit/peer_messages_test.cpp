@@ -60,14 +60,52 @@ TEST(PeerMessages, Hello_RoundTrip) {
       EXPECT_EQ(back->mode, m);
       EXPECT_EQ(back->boot_id, h.boot_id);
       EXPECT_EQ(back->nonce, h.nonce);
+      EXPECT_TRUE(back->settings.empty());
     }
   }
 }
 
+// What config::shared_settings gives, in the shape the config test pins.
+const std::vector<std::pair<std::string, std::string>> kSettings{
+    {"service.advertised", "198.18.0.10:80"},
+    {"peer.port", "7400"},
+    {"heartbeat.timeout_ms", "100"},
+};
+
+TEST(PeerMessages, Hello_WithSettings_RoundTrip) {
+  Hello h = hello();
+  h.settings = kSettings;
+  auto back = decode_hello(encoded(h));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->boot_id, h.boot_id);
+  EXPECT_EQ(back->nonce, h.nonce);
+  EXPECT_EQ(back->settings, kSettings);
+  // An empty value is a value; the longest key and value fit their length byte.
+  h.settings = {{"a", ""}, {std::string(255, 'k'), std::string(255, 'v')}};
+  back = decode_hello(encoded(h));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->settings, h.settings);
+}
+
 TEST(PeerMessages, Hello_GoldenBytes) {
-  const Bytes golden{1,    1,    1,    2,    3,    4,    5,    6,    7,    8,    0xa0, 0xa1, 0xa2,
-                     0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf};
-  EXPECT_EQ(encoded(hello()), golden);  // role Backup = 1, mode Duplex = 1, boot id, nonce
+  const Bytes golden{1,    1,    1,    2,    3,    4,    5,    6,    7,
+                     8,    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7,
+                     0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf, 0};
+  // role Backup = 1, mode Duplex = 1, boot id, nonce, no settings
+  EXPECT_EQ(encoded(hello()), golden);
+}
+
+TEST(PeerMessages, Hello_WithSettings_GoldenBytes) {
+  Hello h = hello();
+  h.settings = {{"tun.mtu", "1400"}, {"a.b", "7"}};
+  Bytes expect = encoded(hello());
+  expect.pop_back();       // the fields before the settings: Hello_GoldenBytes
+  const Bytes settings{2,  // count
+                       7, 't', 'u', 'n', '.', 'm', 't', 'u',  // key
+                       4, '1', '4', '0', '0',                 // value
+                       3, 'a', '.', 'b',                      // key
+                       1, '7'};                               // value
+  EXPECT_EQ(encoded(h), cat(expect, settings));
 }
 
 TEST(PeerMessages, Hello_TruncatedOversizedOrInvalidRefused) {
@@ -81,6 +119,32 @@ TEST(PeerMessages, Hello_TruncatedOversizedOrInvalidRefused) {
   bad_mode[1] = 3;
   EXPECT_FALSE(decode_hello(bad_role));
   EXPECT_FALSE(decode_hello(bad_mode));
+}
+
+TEST(PeerMessages, Hello_MalformedSettingsRefused) {
+  Hello h = hello();
+  h.settings = kSettings;
+  const Bytes good = encoded(h);
+  ASSERT_TRUE(decode_hello(good));
+  // Cut anywhere inside the settings, or followed by anything.
+  for (size_t n = 0; n < good.size(); ++n)
+    EXPECT_FALSE(decode_hello(Bytes(good.begin(), good.begin() + static_cast<long>(n))))
+        << "prefix of " << n;
+  EXPECT_FALSE(decode_hello(cat(good, {0})));
+  EXPECT_FALSE(decode_hello(cat(good, {1, 'x'})));
+
+  const Bytes head = encoded(hello());
+  const Bytes before(head.begin(), head.end() - 1);  // up to the nonce
+  auto with = [&](const Bytes& settings) { return decode_hello(cat(before, settings)); };
+  EXPECT_TRUE(with({1, 1, 'k', 1, 'v'}));
+  EXPECT_FALSE(with({2, 1, 'k', 1, 'v'}));                  // count says more than there is
+  EXPECT_FALSE(with({1, 1, 'k', 2, 'v'}));                  // value longer than the payload
+  EXPECT_FALSE(with({1, 0, 1, 'v'}));                       // empty key
+  EXPECT_FALSE(with({2, 1, 'k', 1, 'v', 1, 'k', 1, 'w'}));  // the same key twice
+  EXPECT_FALSE(with({1, 1, 'k', 2, 'v', '\n'}));            // would split the log line
+  EXPECT_FALSE(with({1, 1, 'k', 2, 'v', ' '}));             // nor spaces
+  EXPECT_FALSE(with({1, 1, 0x80, 1, 'v'}));                 // nor anything beyond ASCII
+  EXPECT_FALSE(with({1, 1, 'k'}));                          // no value
 }
 
 TEST(PeerMessages, Heartbeat_RoundTrip) {
