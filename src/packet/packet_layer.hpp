@@ -55,6 +55,7 @@ struct Counters {
   uint64_t acks_clamped = 0, syn_acks_held = 0, fake_acks = 0, kernel_acks_clamped = 0;
   uint64_t takeover_resends = 0;
   uint64_t acks_fabricated = 0, retained_sent = 0, flows_opened = 0;
+  uint64_t resets_unknown_flow = 0;  // primary, simplex: a RST for a client segment of no flow
 };
 
 class PacketLayer {
