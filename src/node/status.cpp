@@ -49,7 +49,9 @@ nlohmann::json status_json(const StatusInputs& in) {
         {"flows_handed", pc.flows_handed},
         {"flows_adopted", pc.flows_adopted},
         {"adoptions_refused", pc.adoptions_refused},
-        {"early_replayed", pc.early_replayed}}},
+        {"early_replayed", pc.early_replayed},
+
+        {"resets_unknown_flow", pc.resets_unknown_flow}}},
       {"message",
        {{"accepted", mc.accepted},
         {"requests", mc.requests},

@@ -32,6 +32,23 @@ void apply_report(Flow& f, const HasReport& r) {
   f.backup_has_known = true;
   if (r.right && (!f.backup_right || *r.right > *f.backup_right)) f.backup_right = r.right;
 }
+
+// RFC 9293 3.10.7.1, a segment for no connection: the reset takes its seq from the segment's ACK
+// (so the client accepts it: it is the client's RCV.NXT), or is seq 0 with ACK = SEG.SEQ + SEG.LEN.
+std::vector<uint8_t> reset_for(const wire::TcpPacket& p) {
+  wire::TcpSegmentSpec spec;
+  spec.src = p.dst();
+  spec.dst = p.src();
+  if (p.tcp.flags() & tf::ACK) {
+    spec.seq = p.tcp.ack();
+    spec.flags = tf::RST;
+  } else {
+    spec.seq = SeqNum(0);
+    spec.ack = p.tcp.seq() + p.tcp.seg_len();
+    spec.flags = tf::RST | tf::ACK;
+  }
+  return wire::build_tcp_packet(spec);
+}
 }  // namespace
 
 bool Flow::fully_closed() const {
@@ -107,7 +124,19 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
     // In duplex this may be a survivor's connection whose Adopt is on its way: kept a moment,
     // so its kernel gets the bytes without waiting for the client's retransmission timer.
     if (mode() == Mode::Duplex) remember_early(p, now);
-    if (!f) ++counters_.dropped_unknown_flow;
+    if (f) return;
+    ++counters_.dropped_unknown_flow;
+    // The primary serving alone is the node that keeps serving whatever happens next (after a
+    // split brain the backup stops): a connection it does not know is lost (the backup's from a
+    // split, or older than this node's boot). Tell the client now, as a closed port would, rather
+    // than let it retransmit into silence until its timeout. Never in duplex or starting (the
+    // flow may be the peer's), never on a backup (in a split brain the flow may be the primary's,
+    // which serves it again once the partition heals), never to a RST.
+    if (s_.role == Role::Primary && mode() == Mode::Simplex && !(fl & tf::RST)) {
+      emit_.to_client(reset_for(p));
+      ++counters_.to_client;
+      ++counters_.resets_unknown_flow;
+    }
     return;
   }
   f->last_seen = now;

@@ -65,7 +65,8 @@ struct Counters {
   // Protected again after a rejoin: handed to the peer (survivor), taken from it (joiner), and
   // handed back to the survivor (refused by the joiner, or reverted after its refusal).
   uint64_t flows_handed = 0, flows_adopted = 0, adoptions_refused = 0;
-  uint64_t early_replayed = 0;  // client packets that came before their flow's Adopt
+  uint64_t early_replayed = 0;       // client packets that came before their flow's Adopt
+  uint64_t resets_unknown_flow = 0;  // primary, simplex: a RST for a client segment of no flow
 };
 
 class PacketLayer {

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import unittest
 
 from understudy_lab import lab as ul
@@ -14,6 +15,7 @@ NEEDS_ROOT = unittest.skipUnless(os.geteuid() == 0, "needs root (network namespa
 BINARY = os.environ.get("UNDERSTUDY_BINARY", os.path.join(ul.REPO_ROOT, "build", "understudy"))
 URL = f"http://{ul.ADVERTISED_IP}"
 TIMED_FETCH = ul.python_module("understudy_lab.timed_fetch")
+REQUEST_STREAM = ul.python_module("understudy_lab.request_stream")
 
 
 @NEEDS_ROOT
@@ -116,3 +118,78 @@ class NodeCase(unittest.TestCase):
 
     def wait_file(self, path, timeout=20):
         ul.wait_for(lambda: os.path.exists(path), timeout, f"{path} to appear")
+
+    # ---- request streams (understudy_lab/request_stream.py): one background client across events
+    def stream(self, name, paths, interval_ms=0, new_connections=False, gate=False, count=0,
+               timeout=30):
+        """Start request_stream in the client; returns a handle dict (see stream_outcome)."""
+        h = {"name": name, "stop": self.ready_file(name + "-stop"),
+             "progress": self.ready_file(name + "-progress")}
+        args = REQUEST_STREAM + [URL + paths[0]] + list(paths[1:]) + [
+            "--stop", h["stop"], "--progress", h["progress"], "--timeout", str(timeout)]
+        if interval_ms:
+            args += ["--interval-ms", str(interval_ms)]
+        if new_connections:
+            args.append("--new-connections")
+        if count:
+            args += ["--count", str(count)]
+        if gate:
+            h["gate"] = self.ready_file(name + "-gate")
+            os.mkfifo(h["gate"])
+            args += ["--gate", h["gate"]]
+        h["p"] = self.spawn_client(args)
+        return h
+
+    def replies(self, h):
+        try:
+            with open(h["progress"]) as f:
+                return int(f.read() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def wait_replies(self, h, n, timeout=30):
+        """Wait until stream ``h`` has ``n`` replies; a client that ended early fails the test."""
+        def probe():
+            if self.replies(h) >= n:
+                return True
+            if h["p"].poll() is not None:
+                out, err = h["p"].communicate()
+                raise ul.LabError(f"{h['name']} ended after {self.replies(h)} replies "
+                                  f"(wanted {n}): {out!r} {err!r}")
+            return False
+        ul.wait_for(probe, timeout, f"{h['name']}: {n} replies")
+
+    def open_gate(self, h, timeout=10):
+        """Let a gated stream go on (its reader is blocked on the FIFO; never block the test)."""
+        fd = ul.wait_for(lambda: os.open(h["gate"], os.O_WRONLY | os.O_NONBLOCK), timeout,
+                         f"{h['name']} to wait at its gate")
+        os.write(fd, b"go")
+        os.close(fd)
+
+    def stream_outcome(self, h, timeout=60, stop=True):
+        """Stop the stream (unless ``stop`` is false: it ends by itself) and wait for it; check
+        every reply it got byte-exact; return its JSON ({"ok", "error", "results"}) and the
+        monotonic time it was seen to end."""
+        if stop:
+            open(h["stop"], "w").close()
+        rc, out, err = self.finish(h["p"], timeout)
+        ended = time.monotonic()
+        try:
+            res = json.loads(out.decode())
+        except ValueError:
+            self.fail(f"{h['name']} printed no JSON (rc {rc}): {out!r} {err!r}")
+        self.assertEqual(rc, 0 if res["ok"] else 1, err)
+        for r in res["results"]:
+            self.assertEqual((r["status"], r["size"], r["sha256"]),
+                             (200,) + self.lab.manifest[r["path"]], f"{h['name']}: {r}")
+        return res, ended
+
+    def stream_results(self, h, timeout=60):
+        """Stop the stream, check every reply byte-exact and that none failed; return them."""
+        res, _ = self.stream_outcome(h, timeout)
+        self.assertTrue(res["ok"], f"{h['name']}: {res['error']}")
+        return res["results"]
+
+    def assert_one_connection(self, h, results):
+        ports = {r["port"] for r in results}
+        self.assertEqual(len(ports), 1, f"{h['name']}: its keep-alive connection was replaced: {ports}")

@@ -11,11 +11,13 @@
 """
 import json
 import re
+import time
 import tomllib
 
 from tests.lab.node_case import NodeCase, ul
 
 DEFAULT_PEER_PORT = 7400  # docs/CONFIG.md, peer.port
+STREAM = ["/f/1k.bin", "/f/10k.bin", "/f/100k.bin", "/f/5k.bin", "/f/1m.bin"]
 
 # One client connection, one upload: POST /echo of a body file, answered with the body's length and
 # sha256 (understudy_lab/echo_backend.py). With slow_ms > 0 a GET /echo/slow?ms=<slow_ms> goes first in the
@@ -108,14 +110,9 @@ class GuardsTest(NodeCase):
         r = self.lab.curl_fetch(path)
         self.assertEqual((r.rc, r.status, r.size, r.sha256), (0, 200) + self.lab.manifest[path], r)
 
-    # ---- split brain
-    def test_split_brain_resolved(self):
-        self.start_duplex()
-        self.assert_file("/f/100k.bin")
-        backup_mac, primary_mac = self.mac("backup"), self.mac("primary")
-        # In duplex the backup is the front: the client learned the address at the backup's MAC.
-        self.assertEqual(self.client_neigh()[0], backup_mac)
-
+    def split(self):
+        """Cut the peer traffic and wait until both nodes serve alone and have done announcing the
+        address; returns the nft rules."""
         rules = self.cut_peer_traffic()
         for node in ("primary", "backup"):
             self.lab.wait_status(node, mode="simplex", front=True, failovers=1, peer="dead")
@@ -125,21 +122,25 @@ class GuardsTest(NodeCase):
                     "both nodes' gratuitous ARPs after the split",
                     details=lambda: f"primary {self.garps('primary')}, backup {self.garps('backup')}")
         self.assertGreater(sum(self.lab.dropped(r) for r in rules), 0, "the rules cut peer traffic")
-        # Client traffic still passes: whichever node the client's ARP entry names answers it.
-        self.assert_file("/f/1m.bin")
-        # Make the client's entry name the backup, as if the backup's announcement had come last:
-        # after the resolution only the primary's new announcement can bring the client back.
-        self.lab.run_in("client", ["ip", "neigh", "replace", ul.ADVERTISED_IP, "lladdr", backup_mac,
-                                   "dev", "eth0", "nud", "stale"], check=True)
-        for node in ("primary", "backup"):
-            st = self.status(node)
-            self.assertEqual((st["mode"], st["front"], st["failovers"]), ("simplex", True, 1), st)
+        return rules
 
-        # Heal the partition: both directions at once (one nft transaction; the chain holds only
-        # these rules), so the test favours neither node in the race of the first heartbeats.
+    def point_client_at(self, node):
+        """Make the client's ARP entry name ``node``, as if its announcement had come last. Stale:
+        the client's next use probes that MAC by unicast, which only ``node`` answers."""
+        self.lab.run_in("client", ["ip", "neigh", "replace", ul.ADVERTISED_IP, "lladdr", self.mac(node),
+                                   "dev", "eth0", "nud", "stale"], check=True)
+
+    def heal(self):
+        """Heal the partition; wait until the backup has fail-stopped, the primary has announced
+        the address again and the client's ARP entry names the primary. Returns the monotonic time
+        the backup was seen to exit."""
+        primary_mac, backup_mac = self.mac("primary"), self.mac("backup")
+        # Both directions at once (one nft transaction; the chain holds only these rules), so the
+        # test favours neither node in the race of the first heartbeats.
         self.lab.clear_loss()
         # The backup hears the primary's simplex heartbeats and stops itself (exit code 4).
         self.assertEqual(self.daemon("backup").wait(10), 4, self.lab.log_tail("backup", "understudy"))
+        stopped = time.monotonic()
         backup_log = self.lab.log_tail("backup", "understudy", 20000)
         self.assertRegex(backup_log, r"mode: simplex -> stopped \(split brain: primary .* serves alone too")
         self.assertIn("node: fail-stop: split brain", backup_log)
@@ -152,12 +153,136 @@ class GuardsTest(NodeCase):
                     "the client's ARP entry to name the primary",
                     details=lambda: f"client entry {self.client_neigh()}, primary {primary_mac}, "
                                     f"backup {backup_mac}")
+        return stopped
+
+    def packet_counter(self, node, name):
+        return self.status(node)["packet"][name]
+
+    def message_counter(self, node, name):
+        return self.status(node)["message"][name]
+
+    def assert_primary_serves_alone(self):
         st = self.lab.wait_status("primary", mode="simplex", front=True, failovers=1)
         self.assertGreater(st["arp"]["gratuitous"], 4, st)
+        return st
+
+    # ---- split brain
+    def test_split_brain_resolved(self):
+        self.start_duplex()
+        self.assert_file("/f/100k.bin")
+        # In duplex the backup is the front: the client learned the address at the backup's MAC.
+        self.assertEqual(self.client_neigh()[0], self.mac("backup"))
+
+        self.split()
+        # Client traffic still passes: whichever node the client's ARP entry names answers it.
+        self.assert_file("/f/1m.bin")
+        # After the resolution only the primary's new announcement can bring the client back.
+        self.point_client_at("backup")
+        for node in ("primary", "backup"):
+            st = self.status(node)
+            self.assertEqual((st["mode"], st["front"], st["failovers"]), ("simplex", True, 1), st)
+
+        self.heal()
+        self.assert_primary_serves_alone()
         self.assert_file("/f/1m.bin")
         self.assert_file("/f/100k.bin")
         st = self.status("primary")
         self.assertEqual((st["mode"], st["front"], st["failovers"]), ("simplex", True, 1), st)
+
+    def test_split_brain_keeps_the_primarys_connections(self):
+        """Connections the primary serves during the split, one opened before it (in duplex) and
+        one during it, go on across the heal on the same connection, every reply byte-exact."""
+        self.start_duplex()
+        # Opened in duplex (through the backup, the front), one reply, then idle at its gate.
+        before = self.stream("before", STREAM, gate=True, interval_ms=20)
+        self.wait_replies(before, 1)
+        self.split()
+        self.point_client_at("primary")
+        accepted = {n: self.message_counter(n, "accepted") for n in ("primary", "backup")}
+        backup_requests = self.message_counter("backup", "requests")
+        self.open_gate(before)
+        during = self.stream("during", STREAM, interval_ms=20)
+        for h in (before, during):
+            self.wait_replies(h, 10)
+        # Served by the primary alone: the backup saw neither the requests nor the new connection.
+        self.assertEqual(self.message_counter("primary", "accepted"), accepted["primary"] + 1)
+        self.assertEqual(self.message_counter("backup", "accepted"), accepted["backup"])
+        self.assertEqual(self.message_counter("backup", "requests"), backup_requests)
+
+        marks = {h["name"]: self.replies(h) for h in (before, during)}
+        self.heal()
+        for h in (before, during):
+            self.wait_replies(h, marks[h["name"]] + 20)
+        st = self.assert_primary_serves_alone()
+        for h in (before, during):
+            results = self.stream_results(h)
+            self.assert_one_connection(h, results)
+            print(f"{h['name']}: {len(results)} replies byte-exact on one connection, "
+                  f"{marks[h['name']]} before the heal", flush=True)
+        st = self.status("primary")
+        self.assertEqual((st["mode"], st["front"], st["failovers"]), ("simplex", True, 1), st)
+        self.assertEqual(st["message"]["aborted"], 0, st)
+        self.assertEqual(st["packet"].get("resets_unknown_flow", 0), 0, st)
+
+    def ended_within(self, h, timeout):
+        """Wait until stream ``h`` has ended by itself; returns the monotonic time it was seen."""
+        ul.wait_for(lambda: h["p"].poll() is not None, timeout, f"{h['name']} to end")
+        return time.monotonic()
+
+    def test_split_brain_backups_connections(self):
+        """What the clients of the node that stops get: the primary does not know the backup's
+        connections from the split, and knows the older ones only as they were before it."""
+        self.start_duplex()
+        # Opened in duplex; one reply, then requests every 20 ms through the backup in the split.
+        old = self.stream("old", STREAM, gate=True, interval_ms=20, timeout=5)
+        self.wait_replies(old, 1)
+        self.split()
+        self.point_client_at("backup")
+        # Opened in the split through the backup: one idle after a reply, one waiting for a slow
+        # reply when the backup stops (it sent its whole request: it has nothing more to send).
+        idle = self.stream("idle", STREAM, gate=True)
+        self.wait_replies(idle, 1)
+        requests = self.message_counter("backup", "requests")
+        waiting = self.stream("waiting", ["/f/1k.bin", "/echo/slow?ms=60000"], timeout=8)
+        ul.wait_for(lambda: self.message_counter("backup", "requests") == requests + 2, 10,
+                    "the backup to read the waiting client's second (slow) request")
+        self.assertEqual(self.replies(waiting), 1)
+        self.open_gate(old)
+        self.wait_replies(old, 10)
+        self.assertEqual(self.packet_counter("primary", "resets_unknown_flow"), 0)
+
+        self.heal()
+        at_heal = self.replies(old)  # the backup, the only node that served it, has stopped
+        # The idle one's next request reaches the primary, which knows no such flow: a RST at once.
+        gate = time.monotonic()
+        self.open_gate(idle)
+        ended = self.ended_within(idle, 5)
+        res, _ = self.stream_outcome(idle, stop=False)
+        self.assertRegex(res["error"] or "", r"^ConnectionResetError: \[Errno 104\] Connection reset "
+                                             r"by peer \(after 1 replies\)$", res)
+        self.assertLess(ended - gate, 1.0, "the reset comes at once")
+        self.assertEqual(self.packet_counter("primary", "resets_unknown_flow"), 1)
+        print(f"\nidle: reset {ended - gate:.3f} s after its next request", flush=True)
+        # The older one: the primary knows it only at its position before the split, so its next
+        # request lies beyond what the primary's kernel has and is never answered; nothing is
+        # reset (the flow is known) and the client hears nothing until its own timeout (5 s).
+        res, _ = self.stream_outcome(old, stop=False, timeout=30)
+        self.assertEqual((res["error"], len(res["results"])),
+                         (f"TimeoutError: timed out (after {at_heal} replies)", at_heal), res)
+        self.assertGreater(self.packet_counter("primary", "kernel_acks_clamped"), 0,
+                           "the client acknowledged bytes only the backup had sent")
+        # The waiting one sends nothing, so nothing answers it: silence until its timeout (8 s);
+        # its FIN on close then reaches the primary, which resets it as an unknown flow.
+        res, _ = self.stream_outcome(waiting, stop=False, timeout=30)
+        self.assertEqual((res["error"], [r["path"] for r in res["results"]]),
+                         ("TimeoutError: timed out (after 1 replies)", ["/f/1k.bin"]), res)
+        ul.wait_for(lambda: self.packet_counter("primary", "resets_unknown_flow") == 2, 5,
+                    "the primary to reset the waiting client's FIN",
+                    details=lambda: json.dumps(self.status("primary")["packet"]))
+        st = self.status("primary")
+        self.assertEqual((st["mode"], st["front"], st["failovers"]), ("simplex", True, 1), st)
+        self.assertEqual(st["packet"]["dropped_unknown_flow"], 2, st)
+        self.assert_file("/f/1m.bin")
 
     # ---- request cache
     CACHE_LIMIT = 256 << 10   # limits.request_cache_bytes on the backup (the config accepts >= 1)

@@ -22,7 +22,7 @@ const std::set<std::string> kKeys = {
     "packet.acks_clamped", "packet.syn_acks_held", "packet.fake_acks", "packet.kernel_acks_clamped",
     "packet.takeover_resends", "packet.acks_fabricated", "packet.retained_sent",
     "packet.flows_opened", "packet.flows_handed", "packet.flows_adopted",
-    "packet.adoptions_refused", "packet.early_replayed",
+    "packet.adoptions_refused", "packet.early_replayed", "packet.resets_unknown_flow",
     // message layer
     "message.accepted", "message.requests", "message.replies", "message.bad_requests",
     "message.upstream_errors", "message.regenerated", "message.regen_mismatch", "message.aborted",

@@ -727,11 +727,12 @@ const GoldenCase kGolden[] = {
      .counters = {US_COUNTER(dropped_malformed, 1)},
      .open_flows = 0},
     {.name = "PrimarySimplexNoFlow_ClientAck",
-     .description = "an ACK for no known flow",
+     .description = "an ACK for no known flow: reset at the ACK's number (RFC 9293 3.10.7.1)",
      .role = Role::Primary,
      .mode = Mode::Simplex,
      .when = {step::lan(from_client().seq(C(1)).ack(S(1)).data(10))},
-     .counters = {US_COUNTER(dropped_unknown_flow, 1)}},
+     .expect = {.client = {to_client().seq(S(1)).flags(tf::RST)}},
+     .counters = {US_COUNTER(dropped_unknown_flow, 1), US_COUNTER(resets_unknown_flow, 1)}},
     {.name = "BackupDuplexEstablished_KernelPacketForUnknownFake",
      .description = "to a fake address no flow has, or from another port: dropped, not kept",
      .role = Role::Backup,
@@ -1298,6 +1299,102 @@ TEST_F(AdoptionTest, BackupStartingOrKnown_Adopt_Refused) {
   ASSERT_TRUE(pl->adopt(handed(), now));
   EXPECT_FALSE(pl->adopt(handed(), now));  // already adopted
   expect_only({.kernel = {made_up_syn()}});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client segments of no known flow. The primary serving alone answers them with a RST (it is the
+// node that keeps serving: such a connection is lost, e.g. the backup's after a split brain); every
+// other node and mode stays silent (the flow may be the peer's).
+
+const std::vector<uint8_t> kUnknownAck = from_client().seq(C(1)).ack(S(1)).data(10);
+
+TEST_F(PacketLayerTest, PrimarySimplexNoFlow_ClientFinWithoutAck) {
+  start(Role::Primary, Mode::Simplex);
+  client(from_client().seq(C(1)).flags(tf::FIN).data(10), Source::Lan);
+  // No ACK to take the seq from: seq 0, ACK = SEG.SEQ + SEG.LEN (10 bytes and the FIN).
+  expect_only({.client = {to_client().seq(0).ack(C(12)).flags(tf::RST | tf::ACK)}});
+  EXPECT_EQ(pl->counters().resets_unknown_flow, 1u);
+}
+
+TEST_F(PacketLayerTest, PrimarySimplexNoFlow_ClientRst) {
+  start(Role::Primary, Mode::Simplex);
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST | tf::ACK), Source::Lan);
+  client(from_client().seq(C(1)).flags(tf::RST), Source::Lan);
+  expect_only({});  // never a RST for a RST
+  EXPECT_EQ(pl->counters().dropped_unknown_flow, 2u);
+  EXPECT_EQ(pl->counters().resets_unknown_flow, 0u);
+}
+
+// A split brain: the flow may be the primary's, which serves it again once the partition heals.
+TEST_F(PacketLayerTest, BackupSimplexNoFlow_ClientAck) {
+  start(Role::Backup, Mode::Simplex);
+  client(kUnknownAck, Source::Lan);
+  expect_only({});
+  EXPECT_EQ(pl->counters().dropped_unknown_flow, 1u);
+  EXPECT_EQ(pl->counters().resets_unknown_flow, 0u);
+}
+
+// The front relays it: the primary may know it.
+TEST_F(PacketLayerTest, BackupDuplexNoFlow_ClientAck) {
+  start(Role::Backup, Mode::Duplex);
+  client(kUnknownAck, Source::Lan);
+  expect_only({.primary = {kUnknownAck}});
+  EXPECT_EQ(pl->counters().resets_unknown_flow, 0u);
+}
+
+TEST_F(PacketLayerTest, PrimaryDuplexNoFlow_RelayedAck) {
+  start(Role::Primary, Mode::Duplex);
+  client(kUnknownAck, Source::Relay);
+  expect_only({});
+  EXPECT_EQ(pl->counters().dropped_unknown_flow, 1u);
+  EXPECT_EQ(pl->counters().resets_unknown_flow, 0u);
+}
+
+// A joiner must not reset the connections of the survivor it is joining.
+TEST_F(PacketLayerTest, PrimaryStartingNoFlow_LanAck) {
+  start(Role::Primary, Mode::Starting);
+  client(kUnknownAck, Source::Lan);
+  expect_only({});
+  EXPECT_EQ(pl->counters().dropped_not_front, 1u);
+  EXPECT_EQ(pl->counters().resets_unknown_flow, 0u);
+}
+
+// The backup died: the primary keeps every flow it had, so their packets are not unknown.
+TEST_F(PacketLayerTest, PrimaryDuplexEstablished_PeerLostThenClientData) {
+  start(Role::Primary, Mode::Duplex);
+  establish();
+  run(step::peer_lost());
+  out.clear();
+  client(from_client().seq(C(1)).ack(S(1)).data(10), Source::Lan);
+  expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(1)).window(1000).data(10)}});
+  EXPECT_EQ(pl->counters().dropped_unknown_flow, 0u);
+  EXPECT_EQ(pl->counters().resets_unknown_flow, 0u);
+}
+
+// A flow whose SYN-ACK this kernel has not sent yet is known: its early ACK is dropped, not reset.
+TEST_F(PacketLayerTest, PrimarySimplexSynSeen_ClientAck) {
+  start(Role::Primary, Mode::Simplex);
+  client_syn_seen();
+  out.clear();
+  client(from_client().seq(C(1)).ack(S(1)), Source::Lan);
+  expect_only({});
+  EXPECT_EQ(pl->counters().dropped_unknown_flow, 1u);
+  EXPECT_EQ(pl->counters().resets_unknown_flow, 0u);
+}
+
+// Once a closed flow has lingered out, a late segment of it is answered as a closed port would.
+TEST_F(PacketLayerTest, PrimarySimplexResetFlowExpired_ClientAck) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST), Source::Lan);
+  out.clear();
+  pl->expire(t0 + 29s);
+  client(kUnknownAck, Source::Lan);
+  expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(1)).window(1000).data(10)}});
+  pl->expire(t0 + 31s);
+  client(kUnknownAck, Source::Lan);
+  expect_only({.client = {to_client().seq(S(1)).flags(tf::RST)}});
+  EXPECT_EQ(pl->counters().resets_unknown_flow, 1u);
 }
 
 }  // namespace
