@@ -6,7 +6,6 @@ survivor, and a joiner with another key is refused while the survivor serves on 
 Read tests/lab/node_case.py first; understudy_lab/request_stream.py is the background client that
 spans the crash, the restart and the rejoin. Every body is checked by size and sha256.
 """
-import json
 import os
 import re
 import subprocess
@@ -18,77 +17,12 @@ from understudy_lab.configs import keygen
 BIG = "/f/64m.bin"
 RATE = 16 << 20  # the demo's client: the 64 MiB reply stays in flight for ~4 s
 STREAM = ["/f/1k.bin", "/f/10k.bin", "/f/100k.bin", "/f/5k.bin", "/f/1m.bin"]
-REQUEST_STREAM = ul.python_module("understudy_lab.request_stream")
 PEER = {"primary": "backup", "backup": "primary"}
 
 
 @NEEDS_ROOT
 class RejoinTest(NodeCase):
-    # ---- helpers
-    def stream(self, name, paths, interval_ms=0, new_connections=False, gate=False, count=0):
-        """Start request_stream in the client; returns a handle dict (see stream_results)."""
-        h = {"name": name, "stop": self.ready_file(name + "-stop"),
-             "progress": self.ready_file(name + "-progress")}
-        args = REQUEST_STREAM + [URL + paths[0]] + paths[1:] + [
-            "--stop", h["stop"], "--progress", h["progress"], "--timeout", "30"]
-        if interval_ms:
-            args += ["--interval-ms", str(interval_ms)]
-        if new_connections:
-            args.append("--new-connections")
-        if count:
-            args += ["--count", str(count)]
-        if gate:
-            h["gate"] = self.ready_file(name + "-gate")
-            os.mkfifo(h["gate"])
-            args += ["--gate", h["gate"]]
-        h["p"] = self.spawn_client(args)
-        return h
-
-    def replies(self, h):
-        try:
-            with open(h["progress"]) as f:
-                return int(f.read() or 0)
-        except FileNotFoundError:
-            return 0
-
-    def wait_replies(self, h, n, timeout=30):
-        """Wait until stream ``h`` has ``n`` replies; a client that ended early fails the test."""
-        def probe():
-            if self.replies(h) >= n:
-                return True
-            if h["p"].poll() is not None:
-                out, err = h["p"].communicate()
-                raise ul.LabError(f"{h['name']} ended after {self.replies(h)} replies "
-                                  f"(wanted {n}): {out!r} {err!r}")
-            return False
-        ul.wait_for(probe, timeout, f"{h['name']}: {n} replies")
-
-    def open_gate(self, h, timeout=10):
-        """Let a gated stream go on (its reader is blocked on the FIFO; never block the test)."""
-        fd = ul.wait_for(lambda: os.open(h["gate"], os.O_WRONLY | os.O_NONBLOCK), timeout,
-                         f"{h['name']} to wait at its gate")
-        os.write(fd, b"go")
-        os.close(fd)
-
-    def stream_results(self, h, timeout=60):
-        """Stop the stream, check every reply byte-exact; return the replies."""
-        open(h["stop"], "w").close()
-        rc, out, err = self.finish(h["p"], timeout)
-        try:
-            res = json.loads(out.decode())
-        except ValueError:
-            self.fail(f"{h['name']} printed no JSON (rc {rc}): {out!r} {err!r}")
-        self.assertTrue(res["ok"], f"{h['name']}: {res['error']}")
-        self.assertEqual(rc, 0, err)
-        for r in res["results"]:
-            self.assertEqual((r["status"], r["size"], r["sha256"]),
-                             (200,) + self.lab.manifest[r["path"]], f"{h['name']}: {r}")
-        return res["results"]
-
-    def assert_one_connection(self, h, results):
-        ports = {r["port"] for r in results}
-        self.assertEqual(len(ports), 1, f"{h['name']}: its keep-alive connection was replaced: {ports}")
-
+    # ---- helpers (the streams: tests/lab/node_case.py)
     def log_offsets(self):
         """Where both daemons' logs end now (a restarted daemon appends to its old log)."""
         return {n: os.path.getsize(os.path.join(self.lab.node_dir(n), "understudy.log"))
