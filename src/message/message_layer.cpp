@@ -253,7 +253,13 @@ std::vector<MessageLayer::Handover> MessageLayer::ready_for_handover(Clock::dura
     if (!c->fd || !c->session.holding_for_handover()) continue;
     int unacked = 0, unread = 0;
     bool quiet = ::ioctl(c->fd.get(), SIOCOUTQ, &unacked) == 0 && unacked == 0 &&
-                 ::ioctl(c->fd.get(), SIOCINQ, &unread) == 0 && unread <= kMaxUnread;
+                 ::ioctl(c->fd.get(), SIOCINQ, &unread) == 0;
+    if (quiet && unread > kMaxUnread) {
+      // A large upload has begun: holding it would only stall it. Served alone, and tried again
+      // at the boundary after it.
+      if (c->session.pause_expired(now, Clock::duration::zero())) update_interest(*c);
+      continue;
+    }
     if (quiet) {
       Handover h{key, c->session.client_next(), std::vector<uint8_t>(static_cast<size_t>(unread))};
       ssize_t n = unread > 0 ? ::recv(c->fd.get(), h.unread.data(), h.unread.size(),

@@ -34,8 +34,8 @@ foreach(method test_idle_keepalive_connection_across_primary_crash
 endforeach()
 
 # chaos.cycles: one lab, one verified load, 4 crash -> rejoin cycles (primary, backup, primary,
-# backup; each waits for both nodes in duplex and for the survivor's unprotected connections to
-# end). Fails on any lost or wrong reply or any failed cycle. About a minute; needs root.
+# backup; each waits for both nodes in duplex and for the survivor's connections to be protected
+# again). Fails on any lost or wrong reply or any failed cycle. About a minute; needs root.
 add_test(NAME chaos.cycles
   COMMAND ${UNDERSTUDY_CHAOS_SRC}/chaos/run --cycles 4 --ci
   WORKING_DIRECTORY ${UNDERSTUDY_CHAOS_SRC})
