@@ -294,6 +294,13 @@ void MessageLayer::adoption_refused(const ConnKey& key) {
   after_event();
 }
 
+void MessageLayer::discard(const ConnKey& key) {
+  Conn* c = find(key);
+  if (!c) return;
+  c->session.discard();
+  after_event();  // destroyed now: the adopted connection is accepted under the same key
+}
+
 size_t MessageLayer::unprotected_connections() const {
   return static_cast<size_t>(std::count_if(
       conns_.begin(), conns_.end(), [](const auto& e) { return e.second->session.unprotected(); }));

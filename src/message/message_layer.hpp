@@ -63,6 +63,8 @@ class MessageLayer : private SessionHost {
   void protect_again(const ConnKey& key);
   // The peer refused a connection handed to it: served alone again.
   void adoption_refused(const ConnKey& key);
+  // A joiner about to adopt `key` while it has its own copy: that copy goes now (Session::discard).
+  void discard(const ConnKey& key);
   void flush();  // coalesced ReplyAcks
   void sweep();  // every second: idle and abandoned connections
   size_t connections() const { return conns_.size(); }

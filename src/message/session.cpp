@@ -449,9 +449,9 @@ void Session::start_close(uint64_t offset) {
   }
 }
 
-void Session::end(bool reset) {
+void Session::end(bool reset, bool tell_peer) {
   if (finished()) return;
-  if (client_.accepted && reset) {
+  if (client_.accepted && reset && tell_peer) {
     ++ctx_.counters.aborted;
     if (replicating()) ctx_.link.send({peer::Type::Abort, key_, 0, 0, {}});
   }
@@ -706,6 +706,10 @@ void Session::close_idle() {
 
 void Session::abandon() {
   end(false);
+}
+
+void Session::discard() {
+  end(true, /*tell_peer=*/false);
 }
 
 }  // namespace us::message

@@ -125,6 +125,9 @@ class Session {
   Quiet quiet(TimePoint now, Clock::duration idle_timeout, Clock::duration linger) const;
   void close_idle();  // FIN after the last reply
   void abandon();     // ends without an RST
+  // A joiner's own copy of a connection the survivor hands over (it saw the SYN at the rejoin):
+  // ends with an RST into this node's kernel only; the peer and the client are told nothing.
+  void discard();
 
   // --- Queries (epoll interest and tests).
   bool accepted() const { return client_.accepted; }
@@ -163,7 +166,7 @@ class Session {
   void settle_request_timing(TimePoint now);
   void trim_cache();
   uint64_t client_limit() const;
-  void end(bool reset);
+  void end(bool reset, bool tell_peer = true);
 
   ConnKey key_;
   SessionContext& ctx_;

@@ -392,7 +392,10 @@ void Node::Impl::protect_again() {
 
 // The joiner's side: the survivor's connection becomes this node's too, or is refused at once.
 void Node::Impl::adopt(const Adoption& a) {
-  if (mm->mode() == Mode::Duplex && pl->adopt(a, sys::Clock::now())) return;
+  if (mm->mode() == Mode::Duplex) {
+    ml->discard(a.key);  // this node's own copy, if it has one: the survivor's state wins
+    if (pl->adopt(a, sys::Clock::now())) return;
+  }
   spdlog::warn("node: cannot adopt connection {} from the {}", a.key.to_string(),
                to_string(peer_role()));
   replication->send_adopt_refused(a.key);

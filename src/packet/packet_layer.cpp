@@ -646,11 +646,11 @@ bool PacketLayer::adopt(const Adoption& a, TimePoint now) {
   if (mode() != Mode::Duplex) return false;
   Endpoint client{a.key.ip, a.key.port};
   if (auto it = by_client_.find(client); it != by_client_.end()) {
-    if (it->second->key == a.key) {
-      spdlog::warn("packet: adopt {}: already known here", a.key.to_string());
-      return false;
-    }
-    // The survivor knows the client's live connection on this port: ours is an old one.
+    // The survivor's view is the one the client has: this node's flow for the port is an older
+    // connection, or its own copy of this one (its SYN reached both nodes at the rejoin), whose
+    // state may lack what the survivor alone received. The message layer discarded its session.
+    if (it->second->key == a.key)
+      spdlog::info("packet: adopt {}: replacing this node's own copy", a.key.to_string());
     drop_flow(*it->second);
   }
   Flow* f = insert_flow(a.key, client, now);

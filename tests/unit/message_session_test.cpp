@@ -882,6 +882,19 @@ TEST_F(ProtectAgainTest, PrimaryHandedOverRefused_NeverHeldAgain) {
   EXPECT_TRUE(s->wants_client_read());
 }
 
+// A joiner's own copy of a connection the survivor hands over: ends with an RST into this node's
+// kernel, and no Abort (the peer serves the connection; an Abort would reset the client).
+TEST_F(SessionTest, PrimaryDuplex_Discard_EndsWithoutTellingThePeer) {
+  start(Role::Primary, Mode::Duplex);
+  client(get("/a"));
+  s->discard();
+  EXPECT_TRUE(s->finished());
+  EXPECT_TRUE(s->reset());
+  EXPECT_TRUE(link.sent.empty());
+  EXPECT_EQ(counters.aborted, 0u);
+  EXPECT_EQ(host.finished_calls, 1);
+}
+
 TEST_F(ProtectAgainTest, PrimaryUnprotectedIdle_ProtectAgain_ReplicatesFromOffsetZero) {
   survivor_after_one_reply(Role::Primary);
   s->protect_again(t0);

@@ -1292,13 +1292,24 @@ TEST_F(AdoptionTest, BackupDuplexJoinerClientDataFirst_Adopt_ReplayedAfterTheHan
   EXPECT_EQ(pl->counters().early_replayed, 2u);
 }
 
-TEST_F(AdoptionTest, BackupStartingOrKnown_Adopt_Refused) {
+TEST_F(AdoptionTest, BackupStarting_Adopt_Refused) {
   start(Role::Backup, Mode::Starting);
   EXPECT_FALSE(pl->adopt(handed(), now));
-  mode = Mode::Duplex;
+  expect_only({});
+}
+
+// The joiner saw this connection's SYN itself (it came at the rejoin) but the survivor marked it
+// unprotected: the survivor's state wins, this node's copy is replaced.
+TEST_F(AdoptionTest, BackupDuplexOwnCopy_Adopt_ReplacesIt) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
   ASSERT_TRUE(pl->adopt(handed(), now));
-  EXPECT_FALSE(pl->adopt(handed(), now));  // already adopted
-  expect_only({.kernel = {made_up_syn()}});
+  const Endpoint next{Ipv4Addr(kFakeFirst.v + 1), kClient.port};
+  expect_only({.kernel = {to_kernel(next).seq(C(1024)).flags(tf::SYN).window(0xffff).options(
+                   kernel_syn_ack_options(true))}});
+  EXPECT_EQ(flow().fake, next);
+  EXPECT_TRUE(flow().adopting);
+  EXPECT_EQ(pl->find_by_fake(kFake), nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------

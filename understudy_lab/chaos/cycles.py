@@ -120,7 +120,7 @@ def assign_stalls(cycles, gaps, t_stop):
         rj_end = c.get("t_duplex", t_stop) + 1.0
         if i + 1 < len(cycles):
             rj_end = min(rj_end, cycles[i + 1]["t_crash"])
-        for g0, g1, _ in gaps:
+        for g0, g1, *_ in gaps:
             if g0 <= c["t_crash"] <= g1:
                 fo.append(g1 - g0)
             elif ("t_start" in c and g0 <= rj_end and g1 >= c["t_start"]
@@ -275,7 +275,9 @@ def run(args, outdir, meta, loadclient):
               flush=True)
     with open(os.path.join(outdir, "cycles.json"), "w") as f:
         json.dump({"meta": meta, "cycles": cycles, "error": error,
-                   "load": {k: v for k, v in L.items() if k != "gaps"}, "run_s": round(now() - t_run, 1)},
+                   "load": {k: v for k, v in L.items() if k != "gaps"},
+                   "long_gaps": [g for g in L.get("gaps") or [] if g[1] - g[0] >= 0.5],
+                   "run_s": round(now() - t_run, 1)},
                   f, indent=1)
     print("", flush=True)
     for s in summary_lines(cycles, n, load, error):

@@ -20,7 +20,7 @@ For the cycles mode (chaos/run --cycles): --rotate P makes post and pipe workers
 connection too (a POST with "Connection: close", a pipelined batch followed by a close) with
 probability P, and --conn-max-age S ends any connection at its first request boundary after S
 seconds, so no connection lives long; --gap-log-ms T lists every request's longest gap
-of at least T ms as [start, end, ok] (CLOCK_MONOTONIC), which the runner assigns to crashes and
+of at least T ms as [start, end, ok, worker type] (CLOCK_MONOTONIC), which the runner assigns to crashes and
 rejoins. Both are off by default: a trial draws exactly the same requests as before.
 """
 import argparse
@@ -154,13 +154,13 @@ class Stats:
         self.by_type = {}
         self.connects = 0
         self.gap_log_s = None       # log gaps at least this long (None: off)
-        self.gaps = []              # [start, end, ok] of each request's longest gap
+        self.gaps = []              # [start, end, ok, worker type] of each request's longest gap
 
     def add(self, wtype, t0, t1, ok, stall, nbytes, detail=None, gap_at=None):
         with self.lock:
             if self.gap_log_s is not None and gap_at is not None and stall >= self.gap_log_s \
                     and len(self.gaps) < 50000:
-                self.gaps.append([round(gap_at[0], 4), round(gap_at[1], 4), ok])
+                self.gaps.append([round(gap_at[0], 4), round(gap_at[1], 4), ok, wtype])
             self.sent += 1
             bt = self.by_type.setdefault(wtype, [0, 0])
             bt[0] += 1
