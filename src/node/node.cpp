@@ -394,7 +394,10 @@ void Node::Impl::protect_again() {
 void Node::Impl::adopt(const Adoption& a) {
   if (mm->mode() == Mode::Duplex) {
     ml->discard(a.key);  // this node's own copy, if it has one: the survivor's state wins
-    if (pl->adopt(a, sys::Clock::now())) return;
+    if (pl->adopt(a, sys::Clock::now())) {
+      fault_point("joiner.adopted");
+      return;
+    }
   }
   spdlog::warn("node: cannot adopt connection {} from the {}", a.key.to_string(),
                to_string(peer_role()));

@@ -6,4 +6,6 @@ understudy_lab_tests(test_rejoin rejoin RejoinTest
   test_joiner_with_another_key_is_refused
   test_old_connections_protected_again_backup_rejoins
   test_old_connections_protected_again_primary_rejoins
-  test_mid_reply_connection_protected_at_its_next_boundary)
+  test_mid_reply_connection_protected_at_its_next_boundary
+  test_joiner_dies_while_adopting_primary
+  test_joiner_dies_while_adopting_backup)

@@ -191,6 +191,38 @@ class RejoinTest(NodeCase):
         st = self.status("primary")
         self.assertEqual((st["message"]["aborted"], st["message"]["regen_mismatch"]), (0, 0), st)
 
+    def joiner_dies_while_adopting(self, joiner):
+        """Guards: a joiner that dies in the middle of joining (right after taking one of the
+        survivor's connections) leaves the survivor serving alone, not stuck; the connections it
+        was taking go on byte-exact on the survivor."""
+        survivor = PEER[joiner]
+        self.start_duplex()
+        self.lab.crash(joiner)
+        self.wait_survivor(survivor)
+        idle = self.stream("idle", ["/f/100k.bin", "/f/1m.bin", "/f/1k.bin"], gate=True, count=3)
+        busy = self.stream("busy", STREAM, interval_ms=20)
+        self.wait_replies(idle, 1)
+        self.wait_replies(busy, 5)
+        p = self.lab.restart_node(joiner, env={"UNDERSTUDY_FAULT": "joiner.adopted"})
+        ul.wait_for(lambda: p.poll() is not None, 15, f"{joiner} to die at joiner.adopted")
+        st = self.lab.wait_status(survivor, mode="simplex", front=True, failovers=2, timeout=10)
+        self.assertIn("fault: joiner.adopted reached", self.lab.log_tail(joiner, "understudy", 20000))
+        mark = self.replies(busy)
+        self.wait_replies(busy, mark + 10)
+        self.open_gate(idle)
+        self.wait_replies(idle, 3)
+        for h in (idle, busy):
+            self.assert_one_connection(h, self.stream_results(h))
+        st = self.status(survivor)
+        self.assertEqual((st["mode"], st["connections_unprotected"], st["message"]["aborted"]),
+                         ("simplex", 0, 0), st)
+
+    def test_joiner_dies_while_adopting_primary(self):
+        self.joiner_dies_while_adopting("primary")
+
+    def test_joiner_dies_while_adopting_backup(self):
+        self.joiner_dies_while_adopting("backup")
+
     def test_old_connections_protected_again_backup_rejoins(self):
         self.old_connections_survive_the_survivor("backup")
 
