@@ -81,6 +81,10 @@ struct Flow {
   wire::SeqNum client_start;
   // Adopted from the survivor: the made-up SYN is in this node's kernel, its SYN-ACK is awaited
   // (it must reach neither the client nor the retained segments), with this window scale.
+  // Survivor, just handed over: the window's right edge the client may use until the peer's kernel
+  // (fresh, with a small window) reports its own; a larger one would let the client send what
+  // that kernel drops.
+  std::optional<wire::SeqNum> handover_right;
   bool adopting = false;
   uint8_t adopt_shift = 0;
   int adopt_tries = 0;

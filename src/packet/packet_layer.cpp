@@ -26,11 +26,14 @@ constexpr std::chrono::seconds kAdoptTimeout{1};
 // Client packets of flows not (yet) adopted, kept in duplex for an Adopt on its way.
 constexpr size_t kEarlyPackets = 256;
 constexpr std::chrono::milliseconds kEarlyAge{500};
+// About the window a fresh Linux connection offers (65535 before its first scaled update).
+constexpr uint32_t kFreshWindow = 64 * 1024;
 
 void apply_report(Flow& f, const HasReport& r) {
   if (!f.backup_has_known || r.has > f.backup_has) f.backup_has = r.has;
   f.backup_has_known = true;
   if (r.right && (!f.backup_right || *r.right > *f.backup_right)) f.backup_right = r.right;
+  if (r.right) f.handover_right.reset();  // the backup's own edge gates from now on
 }
 
 // RFC 9293 3.10.7.1, a segment for no connection: the reset takes its seq from the segment's ACK
@@ -394,7 +397,9 @@ void PacketLayer::gate(Flow& f, wire::TcpPacket& p) {
 
 SeqNum PacketLayer::window_right(const Flow& f, SeqNum kernel_right) const {
   bool gated = effective_mode(f) == Mode::Duplex && s_.role == Role::Primary;
-  return gated && f.backup_right ? SeqNum::min(kernel_right, *f.backup_right) : kernel_right;
+  SeqNum right =
+      gated && f.backup_right ? SeqNum::min(kernel_right, *f.backup_right) : kernel_right;
+  return f.handover_right ? SeqNum::min(right, *f.handover_right) : right;
 }
 
 void PacketLayer::retain(Flow& f, SeqNum seq, SeqNum end, const wire::TcpPacket& p) {
@@ -521,6 +526,7 @@ void PacketLayer::take_over(TimePoint now) {
 }
 
 void PacketLayer::serve_alone(Flow& f, TimePoint now) {
+  f.handover_right.reset();
   if (!f.kernel_isn_known || f.reset) return;
   for (auto& seg : f.retained) {
     emit_.to_client(seg.packet);
@@ -572,6 +578,7 @@ void PacketLayer::peer_lost(TimePoint now) {
 
 void PacketLayer::stop_gating(Flow& f) {
   f.retained.clear();
+  f.handover_right.reset();
   if (f.reset) return;
   release_gate(f);
   if (!f.kernel_isn_known || !f.client_ack_seen || !f.ack_sent_known) return;
@@ -632,6 +639,15 @@ std::optional<Adoption> PacketLayer::protect(const ConnKey& key, SeqNum client_n
     f.local.right = f.kernel_rcv_nxt + (uint32_t{f.kernel_window} << f.window_shift);
     f.local_reported.reset();
     mark_dirty(f);
+  }
+  // The client may have been told a window far larger than the peer's fresh kernel offers (it
+  // grew here): shrink it to about a fresh one now, or a large upload starting right away would
+  // overrun the peer and wait for retransmission timers (chaos cycles: 1-1.4 s stalls).
+  SeqNum fresh_right = handed_end + kFreshWindow;
+  if (!f.right_sent || *f.right_sent > fresh_right) {
+    f.handover_right = fresh_right;
+    send_ack_to_client(f, f.ack_sent);
+    f.right_sent = fresh_right;
   }
   ++counters_.flows_handed;
   Adoption a{f.key,           client_next,      f.kernel_snd_nxt,

@@ -1130,6 +1130,24 @@ TEST_F(AdoptionTest, PrimaryDuplexUnprotectedBetweenRequests_Protect_HandsItOver
   expect_only({.client = {to_client().seq(S(301)).ack(C(1125)).window(400)}});
 }
 
+// The survivor's kernel had grown the client's window far beyond what the joiner's fresh kernel
+// offers: handing over shrinks it to about a fresh connection's (64 KiB past the boundary), and
+// the primary keeps it there until the joiner reports its own edge.
+TEST_F(AdoptionTest, PrimaryDuplexUnprotectedLargeWindow_Protect_ShrinksTheWindow) {
+  survivor_with_flow(Role::Primary);
+  client(k1024, Source::Relay);
+  kernel(from_kernel().seq(K(1)).ack(C(1025)).window(0xffff).data(300));  // 8 MiB, scaled
+  client(from_client().seq(C(1025)).ack(S(301)), Source::Relay);
+  out.clear();
+  ASSERT_TRUE(pl->protect(key(), SeqNum(C(1025)), {}, now).has_value());
+  expect_only({.client = {to_client().seq(S(301)).ack(C(1025)).window((64 * 1024) >> 7)}});
+  kernel(from_kernel().seq(K(301)).ack(C(1025)).window(0xffff).data(10));
+  expect_only({.client = {to_client().seq(S(301)).ack(C(1025)).window((64 * 1024) >> 7).data(10)}});
+  pl->on_backup_has(key(), HasReport{SeqNum(C(1025)), SeqNum(C(1025) + 200000)}, now);
+  kernel(from_kernel().seq(K(311)).ack(C(1025)).window(0xffff));
+  expect_only({.client = {to_client().seq(S(311)).ack(C(1025)).window(200000 >> 7)}});
+}
+
 TEST_F(AdoptionTest, PrimaryDuplexUnprotected_ProtectNotQuiet_KeepsItUnprotected) {
   survivor_with_flow(Role::Primary);
   client(k1024, Source::Relay);
