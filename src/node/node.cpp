@@ -136,6 +136,7 @@ Result<Ok, std::string> Node::Impl::init() {
   rh.message = [this](const peer::ConnMessage& m) { ml->on_peer_message(m); };
   rh.leaving = [this] { act(mm->on_peer_leaving()); };
   rh.adopt = [this](const Adoption& a) { adopt(a); };
+  rh.adopted = [this](const ConnKey& k) { pl->adoption_confirmed(k); };
   rh.adopt_refused = [this](const ConnKey& k) {
     spdlog::warn("node: the {} refused connection {}: it stays unprotected until it ends",
                  to_string(peer_role()), k.to_string());
@@ -431,7 +432,8 @@ nlohmann::json Node::Impl::status() const {
       .front = mm->front(),
       .peer_alive = mm->peer_alive(),
       .connections = ml->connections(),
-      .connections_unprotected = ml->unprotected_connections(),
+      // Handed to the peer but not yet confirmed held there: still this node's alone.
+      .connections_unprotected = ml->unprotected_connections() + pl->awaiting_adoption(),
       .flows = pl->open_flows(),
       .failovers = mm->failovers(),
       .boot_id = boot_id,

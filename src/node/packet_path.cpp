@@ -86,6 +86,10 @@ void PacketPath::adoption_refused(const ConnKey& key) {
   io_.replication.send_adopt_refused(key);
 }
 
+void PacketPath::adopted(const ConnKey& key) {
+  io_.replication.send_adopted(key);
+}
+
 std::optional<wire::SeqNum> PacketPath::stream_start(const wire::Endpoint& fake) const {
   const packet::Flow* f = pl_.find_by_fake(fake);
   return f ? std::optional<wire::SeqNum>(f->client_start) : std::nullopt;

@@ -56,6 +56,7 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   void to_front(std::span<const uint8_t> p) override;
   void backup_has(const ConnKey& key, const HasReport& r) override;
   void adoption_refused(const ConnKey& key) override;
+  void adopted(const ConnKey& key) override;
   // --- message::Flows
   std::optional<ConnKey> key_for(const wire::Endpoint& fake) const override;
   bool unprotected(const wire::Endpoint& fake) const override;

@@ -519,6 +519,7 @@ void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack, std::optional<SeqNum> 
 void PacketLayer::take_over(TimePoint now) {
   now_ = now;
   dirty_.clear();
+  awaiting_.clear();
   for (auto& [client, fp] : by_client_) {
     // An unprotected flow was this node's alone already; the dead primary never knew it.
     if (!fp->unprotected) serve_alone(*fp, now);
@@ -570,6 +571,7 @@ void PacketLayer::resend_due(TimePoint now) {
 void PacketLayer::peer_lost(TimePoint now) {
   now_ = now;
   dirty_.clear();
+  awaiting_.clear();
   for (auto& [client, fp] : by_client_) {
     // An unprotected flow is served by this node alone already: the backup never saw it.
     if (!fp->unprotected) stop_gating(*fp);
@@ -650,6 +652,7 @@ std::optional<Adoption> PacketLayer::protect(const ConnKey& key, SeqNum client_n
     f.right_sent = fresh_right;
   }
   ++counters_.flows_handed;
+  awaiting_.insert(&f);
   Adoption a{f.key,           client_next,      f.kernel_snd_nxt,
              f.client_window, f.window_shift,   f.client_wscale,
              f.client_mss,    f.client_sack_ok, {}};
@@ -763,7 +766,13 @@ void PacketLayer::finish_adoption(Flow& f) {
   f.adopt_unread.shrink_to_fit();
   ++counters_.flows_adopted;
   replay_early(f);
+  emit_.adopted(f.key);
   SPDLOG_DEBUG("packet: adopted {} as {}", f.key.to_string(), f.fake.to_string());
+}
+
+void PacketLayer::adoption_confirmed(const ConnKey& key) {
+  auto it = by_key_.find(key);
+  if (it != by_key_.end()) awaiting_.erase(it->second);
 }
 
 void PacketLayer::unprotect(const ConnKey& key, TimePoint now) {
@@ -773,6 +782,7 @@ void PacketLayer::unprotect(const ConnKey& key, TimePoint now) {
   Flow& f = *it->second;
   f.unprotected = true;
   dirty_.erase(&f);
+  awaiting_.erase(&f);
   ++counters_.adoptions_refused;
   if (s_.role == Role::Primary) {
     stop_gating(f);
@@ -800,6 +810,7 @@ void PacketLayer::expire(TimePoint now) {
 
 void PacketLayer::drop_flow(Flow& f) {
   dirty_.erase(&f);
+  awaiting_.erase(&f);
   resending_.erase(&f);
   by_fake_.erase(f.fake);
   by_key_.erase(f.key);

@@ -36,6 +36,8 @@ class Emitter {
   virtual void to_front(std::span<const uint8_t> packet) = 0;  // primary: a stray client packet
   // A joiner whose kernel could not take an adopted connection as the survivor holds it.
   virtual void adoption_refused(const ConnKey& key) = 0;
+  // A joiner whose kernel holds an adopted connection now (its handshake completed).
+  virtual void adopted(const ConnKey& key) = 0;
 };
 
 struct Settings {
@@ -119,6 +121,10 @@ class PacketLayer {
   // Survivor: the peer refused the flow handed to it; it is served alone again, as after
   // take_over (backup) or peer_lost (primary).
   void unprotect(const ConnKey& key, TimePoint now);
+  // Survivor: the peer's kernel holds the flow handed to it (Adopted). Until then the flow counts
+  // as unprotected (awaiting_adoption): if this node died first, the peer would not have it.
+  void adoption_confirmed(const ConnKey& key);
+  size_t awaiting_adoption() const { return awaiting_.size(); }
 
   // After a takeover: sends a kept segment the client has still not acknowledged again, on a
   // fresh timer (call it often, e.g. every few ms).
@@ -171,6 +177,7 @@ class PacketLayer {
   std::unordered_set<Flow*> dirty_;
   std::deque<std::pair<TimePoint, std::vector<uint8_t>>> early_;
   std::unordered_set<Flow*> resending_;
+  std::unordered_set<Flow*> awaiting_;  // handed to the peer, not confirmed yet
   uint32_t next_fake_;
   TimePoint now_{};
 };

@@ -226,6 +226,7 @@ std::optional<ConnMessage> decode_conn(Type type, std::span<const uint8_t> paylo
       break;
     case Type::Abort:
     case Type::AdoptRefused:
+    case Type::Adopted:
       break;
     default:
       return std::nullopt;

@@ -25,6 +25,7 @@ enum class Type : uint8_t {
   Leaving = 8,   // either way, no payload: a planned stop; the peer takes over now (issue 9)
   Adopt = 9,     // survivor -> joiner: hold this connection too from now on (an Adoption)
   AdoptRefused = 10,  // joiner -> survivor: could not; the survivor serves it alone again
+  Adopted = 11,       // joiner -> survivor: its kernel holds the connection now
   // datagrams (UDP)
   Heartbeat = 16,
   Relay = 17,  // backup -> primary: one client IP packet, unchanged

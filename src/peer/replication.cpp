@@ -74,6 +74,10 @@ void Replication::on_frame(Type type, std::span<const uint8_t> payload) {
     if (h_.adopt_refused) h_.adopt_refused(m->key);
     return;
   }
+  if (type == Type::Adopted) {
+    if (h_.adopted) h_.adopted(m->key);
+    return;
+  }
   if (h_.message) h_.message(*m);
 }
 

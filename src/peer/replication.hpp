@@ -47,6 +47,7 @@ class Replication final : public ConnSender {
     // could not (AdoptRefused), so the connection is served alone again.
     std::function<void(const Adoption&)> adopt;
     std::function<void(const ConnKey&)> adopt_refused;
+    std::function<void(const ConnKey&)> adopted;  // the survivor: the joiner holds it now
   };
   explicit Replication(Handlers h) : h_(std::move(h)) {}
 
@@ -59,6 +60,7 @@ class Replication final : public ConnSender {
   void send_has(const ConnKey& key, const HasReport& r);
   void send_adopt(const Adoption& a);
   void send_adopt_refused(const ConnKey& key) { send({Type::AdoptRefused, key, 0, 0, {}}); }
+  void send_adopted(const ConnKey& key) { send({Type::Adopted, key, 0, 0, {}}); }
   // Tells the peer this node stops now: after every message already sent, in channel order.
   void send_leaving();
 

@@ -24,12 +24,13 @@ using HasNotice = std::pair<ConnKey, HasReport>;
 
 // Everything the layer emitted, one list per Emitter output, in order.
 struct Emitted {
-  Packets kernel = {};                // into this node's TUN
-  Packets client = {};                // onto the LAN, to the client
-  Packets primary = {};               // backup: relayed to the primary
-  Packets front = {};                 // primary: a stray client packet handed to the backup
-  std::vector<HasNotice> has = {};    // backup -> primary: what the backup holds (I1)
-  std::vector<ConnKey> refused = {};  // joiner -> survivor: an adopted connection refused
+  Packets kernel = {};                  // into this node's TUN
+  Packets client = {};                  // onto the LAN, to the client
+  Packets primary = {};                 // backup: relayed to the primary
+  Packets front = {};                   // primary: a stray client packet handed to the backup
+  std::vector<HasNotice> has = {};      // backup -> primary: what the backup holds (I1)
+  std::vector<ConnKey> refused = {};    // joiner -> survivor: an adopted connection refused
+  std::vector<ConnKey> confirmed = {};  // joiner -> survivor: an adopted connection held
 };
 
 struct Recorder : packet::Emitter, Emitted {
@@ -39,10 +40,11 @@ struct Recorder : packet::Emitter, Emitted {
   void to_front(std::span<const uint8_t> p) override { front.emplace_back(p.begin(), p.end()); }
   void backup_has(const ConnKey& key, const HasReport& r) override { has.emplace_back(key, r); }
   void adoption_refused(const ConnKey& key) override { refused.push_back(key); }
+  void adopted(const ConnKey& key) override { confirmed.push_back(key); }
   void clear() { static_cast<Emitted&>(*this) = Emitted{}; }
   size_t total() const {
     return kernel.size() + client.size() + primary.size() + front.size() + has.size() +
-           refused.size();
+           refused.size() + confirmed.size();
   }
 };
 
@@ -92,6 +94,7 @@ inline void expect_emitted(const Emitted& actual, const Emitted& expected) {
                     << "\n  expected: " << describe(expected.has[i]);
   }
   EXPECT_EQ(actual.refused, expected.refused) << "adoption_refused";
+  EXPECT_EQ(actual.confirmed, expected.confirmed) << "adopted";
 }
 
 // One input to the layer, in the order a row lists them.

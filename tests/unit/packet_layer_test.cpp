@@ -1120,6 +1120,9 @@ TEST_F(AdoptionTest, PrimaryDuplexUnprotectedBetweenRequests_Protect_HandsItOver
   EXPECT_EQ(*a, handed());
   EXPECT_EQ(pl->unprotected_flows(), 0u);
   EXPECT_EQ(pl->counters().flows_handed, 1u);
+  EXPECT_EQ(pl->awaiting_adoption(), 1u);  // not the joiner's until it says so
+  pl->adoption_confirmed(key());
+  EXPECT_EQ(pl->awaiting_adoption(), 0u);
   expect_only({});
   // The next request: nothing past X is acknowledged until the joiner holds it (I1).
   client(from_client().seq(C(1025)).ack(S(301)).data(100), Source::Relay);
@@ -1181,7 +1184,9 @@ TEST_F(AdoptionTest, BackupDuplexHandedOver_Unprotect_ServesItAloneAgain) {
   ASSERT_TRUE(pl->protect(key(), SeqNum(C(1025)), {}, now).has_value());
   kernel(from_kernel().seq(K(301)).ack(C(1025)).data(50));  // kept, not sent
   out.clear();
+  EXPECT_EQ(pl->awaiting_adoption(), 1u);
   pl->unprotect(key(), now);
+  EXPECT_EQ(pl->awaiting_adoption(), 0u);
   const std::vector<uint8_t> kept = to_client().seq(S(301)).ack(C(1025)).window(400).data(50);
   expect_only({.client = {kept, to_client().seq(S(351)).ack(C(1025)).window(400)}});
   EXPECT_EQ(pl->unprotected_flows(), 1u);
@@ -1193,8 +1198,9 @@ TEST_F(AdoptionTest, BackupDuplexJoiner_Adopt_MadeUpHandshakeReachesOnlyItsKerne
   ASSERT_TRUE(pl->adopt(handed(), now));
   expect_only({.kernel = {made_up_syn()}});
   kernel(joiner_syn_ack());
-  // The handshake's ACK on the client's behalf, at the client's window; nothing kept or sent.
-  expect_only({.kernel = {to_kernel().seq(C(1025)).ack(K(1)).window(1000)}});
+  // The handshake's ACK on the client's behalf, at the client's window; nothing kept or sent;
+  // the survivor is told this node holds the connection now.
+  expect_only({.kernel = {to_kernel().seq(C(1025)).ack(K(1)).window(1000)}, .confirmed = {key()}});
   EXPECT_TRUE(flow().retained.empty());
   EXPECT_EQ(pl->counters().flows_adopted, 1u);
   pl->flush();
@@ -1266,7 +1272,8 @@ TEST_F(AdoptionTest, BackupDuplexJoiner_AdoptWithUnreadBytes_TheyFollowTheHandsh
                               .ack(K(1))
                               .flags(tf::ACK | tf::PSH)
                               .window(1000)
-                              .payload(std::vector<uint8_t>(476, 'r'))}});
+                              .payload(std::vector<uint8_t>(476, 'r'))},
+               .confirmed = {key()}});
 }
 
 TEST_F(AdoptionTest, BackupDuplexJoiner_KernelAnswersNotWithSynAck_AnotherAddressTried) {
@@ -1306,7 +1313,8 @@ TEST_F(AdoptionTest, BackupDuplexJoinerClientDataFirst_Adopt_ReplayedAfterTheHan
   expect_only({.kernel = {made_up_syn()}, .primary = {req}});
   kernel(joiner_syn_ack());
   const std::vector<uint8_t> req_in = to_kernel().seq(C(1025)).ack(K(1)).window(1000).data(100);
-  expect_only({.kernel = {to_kernel().seq(C(1025)).ack(K(1)).window(1000), req_in, req_in}});
+  expect_only({.kernel = {to_kernel().seq(C(1025)).ack(K(1)).window(1000), req_in, req_in},
+               .confirmed = {key()}});
   EXPECT_EQ(pl->counters().early_replayed, 2u);
 }
 

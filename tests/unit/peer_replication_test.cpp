@@ -23,15 +23,17 @@ struct ReplicationTest : ::testing::Test {
   std::vector<std::pair<Type, uint64_t>> messages;
   int leavings = 0;
   std::vector<Adoption> adopted;
-  std::vector<ConnKey> refused;
+  std::vector<ConnKey> refused, confirmed;
   Replication primary{{[this](const ConnKey& k, const HasReport& r) { has.emplace_back(k, r); },
                        [this](const ConnMessage& m) { messages.emplace_back(m.type, m.value); },
                        [this] { ++leavings; }, [this](const Adoption& a) { adopted.push_back(a); },
-                       [this](const ConnKey& k) { refused.push_back(k); }}};
+                       [this](const ConnKey& k) { refused.push_back(k); },
+                       [this](const ConnKey& k) { confirmed.push_back(k); }}};
   Replication backup{{nullptr,
                       [this](const ConnMessage& m) { messages.emplace_back(m.type, m.value); },
                       [this] { ++leavings; }, [this](const Adoption& a) { adopted.push_back(a); },
-                      [this](const ConnKey& k) { refused.push_back(k); }}};
+                      [this](const ConnKey& k) { refused.push_back(k); },
+                      [this](const ConnKey& k) { confirmed.push_back(k); }}};
   Recorder link;
 };
 
@@ -179,6 +181,17 @@ TEST(AdoptMessage, EncodesItsLayoutAndDecodesBack) {
   EXPECT_EQ(decode_adoption(b), a);
   b.resize(24);
   EXPECT_FALSE(decode_adoption(b).has_value());  // cut inside the fixed part
+}
+
+TEST_F(ReplicationTest, Adopted_JoinerToSurvivorReachesTheAdoptedHandlerOnly) {
+  backup.attach(link);
+  backup.send_adopted(kKey);
+  ASSERT_EQ(link.sent.size(), 1u);
+  EXPECT_EQ(link.sent[0].first, Type::Adopted);
+  primary.on_frame(link.sent[0].first, link.sent[0].second);
+  EXPECT_EQ(confirmed, std::vector<ConnKey>{kKey});
+  EXPECT_TRUE(refused.empty());
+  EXPECT_TRUE(messages.empty());
 }
 
 TEST_F(ReplicationTest, Adopt_MalformedIsCountedAndDropped) {
