@@ -126,19 +126,23 @@ class RejoinTest(NodeCase):
         self.assertEqual((s["packet"]["flows_handed"], s["packet"]["adoptions_refused"]), (count, 0), s)
         self.assertEqual((j["packet"]["flows_adopted"], j["packet"]["adoptions_refused"]), (count, 0), j)
 
-    def old_connections_survive_the_survivor(self, first_victim):
-        """Connections opened while ``first_victim`` was away are protected again after it rejoins:
-        the survivor's crash right after that loses none of them (issue 9, item 3)."""
-        survivor = PEER[first_victim]
+    def survivor_with_streams(self, victim):
+        """Duplex, then ``victim`` crashes; opened while its peer serves alone: an idle keep-alive
+        connection (one reply, then it waits at its gate) and a busy one (a request every 20 ms)."""
         self.start_duplex()
-        self.lab.crash(first_victim)
-        self.wait_survivor(survivor)
-        # Opened while the survivor serves alone: an idle keep-alive connection (one reply, then it
-        # waits at its gate), and a busy one with a request every 20 ms across everything.
+        self.lab.crash(victim)
+        self.wait_survivor(PEER[victim])
         idle = self.stream("idle", ["/f/100k.bin", "/f/1m.bin", "/f/1k.bin"], gate=True, count=3)
         busy = self.stream("busy", STREAM, interval_ms=20)
         self.wait_replies(idle, 1)
         self.wait_replies(busy, 5)
+        return idle, busy
+
+    def old_connections_survive_the_survivor(self, first_victim):
+        """Connections opened while ``first_victim`` was away are protected again after it rejoins:
+        the survivor's crash right after that loses none of them (issue 9, item 3)."""
+        survivor = PEER[first_victim]
+        idle, busy = self.survivor_with_streams(first_victim)
         self.rejoin(first_victim)
         self.assert_rejoin_logged(first_victim, unprotected=2)
         self.assert_roles_kept()
@@ -196,13 +200,7 @@ class RejoinTest(NodeCase):
         survivor's connections) leaves the survivor serving alone, not stuck; the connections it
         was taking go on byte-exact on the survivor."""
         survivor = PEER[joiner]
-        self.start_duplex()
-        self.lab.crash(joiner)
-        self.wait_survivor(survivor)
-        idle = self.stream("idle", ["/f/100k.bin", "/f/1m.bin", "/f/1k.bin"], gate=True, count=3)
-        busy = self.stream("busy", STREAM, interval_ms=20)
-        self.wait_replies(idle, 1)
-        self.wait_replies(busy, 5)
+        idle, busy = self.survivor_with_streams(joiner)
         p = self.lab.restart_node(joiner, env={"UNDERSTUDY_FAULT": "joiner.adopted"})
         ul.wait_for(lambda: p.poll() is not None, 15, f"{joiner} to die at joiner.adopted")
         st = self.lab.wait_status(survivor, mode="simplex", front=True, failovers=2, timeout=10)
@@ -240,15 +238,7 @@ class RejoinTest(NodeCase):
         self.download_across_crash("primary", "backup", failovers=2)
 
     def test_backup_rejoins_after_crash(self):
-        self.start_duplex()
-        self.lab.crash("backup")
-        self.wait_survivor("primary")
-        # Opened before the rejoin: one idle keep-alive connection (one reply, then it waits at
-        # its gate) and one busy with a request every 20 ms across the rejoin.
-        idle = self.stream("idle", ["/f/100k.bin", "/f/1m.bin", "/f/1k.bin"], gate=True, count=3)
-        busy = self.stream("busy", STREAM, interval_ms=20)
-        self.wait_replies(idle, 1)
-        self.wait_replies(busy, 5)
+        idle, busy = self.survivor_with_streams("backup")  # opened before the rejoin
         self.rejoin("backup")
         at_rejoin = self.replies(busy)
         self.assert_rejoin_logged("backup", unprotected=2)
