@@ -10,9 +10,9 @@
 
 namespace us::node {
 
-DatagramSocket::DatagramSocket(const crypto::Key& master, wire::Ipv4Addr local, wire::Ipv4Addr peer,
-                               uint16_t port)
-    : proto_(master, peer), local_(local), peer_(peer), port_(port), rx_(65536) {}
+DatagramSocket::DatagramSocket(const crypto::Key& master, Role self, wire::Ipv4Addr local,
+                               wire::Ipv4Addr peer, uint16_t port)
+    : proto_(master, self, peer), local_(local), peer_(peer), port_(port), rx_(65536) {}
 
 Result<Ok, std::string> DatagramSocket::open(sys::EventLoop& loop,
                                              std::function<void()> on_readable) {

@@ -19,7 +19,7 @@ namespace us::node {
 
 class DatagramSocket {
  public:
-  DatagramSocket(const crypto::Key& master, wire::Ipv4Addr local, wire::Ipv4Addr peer,
+  DatagramSocket(const crypto::Key& master, Role self, wire::Ipv4Addr local, wire::Ipv4Addr peer,
                  uint16_t port);
   // Fails with "node.address: bind <ip>:<port>: <errno text>". on_readable runs in the loop.
   Result<Ok, std::string> open(sys::EventLoop& loop, std::function<void()> on_readable);

@@ -256,7 +256,8 @@ Action ModeMachine::on_peer_unauthenticated(uint64_t count) {
     return Action::None;
   return transition(mode_, Action::Refuse,
                     fmt::format("the peer's datagrams fail authentication ({} so far, none "
-                                "passed): its key differs from ours (peer.key_file)",
+                                "passed): its key differs from ours (peer.key_file), or it is "
+                                "configured with our role (node.role)",
                                 count));
 }
 

@@ -18,12 +18,21 @@ const char* to_string(DatagramReject r) {
   return "?";
 }
 
-Datagrams::Datagrams(const crypto::Key& master, wire::Ipv4Addr peer)
-    : auth_(crypto::derive_key(master, "understudy datagram v1")), peer_(peer) {}
+namespace {
+crypto::Key direction_key(const crypto::Key& master, Role sender) {
+  return crypto::derive_key(master,
+                            std::string("understudy datagram v2 from ") + to_string(sender));
+}
+}  // namespace
+
+Datagrams::Datagrams(const crypto::Key& master, Role self, wire::Ipv4Addr peer)
+    : send_auth_(direction_key(master, self)),
+      recv_auth_(direction_key(master, self == Role::Primary ? Role::Backup : Role::Primary)),
+      peer_(peer) {}
 
 void Datagrams::seal(std::vector<uint8_t>& out, Type type, std::span<const uint8_t> payload) {
   out.reserve(out.size() + payload.size() + kDatagramOverhead);
-  auth_.seal(out, static_cast<uint8_t>(type), next_counter_++, payload);
+  send_auth_.seal(out, static_cast<uint8_t>(type), next_counter_++, payload);
 }
 
 uint64_t Datagrams::rejected() const {
@@ -38,7 +47,7 @@ Result<Datagram, Rejection> Datagrams::reject(DatagramReject r, crypto::AuthErro
 
 Result<Datagram, Rejection> Datagrams::open(std::span<const uint8_t> bytes, wire::Ipv4Addr from) {
   if (from != peer_) return reject(DatagramReject::WrongSource);
-  auto opened = auth_.open(bytes);
+  auto opened = recv_auth_.open(bytes);
   if (!opened) return reject(DatagramReject::Unauthenticated, opened.error());
   Datagram d{static_cast<Type>(opened->type), opened->counter, opened->payload, std::nullopt};
   switch (d.type) {

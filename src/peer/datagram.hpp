@@ -47,9 +47,11 @@ struct Rejection {
 
 class Datagrams {
  public:
-  // The datagram key is derived from the pre-shared master key; `peer` is the only address
-  // datagrams are accepted from.
-  Datagrams(const crypto::Key& master, wire::Ipv4Addr peer);
+  // One key per direction, derived from the pre-shared master key and the sender's role: a
+  // datagram reflected back to its sender (or sent by a peer configured with our role) fails
+  // authentication instead of passing for the peer's. `peer` is the only address datagrams are
+  // accepted from.
+  Datagrams(const crypto::Key& master, Role self, wire::Ipv4Addr peer);
 
   // Appends one sealed datagram to out; each call uses the next counter (the first is 1).
   void seal(std::vector<uint8_t>& out, Type type, std::span<const uint8_t> payload);
@@ -68,7 +70,7 @@ class Datagrams {
   Result<Datagram, Rejection> reject(DatagramReject r,
                                      crypto::AuthError a = crypto::AuthError::BadTag);
 
-  crypto::FrameAuth auth_;
+  crypto::FrameAuth send_auth_, recv_auth_;
   wire::Ipv4Addr peer_;
   uint64_t next_counter_ = 1;
   uint64_t peer_boot_ = 0, peer_counter_ = 0;  // of the newest accepted heartbeat

@@ -300,7 +300,8 @@ class RejoinTest(NodeCase):
         log = self.log_since("primary", before)
         self.assertEqual(rc, 3, log)
         self.assertRegex(log, r"(?m)refusing to start: the peer's datagrams fail authentication "
-                              r"\([^()\n]*\): its key differs from ours \(peer\.key_file\)$")
+                              r"\([^()\n]*\): its key differs from ours \(peer\.key_file\), or it is "
+                              r"configured with our role \(node\.role\)$")
         st = self.status("backup")
         self.assertEqual((st["mode"], st["front"], st["failovers"], st["peer"]),
                          ("simplex", True, 1, "dead"), st)

@@ -171,7 +171,9 @@ TEST(ModeMachine, starting_peer_unauthenticated_refuses) {
   EXPECT_EQ(m.on_peer_unauthenticated(3), Action::Refuse);
   EXPECT_TRUE(m.stopped());
   EXPECT_FALSE(m.front());
-  EXPECT_NE(m.refuse_reason().find("its key differs from ours (peer.key_file)"), std::string::npos);
+  EXPECT_NE(m.refuse_reason().find("its key differs from ours (peer.key_file), or it is configured "
+                                   "with our role (node.role)"),
+            std::string::npos);
   EXPECT_EQ(m.on_tick(kT0 + kStartupWait + 1s), Action::None);
 }
 

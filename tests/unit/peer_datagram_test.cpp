@@ -23,8 +23,8 @@ std::vector<uint8_t> heartbeat(uint64_t boot_id) {
 
 // The backup seals, the primary opens: each side names the other as its peer.
 struct DatagramPair : ::testing::Test {
-  Datagrams backup{key(7), kPrimary};
-  Datagrams primary{key(7), kBackup};
+  Datagrams backup{key(7), Role::Backup, kPrimary};
+  Datagrams primary{key(7), Role::Primary, kBackup};
 
   std::vector<uint8_t> seal(Type t, std::span<const uint8_t> payload) {
     std::vector<uint8_t> out;
@@ -91,7 +91,7 @@ TEST_F(DatagramPair, ForgedShortAndWrongKeyAreUnauthenticated) {
   EXPECT_EQ(r.error().reason, DatagramReject::Unauthenticated);
   EXPECT_EQ(r.error().auth, crypto::AuthError::TooShort);
 
-  Datagrams other{key(8), kPrimary};
+  Datagrams other{key(8), Role::Backup, kPrimary};
   std::vector<uint8_t> wrong_key;
   other.seal(wrong_key, Type::Relay, std::vector<uint8_t>{1, 2, 3});
   r = primary.open(wrong_key, kBackup);
@@ -101,6 +101,24 @@ TEST_F(DatagramPair, ForgedShortAndWrongKeyAreUnauthenticated) {
 
   EXPECT_EQ(primary.rejected(DatagramReject::Unauthenticated), 3u);
   EXPECT_EQ(primary.rejected(), 3u);
+}
+
+// Issue 10, peer plane: one key per direction. A heartbeat captured on the LAN and sent back to
+// its sender with the peer's source address would otherwise pass for the peer's and force a
+// failover; a peer configured with our role seals with our direction's key too.
+TEST_F(DatagramPair, ReflectedOrSameRole_Unauthenticated) {
+  std::vector<uint8_t> own;
+  primary.seal(own, Type::Heartbeat, heartbeat(42));
+  auto r = primary.open(own, kBackup);  // reflected: our own datagram, spoofed peer source
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().reason, DatagramReject::Unauthenticated);
+  Datagrams second_primary{key(7), Role::Primary, kPrimary};
+  std::vector<uint8_t> same_role;
+  second_primary.seal(same_role, Type::Heartbeat, heartbeat(43));
+  r = primary.open(same_role, kBackup);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().reason, DatagramReject::Unauthenticated);
+  EXPECT_TRUE(primary.open(seal(Type::Heartbeat, heartbeat(44)), kBackup).ok());  // the peer's
 }
 
 TEST_F(DatagramPair, MalformedHeartbeatAndUnknownTypeAreRejectedButNotCountedInTheTotal) {
@@ -117,7 +135,7 @@ TEST_F(DatagramPair, Heartbeat_OlderBootIdIsRejected) {
   auto new_run = seal(Type::Heartbeat, heartbeat(2000));
   ASSERT_TRUE(primary.open(new_run, kBackup).ok());
   // A recording of the previous run, even with a higher counter than anything seen.
-  Datagrams earlier{key(7), kPrimary};
+  Datagrams earlier{key(7), Role::Backup, kPrimary};
   std::vector<uint8_t> replay;
   for (int i = 0; i < 5; ++i) {
     replay.clear();
@@ -144,8 +162,8 @@ TEST_F(DatagramPair, Heartbeat_SameBootIdCounterMustGrow) {
 TEST_F(DatagramPair, Heartbeat_NewerBootIdIsAcceptedWhateverTheCounter) {
   auto hb = seal(Type::Heartbeat, heartbeat(1000));
   for (int i = 0; i < 3; ++i) hb = seal(Type::Heartbeat, heartbeat(1000));
-  ASSERT_TRUE(primary.open(hb, kBackup).ok());  // counter 4
-  Datagrams restarted{key(7), kPrimary};        // a new run counts from 1 again
+  ASSERT_TRUE(primary.open(hb, kBackup).ok());          // counter 4
+  Datagrams restarted{key(7), Role::Backup, kPrimary};  // a new run counts from 1 again
   std::vector<uint8_t> fresh;
   restarted.seal(fresh, Type::Heartbeat, heartbeat(2000));
   auto d = primary.open(fresh, kBackup);
