@@ -80,13 +80,11 @@ def make_body(workdir, size, seed=b"body"):
 
 
 def keygen(binary, key_path):
-    """Write ``key_path`` with ``<binary> keygen``; return its path."""
+    """Write a new ``key_path`` with ``<binary> keygen --out`` (mode 0600); return its path."""
     need_binary(binary)
-    with open(key_path, "wb") as f:
-        cp = subprocess.run([binary, "keygen"], stdout=f, stderr=subprocess.PIPE, timeout=30)
+    cp = subprocess.run([binary, "keygen", "--out", key_path], capture_output=True, timeout=30)
     if cp.returncode != 0:
         raise LabError(f"{binary} keygen failed: {cp.stderr.decode(errors='replace')}")
-    os.chmod(key_path, 0o600)
     return key_path
 
 

@@ -4,7 +4,12 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "config/config.hpp"
@@ -124,7 +129,11 @@ int main(int argc, char** argv) {
   status->add_flag("--reset-timing", reset_timing,
                    "After answering, zero the timing histograms (benchmarks)");
 
-  app.add_subcommand("keygen", "Print a new pre-shared peer key (64 hex characters)");
+  std::string key_out;
+  auto* keygen = app.add_subcommand(
+      "keygen", "Print a new pre-shared peer key (64 hex characters), or write it to a new file");
+  keygen->add_option("--out", key_out,
+                     "Write the key to this new file, readable by its owner only (mode 0600)");
 
   std::string point;
   auto* fault =
@@ -156,8 +165,20 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*status) return cmd_status(config, json, reset_timing);
-  if (app.got_subcommand("keygen")) {
-    std::cout << us::crypto::generate_key_hex() << "\n";
+  if (*keygen) {
+    std::string line = us::crypto::generate_key_hex() + "\n";
+    if (key_out.empty()) {
+      std::cout << line;
+      return 0;
+    }
+    // O_EXCL: never replace a key in use; 0600 from the start, not after a chmod.
+    int fd = ::open(key_out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || ::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+      std::cerr << "keygen: " << key_out << ": " << std::strerror(errno) << "\n";
+      if (fd >= 0) ::close(fd);
+      return 1;
+    }
+    ::close(fd);
     return 0;
   }
   if (*fault) return cmd_control(config, {{"cmd", "fault"}, {"point", point}});

@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <fmt/format.h>
 #include <toml++/toml.h>
 #include <cerrno>
 #include <cstring>
@@ -359,6 +360,15 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
 
   auto text = read_small_file(c.peer.key_file, kMaxKeyFile);
   if (!text) return Err{ConfigError{"peer.key_file", text.error()}};
+  // The key authenticates every frame between the nodes: anyone who can read it can forge them.
+  std::error_code ec;
+  auto perms = fs::status(c.peer.key_file, ec).permissions();
+  if (!ec && (perms & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none)
+    return Err{ConfigError{
+        "peer.key_file",
+        fmt::format("{} is readable by group or others (mode {:04o}); run: chmod 600 {}",
+                    quote(c.peer.key_file.string()), static_cast<unsigned>(perms) & 0777u,
+                    c.peer.key_file.string())}};
   auto key = crypto::parse_key(*text);
   if (!key)
     return Err{ConfigError{

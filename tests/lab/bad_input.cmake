@@ -8,7 +8,9 @@ understudy_lab_tests(test_bad_input bad_input ConfigCheckTest
   test_missing_key_file
   test_role_leader
   test_missing_config_file
-  test_run_with_bad_config_exits_2_without_starting)
+  test_run_with_bad_config_exits_2_without_starting
+  test_key_file_readable_by_others_is_refused
+  test_keygen_out_writes_a_private_key_once)
 understudy_lab_tests(test_bad_input bad_input BadInputTest
   test_smuggling_shape_gets_400_and_close
   test_oversized_headers_get_431_and_close

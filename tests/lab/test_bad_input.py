@@ -208,6 +208,31 @@ class ConfigCheckTest(unittest.TestCase):
             self.assertIn(word, lines[0])
         return lines[0]
 
+    def test_key_file_readable_by_others_is_refused(self):
+        cfg = self.lab.write_config("primary")
+        os.chmod(self.key, 0o644)
+        line = self.assert_rejected(cfg, "peer.key_file", also=("readable by group or others",
+                                                               f"chmod 600 {self.key}"))
+        self.assertIn("0644", line)
+        os.chmod(self.key, 0o600)
+        self.assertEqual(self.check(cfg)[0], 0)
+
+    def test_keygen_out_writes_a_private_key_once(self):
+        path = os.path.join(self.dir, "new.key")
+        cp = subprocess.run([BINARY, "keygen", "--out", path], capture_output=True, timeout=10)
+        self.assertEqual((cp.returncode, cp.stdout, cp.stderr), (0, b"", b""))
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        with open(path) as f:
+            first = f.read()
+        self.assertRegex(first, r"^[0-9a-f]{64}\n$")
+        cp = subprocess.run([BINARY, "keygen", "--out", path], capture_output=True, timeout=10)
+        self.assertEqual(cp.returncode, 1)
+        self.assertIn(b"File exists", cp.stderr)
+        with open(path) as f:
+            self.assertEqual(f.read(), first, "an existing key must never be replaced")
+        rc, out, err = self.check(self.lab.write_config("primary", peer={"key_file": path}))
+        self.assertEqual(rc, 0, out + err)
+
     def test_good_config(self):
         for role in ("primary", "backup"):
             with self.subTest(role=role):

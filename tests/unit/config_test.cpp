@@ -43,6 +43,7 @@ class ConfigTest : public ::testing::Test {
 
   void write(const std::string& name, const std::string& text) {
     std::ofstream(dir_ / name) << text;
+    fs::permissions(dir_ / name, fs::perms::owner_read | fs::perms::owner_write);
   }
 
   // The example with `from` replaced by `to` (which must occur).
@@ -332,6 +333,21 @@ TEST_F(ConfigTest, KeyFileIsDirectory) {
   auto e = expect_error(example_with("\"peer.key\"", "\"keydir\""));
   EXPECT_EQ(e.key, "peer.key_file");
   EXPECT_NE(e.message.find("not a regular file"), std::string::npos) << e.line();
+}
+
+// Issue 10: the key authenticates every frame between the nodes; a key file others can read is
+// refused with the fix in the message.
+TEST_F(ConfigTest, KeyFileReadableByOthers_RefusedWithChmod) {
+  for (auto extra : {fs::perms::group_read, fs::perms::others_read}) {
+    fs::permissions(dir_ / "peer.key", fs::perms::owner_read | fs::perms::owner_write | extra);
+    auto e = expect_error(kExample);
+    EXPECT_EQ(e.key, "peer.key_file");
+    EXPECT_NE(e.message.find("readable by group or others"), std::string::npos) << e.line();
+    EXPECT_NE(e.message.find("chmod 600 " + (dir_ / "peer.key").string()), std::string::npos)
+        << e.line();
+  }
+  fs::permissions(dir_ / "peer.key", fs::perms::owner_read);
+  EXPECT_TRUE(parse_config(kExample, dir_).ok());
 }
 
 TEST_F(ConfigTest, LogLevels) {
