@@ -109,7 +109,7 @@ struct Node::Impl {
   void act(Action a);
   void announce();
   void hand_over();
-  void protect_again();
+  size_t protect_again();  // the connections still unprotected
   void adopt(const Adoption& a);
   Role peer_role() const { return role == Role::Primary ? Role::Backup : Role::Primary; }
   nlohmann::json status() const;
@@ -218,9 +218,8 @@ Result<Ok, std::string> Node::Impl::init() {
   };
   loop.after(0ms, ticker);
   protector = [this] {
-    protect_again();
-    protecting =
-        mm->mode() == Mode::Duplex && !mm->handed_over() && ml->unprotected_connections() > 0;
+    size_t left = protect_again();
+    protecting = mm->mode() == Mode::Duplex && !mm->handed_over() && left > 0;
     if (protecting) loop.after(kProtectEvery, protector);
   };
   spdlog::info("node: {} on {} ({}), advertised {}, server {}, peer {}:{}, boot {}",
@@ -373,9 +372,10 @@ void Node::Impl::act(Action a) {
 // After a rejoin: each connection this node serves alone is handed to the peer at its next request
 // boundary (an idle keep-alive connection at once), so it is protected again (docs/ARCHITECTURE.md,
 // "Rejoin"). The Adopt goes on the channel before anything the restarted session replicates.
-void Node::Impl::protect_again() {
-  if (ml->unprotected_connections() == 0) refused_keys.clear();
-  if (mm->mode() != Mode::Duplex || !channel->up() || ml->unprotected_connections() == 0) return;
+size_t Node::Impl::protect_again() {
+  size_t left = ml->unprotected_connections();  // one walk per tick: it visits every connection
+  if (left == 0) refused_keys.clear();
+  if (left == 0 || mm->mode() != Mode::Duplex || !channel->up()) return left;
   auto now = sys::Clock::now();
   size_t handed = 0;
   for (auto& h : ml->ready_for_handover(kHandoverHold)) {
@@ -386,9 +386,11 @@ void Node::Impl::protect_again() {
     ml->protect_again(h.key);
     ++handed;
   }
+  left -= handed;
   if (handed > 0)
     spdlog::info("node: {} connection(s) protected again at a request boundary; {} unprotected",
-                 handed, ml->unprotected_connections());
+                 handed, left);
+  return left;
 }
 
 // The joiner's side: the survivor's connection becomes this node's too, or is refused at once.

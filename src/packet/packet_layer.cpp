@@ -417,14 +417,11 @@ void PacketLayer::maybe_fake_ack(Flow& f) {
   // The client acknowledged these bytes before this kernel sent them (the node lags): tell the
   // kernel on the client's behalf, or it retransmits forever (the paper's "fake" ACK).
   wire::TcpSegmentSpec spec;
-  spec.src = f.fake;
-  spec.dst = s_.listen;
   spec.seq = f.kernel_rcv_nxt;
   spec.ack = f.kernel_to_client.unapply(target);
   spec.flags = tf::ACK;
   spec.window = f.client_window;
-  auto pkt = wire::build_tcp_packet(spec);
-  emit_.to_kernel(pkt);
+  to_kernel_as_client(f, spec);
   f.kernel_ack_given = target;
   f.have_kernel_ack_given = true;
   ++counters_.fake_acks;
@@ -707,14 +704,18 @@ void PacketLayer::send_made_up_syn(Flow& f) {
   o.sack_permitted = f.client_sack_ok;
   auto opts = wire::encode_options(o);
   wire::TcpSegmentSpec spec;
-  spec.src = f.fake;
-  spec.dst = s_.listen;
   spec.seq = f.client_start - 1;
   spec.flags = tf::SYN;
   spec.window = 0xffff;
   spec.options = opts;
-  emit_.to_kernel(wire::build_tcp_packet(spec));
+  to_kernel_as_client(f, spec);
   ++counters_.to_kernel;
+}
+
+void PacketLayer::to_kernel_as_client(const Flow& f, wire::TcpSegmentSpec spec) {
+  spec.src = f.fake;
+  spec.dst = s_.listen;
+  emit_.to_kernel(wire::build_tcp_packet(spec));
 }
 
 void PacketLayer::refuse_adoption(Flow& f, std::string_view why) {
@@ -731,11 +732,9 @@ void PacketLayer::finish_adoption(Flow& f) {
   f.adopting = false;
   if (f.window_shift != f.adopt_shift) {
     wire::TcpSegmentSpec rst;
-    rst.src = f.fake;
-    rst.dst = s_.listen;
     rst.seq = f.kernel_rcv_nxt;
     rst.flags = tf::RST;
-    emit_.to_kernel(wire::build_tcp_packet(rst));
+    to_kernel_as_client(f, rst);
     return refuse_adoption(f,
                            fmt::format("this kernel scales its window by {}, the client expects {} "
                                        "(net.ipv4.tcp_rmem differs between the nodes?)",
@@ -750,14 +749,12 @@ void PacketLayer::finish_adoption(Flow& f) {
   while (!rest.empty()) {
     auto piece = rest.first(std::min(rest.size(), kPiece));
     wire::TcpSegmentSpec spec;
-    spec.src = f.fake;
-    spec.dst = s_.listen;
     spec.seq = seq;
     spec.ack = f.kernel_to_client.unapply(f.client_acked);
     spec.flags = tf::ACK | tf::PSH;
     spec.window = f.client_window;
     spec.payload = piece;
-    emit_.to_kernel(wire::build_tcp_packet(spec));
+    to_kernel_as_client(f, spec);
     ++counters_.to_kernel;
     seq = seq + static_cast<uint32_t>(piece.size());
     rest = rest.subspan(piece.size());

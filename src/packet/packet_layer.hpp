@@ -149,6 +149,8 @@ class PacketLayer {
   void finish_adoption(Flow& f);
   bool pick_fake(Flow& f);  // a made-up address no flow uses; false if none is left
   void send_made_up_syn(Flow& f);
+  // A segment made up on the client's behalf, from its made-up address into this node's kernel.
+  void to_kernel_as_client(const Flow& f, wire::TcpSegmentSpec spec);
   void refuse_adoption(Flow& f, std::string_view why);  // drops f
   void remember_early(const wire::TcpPacket& p, TimePoint now);
   void replay_early(Flow& f);

@@ -74,26 +74,32 @@ void Channel::connect_now() {
   if (state_ == State::Connecting) {
     // A fresh attempt is under way (a heartbeat arrives every few tens of milliseconds).
     if (Clock::now() - attempt_started_ < kConnectTimeout / 6) return;
-    loop_.remove(fd_.get());
-    fd_.reset();
-    state_ = State::Idle;
+    to_idle();
     ++attempt_;
   }
   if (state_ == State::Idle) connect();
 }
 
-void Channel::reset(const std::string& why) {
+void Channel::close_socket() {
   if (fd_) {
     loop_.remove(fd_.get());
     fd_.reset();
   }
   send_auth_.reset();
   recv_auth_.reset();
+}
+
+void Channel::to_idle() {
+  close_socket();
   in_.clear();
   out_.clear();
   out_pos_ = 0;
   state_ = State::Idle;
   ever_up_ = false;
+}
+
+void Channel::reset(const std::string& why) {
+  to_idle();
   ++attempt_;
   spdlog::info("peer: channel reset ({}); waiting for the peer to come back", why);
   if (s_.role == Role::Backup) connect();
@@ -299,28 +305,14 @@ void Channel::refuse_peer() {
   if (fd_ && out_pos_ < out_.size())
     (void)::send(fd_.get(), out_.data() + out_pos_, out_.size() - out_pos_,
                  MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (fd_) {
-    loop_.remove(fd_.get());
-    fd_.reset();
-  }
-  send_auth_.reset();
-  recv_auth_.reset();
-  out_.clear();
-  out_pos_ = 0;
-  state_ = State::Idle;
-  ever_up_ = false;
+  to_idle();
   spdlog::info("peer: channel with {} closed: this node refused the peer", s_.remote.to_string());
   if (s_.role == Role::Backup) loop_.after(std::chrono::milliseconds(100), [this] { connect(); });
 }
 
 void Channel::fail(const std::string& why) {
   bool was_up = state_ == State::Up;
-  if (fd_) {
-    loop_.remove(fd_.get());
-    fd_.reset();
-  }
-  send_auth_.reset();
-  recv_auth_.reset();
+  close_socket();
   if (was_up || ever_up_) {
     state_ = State::Closed;
     spdlog::warn("peer: channel down: {}", why);

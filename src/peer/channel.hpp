@@ -71,6 +71,8 @@ class Channel {
   void handle_frame(std::span<const uint8_t> frame);
   void fail(const std::string& why);
   void refuse_peer();
+  void close_socket();  // the socket and its session keys
+  void to_idle();       // and the buffers: no attempt under way, as at the start
   void update_interest();
 
   sys::EventLoop& loop_;

@@ -119,6 +119,16 @@ vrrp_instance VI_1 {{
                 pass
         return out
 
+    def start_understudy_pair(self):
+        """Key, configs, both daemons; returns once the pair is in duplex."""
+        self.keygen()
+        for node in ("primary", "backup"):
+            self.write_config(node)
+        self.start_node("primary")
+        self.start_node("backup")
+        self.wait_status("primary", mode="duplex", channel_up=True)
+        self.wait_status("backup", mode="duplex", front=True)
+
     def start_keepalived_pair(self, target="keepalived", timeout=15):
         self.start_keepalived("primary", target)
         self.start_keepalived("backup", target)

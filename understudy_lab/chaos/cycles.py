@@ -205,13 +205,7 @@ def run(args, outdir, meta, loadclient):
     t_run = now()
     try:
         lab.up()
-        lab.keygen()
-        for node in ("primary", "backup"):
-            lab.write_config(node)
-        lab.start_node("primary")
-        lab.start_node("backup")
-        lab.wait_status("primary", mode="duplex", channel_up=True)
-        lab.wait_status("backup", mode="duplex", front=True)
+        lab.start_understudy_pair()
         manifest = os.path.join(lab.workdir, "manifest.json")
         with open(manifest, "w") as f:
             json.dump(lab.manifest, f)

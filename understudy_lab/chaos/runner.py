@@ -67,13 +67,7 @@ def run_trial(plan, target, args, outdir):
         lab.up()
         # ---- the service
         if target == "understudy":
-            lab.keygen()
-            for node in ("primary", "backup"):
-                lab.write_config(node)
-            lab.start_node("primary")
-            lab.start_node("backup")
-            lab.wait_status("primary", mode="duplex", channel_up=True)
-            lab.wait_status("backup", mode="duplex", front=True)
+            lab.start_understudy_pair()
         else:
             lab.start_keepalived_pair(target)
         if args.capture and target == "understudy":
