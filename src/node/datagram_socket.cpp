@@ -11,8 +11,8 @@
 namespace us::node {
 
 DatagramSocket::DatagramSocket(const crypto::Key& master, Role self, wire::Ipv4Addr local,
-                               wire::Ipv4Addr peer, uint16_t port)
-    : proto_(master, self, peer), local_(local), peer_(peer), port_(port), rx_(65536) {}
+                               wire::Ipv4Addr peer, uint16_t port, uint64_t boot_id)
+    : proto_(master, self, peer, boot_id), local_(local), peer_(peer), port_(port), rx_(65536) {}
 
 Result<Ok, std::string> DatagramSocket::open(sys::EventLoop& loop,
                                              std::function<void()> on_readable) {

@@ -20,7 +20,7 @@ namespace us::node {
 class DatagramSocket {
  public:
   DatagramSocket(const crypto::Key& master, Role self, wire::Ipv4Addr local, wire::Ipv4Addr peer,
-                 uint16_t port);
+                 uint16_t port, uint64_t boot_id);
   // Fails with "node.address: bind <ip>:<port>: <errno text>". on_readable runs in the loop.
   Result<Ok, std::string> open(sys::EventLoop& loop, std::function<void()> on_readable);
   void send(peer::Type type, std::span<const uint8_t> payload);

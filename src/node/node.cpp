@@ -121,7 +121,7 @@ Result<Ok, std::string> Node::Impl::init() {
   raise_descriptor_limit();
   crypto::Key master = to_key(cfg.peer.key);
   server_isn.emplace(master, cfg.service.advertised);
-  udp.emplace(master, role, cfg.node.address, cfg.peer.address, cfg.peer.port);
+  udp.emplace(master, role, cfg.node.address, cfg.peer.address, cfg.peer.port, boot_id);
 
   auto d = open_devices(cfg);
   if (!d) return Err{d.error()};

@@ -19,6 +19,8 @@ constexpr size_t kMaxFrame =
     2 * 1024 * 1024;  // bounds what an unauthenticated length may make us buffer
 constexpr size_t kFlushAt = 256 * 1024;
 constexpr std::chrono::milliseconds kConnectTimeout{300};
+// From a connection to the peer's Confirm: a LAN round trip or two, with room for a loaded host.
+constexpr std::chrono::milliseconds kHandshakeTimeout{2000};
 
 }  // namespace
 
@@ -26,7 +28,7 @@ Channel::Channel(sys::EventLoop& loop, ChannelSettings s, Events ev)
     : loop_(loop),
       s_(std::move(s)),
       ev_(std::move(ev)),
-      hello_auth_(crypto::derive_key(s_.key, "understudy hello v1")) {}
+      hello_auth_(crypto::derive_key(s_.key, "understudy hello v2")) {}
 
 Channel::~Channel() {
   if (fd_) loop_.remove(fd_.get());
@@ -139,6 +141,14 @@ void Channel::attach(sys::Fd fd) {
   out_.clear();
   out_pos_ = 0;
   loop_.add(fd_.get(), EPOLLIN | EPOLLOUT, [this](uint32_t ev) { on_event(ev); });
+  loop_.after(kHandshakeTimeout, [this, hs = ++handshakes_] {
+    bool shaking =
+        state_ == State::Connecting || state_ == State::HelloSent || state_ == State::Confirming;
+    if (hs == handshakes_ && fd_ && shaking) {
+      ++rejected_;
+      fail("handshake timed out (no confirmed hello within 2 s)");
+    }
+  });
 }
 
 void Channel::on_event(uint32_t events) {
@@ -199,39 +209,39 @@ void Channel::on_bytes() {
   }
 }
 
-void Channel::handle_frame(std::span<const uint8_t> frame) {
-  if (state_ == State::HelloSent) {
-    auto opened = hello_auth_.open(frame);
-    if (!opened || opened->type != static_cast<uint8_t>(Type::Hello)) {
-      ++rejected_;
-      fail(std::string("bad hello: ") +
-           (opened ? "not a hello" : crypto::to_string(opened.error())));
-      return;
-    }
-    auto h = decode_hello(opened->payload);
-    if (!h || h->role == s_.role) {
-      fail(h ? "the peer has our role" : "malformed hello");
-      return;
-    }
-    // Session keys bind both nonces, so an old session's frames cannot be replayed into this one.
-    std::vector<uint8_t> ctx;
-    const auto& primary_nonce = s_.role == Role::Primary ? my_nonce_ : h->nonce;
-    const auto& backup_nonce = s_.role == Role::Primary ? h->nonce : my_nonce_;
-    ctx.insert(ctx.end(), primary_nonce.begin(), primary_nonce.end());
-    ctx.insert(ctx.end(), backup_nonce.begin(), backup_nonce.end());
-    auto p2b = crypto::derive_key(s_.key, "understudy channel p2b v1", ctx);
-    auto b2p = crypto::derive_key(s_.key, "understudy channel b2p v1", ctx);
-    bool primary = s_.role == Role::Primary;
-    send_auth_.emplace(primary ? p2b : b2p);
-    recv_auth_.emplace(primary ? b2p : p2b);
-    send_counter_ = recv_counter_ = 1;
-    state_ = State::Up;
-    ever_up_ = true;
-    spdlog::info("peer: channel up with {} (boot {})", s_.remote.to_string(), h->boot_id);
-    if (!ev_.up(*h)) refuse_peer();
+void Channel::on_hello(std::span<const uint8_t> frame) {
+  auto opened = hello_auth_.open(frame);
+  if (!opened || opened->type != static_cast<uint8_t>(Type::Hello)) {
+    ++rejected_;
+    fail(std::string("bad hello: ") + (opened ? "not a hello" : crypto::to_string(opened.error())));
     return;
   }
-  if (state_ != State::Up) return;
+  auto h = decode_hello(opened->payload);
+  if (!h || h->role == s_.role || h->boot_id == s_.boot_id) {
+    ++rejected_;
+    fail(!h ? "malformed hello" : h->role == s_.role ? "the peer has our role" : "our own hello");
+    return;
+  }
+  // Session keys bind both nonces, so an old session's frames cannot be replayed into this one.
+  std::vector<uint8_t> ctx;
+  const auto& primary_nonce = s_.role == Role::Primary ? my_nonce_ : h->nonce;
+  const auto& backup_nonce = s_.role == Role::Primary ? h->nonce : my_nonce_;
+  ctx.insert(ctx.end(), primary_nonce.begin(), primary_nonce.end());
+  ctx.insert(ctx.end(), backup_nonce.begin(), backup_nonce.end());
+  auto p2b = crypto::derive_key(s_.key, "understudy channel p2b v1", ctx);
+  auto b2p = crypto::derive_key(s_.key, "understudy channel b2p v1", ctx);
+  bool primary = s_.role == Role::Primary;
+  send_auth_.emplace(primary ? p2b : b2p);
+  recv_auth_.emplace(primary ? b2p : p2b);
+  send_counter_ = recv_counter_ = 1;
+  send_auth_->seal(out_, static_cast<uint8_t>(Type::Confirm), send_counter_++, {});
+  peer_hello_ = std::move(*h);
+  state_ = State::Confirming;
+}
+
+void Channel::handle_frame(std::span<const uint8_t> frame) {
+  if (state_ == State::HelloSent) return on_hello(frame);
+  if (state_ != State::Confirming && state_ != State::Up) return;
   auto opened = recv_auth_->open(frame);
   if (!opened) {
     ++rejected_;
@@ -244,11 +254,26 @@ void Channel::handle_frame(std::span<const uint8_t> frame) {
     return;
   }
   ++recv_counter_;
+  if (state_ == State::Confirming) {
+    if (opened->type != static_cast<uint8_t>(Type::Confirm)) {
+      ++rejected_;
+      fail("the peer's first frame is not a confirm");
+      return;
+    }
+    state_ = State::Up;
+    ever_up_ = true;
+    Hello h = std::move(*peer_hello_);
+    peer_hello_.reset();
+    spdlog::info("peer: channel up with {} (boot {})", s_.remote.to_string(), h.boot_id);
+    if (!ev_.up(h)) refuse_peer();
+    return;
+  }
   ev_.message(static_cast<Type>(opened->type), opened->payload);
 }
 
 void Channel::pump() {
-  if (fd_ && (state_ == State::HelloSent || state_ == State::Up)) on_bytes();
+  if (fd_ && (state_ == State::HelloSent || state_ == State::Confirming || state_ == State::Up))
+    on_bytes();
 }
 
 void Channel::send(Type type, std::span<const uint8_t> payload) {

@@ -2,7 +2,10 @@
 // connects, the primary accepts), every frame authenticated (crypto/frame_auth). The first frame
 // each way is a Hello under a fixed derived key; the rest use keys derived from both Hellos'
 // nonces, one per direction, with a counter that must advance by one: a frame that is forged,
-// replayed, reordered or reflected closes the channel.
+// replayed, reordered or reflected closes the channel. The channel is up once the peer's first
+// frame under those keys (a Confirm) arrives: a recorded Hello played back by a host on the LAN
+// cannot produce one. A connection that is not up within kHandshakeTimeout is closed, so a
+// stranger that connects and stays silent cannot hold the primary's one channel.
 #pragma once
 #include <array>
 #include <functional>
@@ -62,13 +65,14 @@ class Channel {
   uint64_t rejected() const { return rejected_; }
 
  private:
-  enum class State { Idle, Connecting, HelloSent, Up, Closed };
+  enum class State { Idle, Connecting, HelloSent, Confirming, Up, Closed };
   void connect();
   void on_listen();
   void attach(sys::Fd fd);
   void on_event(uint32_t events);
   void on_bytes();
   void handle_frame(std::span<const uint8_t> frame);
+  void on_hello(std::span<const uint8_t> frame);
   void fail(const std::string& why);
   void refuse_peer();
   void close_socket();  // the socket and its session keys
@@ -83,6 +87,7 @@ class Channel {
   crypto::FrameAuth hello_auth_;
   std::optional<crypto::FrameAuth> send_auth_, recv_auth_;
   std::array<uint8_t, 16> my_nonce_{};
+  std::optional<Hello> peer_hello_;  // Confirming: the peer's, given to `up` once confirmed
   uint64_t send_counter_ = 0, recv_counter_ = 0;
   std::vector<uint8_t> in_, out_, scratch_;
   size_t out_pos_ = 0;
@@ -90,6 +95,7 @@ class Channel {
   bool ever_up_ = false;
   uint64_t attempt_ = 0;  // the backup's connect attempts, so a stale timeout is recognised
   TimePoint attempt_started_{};
+  uint64_t handshakes_ = 0;  // connections attached, so a stale handshake timeout is recognised
 };
 
 }  // namespace us::peer

@@ -26,6 +26,8 @@ enum class Type : uint8_t {
   Adopt = 9,     // survivor -> joiner: hold this connection too from now on (an Adoption)
   AdoptRefused = 10,  // joiner -> survivor: could not; the survivor serves it alone again
   Adopted = 11,       // joiner -> survivor: its kernel holds the connection now
+  Confirm = 12,  // both ways, no payload: the first frame under the session keys, which proves the
+                 // peer derived them from our fresh nonce (its Hello is no recording)
   // datagrams (UDP)
   Heartbeat = 16,
   Relay = 17,  // backup -> primary: one client IP packet, unchanged

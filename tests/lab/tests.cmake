@@ -77,6 +77,7 @@ understudy_lab_tests(test_node_lifecycle lifecycle NodeLifecycleTest
   test_status_without_a_running_node_fails_clearly)
 include(${CMAKE_CURRENT_LIST_DIR}/rejoin.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/join_guards.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/peer_plane.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/chaos.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/bench_smoke.cmake OPTIONAL)
 understudy_lab_tests(test_regressions regression ChaosRegressionTest

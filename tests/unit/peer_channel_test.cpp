@@ -6,7 +6,9 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <functional>
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "crypto/frame_auth.hpp"
 #include "peer/channel.hpp"
 #include "sys/fd.hpp"
 
@@ -234,6 +237,75 @@ TEST_F(PeerChannelTest, Up_BackupCloses_PrimarySeesDown) {
   ASSERT_TRUE(run_until([&] { return !primary.downs.empty(); })) << "no down within 5 s";
   EXPECT_EQ(primary.downs, std::vector<std::string>{"closed by peer"});
   EXPECT_FALSE(primary.channel->up());
+}
+
+// A stranger on the peer's address (a host on the LAN that took it over) connects to the primary
+// and plays back a recording, or nothing. Returns what the primary wrote before it closed, or
+// fails the test if it did not close within `limit`.
+Bytes stranger_until_closed(Side& primary, uint16_t port, const Bytes& sends,
+                            std::chrono::milliseconds limit) {
+  sys::Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(kLoopback.v);
+  EXPECT_EQ(::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  if (!sends.empty()) {
+    EXPECT_EQ(::send(s.get(), sends.data(), sends.size(), 0), ssize_t(sends.size()));
+  }
+  Bytes got;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    primary.turn();
+    pollfd p{s.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) != 1) continue;
+    uint8_t buf[4096];
+    ssize_t n = ::read(s.get(), buf, sizeof buf);
+    if (n <= 0) return got;  // closed (or reset)
+    got.insert(got.end(), buf, buf + n);
+  }
+  ADD_FAILURE() << "the primary did not close the stranger's connection";
+  return got;
+}
+
+// The primary answers a recorded Hello with its own Hello and a Confirm, but the recording cannot
+// confirm (it would need the session key, derived from the primary's fresh nonce): no `up`, and
+// the connection is closed at the handshake timeout, so the real backup comes up after it.
+TEST_F(PeerChannelTest, HelloSent_RecordedHelloPlayedBack_NeverUpClosedThenThePeerComesUp) {
+  primary.open(Role::Primary, Mode::Duplex, 111, port, key_of(7));
+  crypto::FrameAuth hello_auth(crypto::derive_key(key_of(7), "understudy hello v2"));
+  Bytes payload, recording;
+  encode(payload, Hello{Role::Backup, Mode::Starting, 222, {}, {}});
+  hello_auth.seal(recording, static_cast<uint8_t>(Type::Hello), 0, payload);
+  auto before = std::chrono::steady_clock::now();
+  Bytes answer = stranger_until_closed(primary, port, recording, 5s);
+  EXPECT_GE(std::chrono::steady_clock::now() - before, 2s) << "closed before the timeout";
+  auto hello_size = crypto::FrameAuth::frame_size(answer);
+  ASSERT_TRUE(hello_size.has_value());
+  ASSERT_GT(answer.size(), *hello_size) << "the primary sent no Confirm after its Hello";
+  EXPECT_TRUE(primary.ups.empty());
+  EXPECT_FALSE(primary.channel->up());
+  EXPECT_EQ(primary.channel->rejected(), 1u);
+  backup.open(Role::Backup, Mode::Starting, 222, port, key_of(7));
+  ASSERT_TRUE(run_until([&] { return primary.channel->up() && backup.channel->up(); }));
+  EXPECT_EQ(primary.ups.size(), 1u);
+}
+
+// A stranger that connects and says nothing cannot hold the primary's one channel.
+TEST_F(PeerChannelTest, Connecting_SilentStranger_ClosedAtTheHandshakeTimeout) {
+  primary.open(Role::Primary, Mode::Duplex, 111, port, key_of(7));
+  stranger_until_closed(primary, port, {}, 5s);
+  EXPECT_EQ(primary.channel->rejected(), 1u);
+  backup.open(Role::Backup, Mode::Starting, 222, port, key_of(7));
+  ASSERT_TRUE(run_until([&] { return primary.channel->up() && backup.channel->up(); }));
+}
+
+// Our own Hello, reflected back (same role is refused earlier): the boot id gives it away.
+TEST_F(PeerChannelTest, HelloSent_OurOwnBootId_Refused) {
+  primary.open(Role::Primary, Mode::Duplex, 111, port, key_of(7));
+  backup.open(Role::Backup, Mode::Starting, 111, port, key_of(7));
+  ASSERT_TRUE(run_until([&] { return primary.channel->rejected() >= 1; }));
+  EXPECT_TRUE(primary.ups.empty());
 }
 
 }  // namespace

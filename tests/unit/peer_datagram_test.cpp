@@ -172,16 +172,102 @@ TEST_F(DatagramPair, Heartbeat_NewerBootIdIsAcceptedWhateverTheCounter) {
   EXPECT_EQ(d->heartbeat->boot_id, 2000u);
 }
 
-TEST_F(DatagramPair, RelaysAndStraysAreNotReplayChecked) {
+TEST_F(DatagramPair, Relay_ReorderedPass_ReplayedAreRejected) {
   auto relay = seal(Type::Relay, std::vector<uint8_t>{1});
   auto stray = seal(Type::Stray, std::vector<uint8_t>{2});
   ASSERT_TRUE(primary.open(seal(Type::Heartbeat, heartbeat(1000)), kBackup).ok());  // counter 3
-  // Older counters than the newest heartbeat, and each twice: all pass (TCP absorbs duplicates).
-  for (int i = 0; i < 2; ++i) {
-    EXPECT_TRUE(primary.open(relay, kBackup).ok());
-    EXPECT_TRUE(primary.open(stray, kBackup).ok());
+  // Older than the newest heartbeat but not seen: UDP reordered them, they pass once.
+  EXPECT_TRUE(primary.open(stray, kBackup).ok());
+  EXPECT_TRUE(primary.open(relay, kBackup).ok());
+  // The same datagrams again: a host on the LAN playing them back.
+  EXPECT_EQ(reason(relay), DatagramReject::ReplayedPacket);
+  EXPECT_EQ(reason(stray), DatagramReject::ReplayedPacket);
+  EXPECT_EQ(primary.rejected(DatagramReject::ReplayedPacket), 2u);
+  EXPECT_EQ(primary.rejected(), 2u);
+}
+
+TEST_F(DatagramPair, Relay_OlderThanTheWindow_Rejected) {
+  auto old = seal(Type::Relay, std::vector<uint8_t>{1});
+  for (uint64_t i = 0; i < ReplayWindow::kSize; ++i) seal(Type::Relay, std::vector<uint8_t>{2});
+  auto newest = seal(Type::Relay, std::vector<uint8_t>{3});
+  ASSERT_TRUE(primary.open(newest, kBackup).ok());
+  EXPECT_EQ(reason(old), DatagramReject::ReplayedPacket);
+}
+
+TEST_F(DatagramPair, Relay_RestartedPeer_CountsAboveItsPreviousRun) {
+  Datagrams first_run{key(7), Role::Backup, kPrimary, /*boot_id=*/1000};
+  // Boot ids 3 us apart: 3072 counters, more than the first run sends here.
+  Datagrams second_run{key(7), Role::Backup, kPrimary, /*boot_id=*/1003};
+  std::vector<uint8_t> a, b;
+  for (int i = 0; i < 2000; ++i) {
+    a.clear();
+    first_run.seal(a, Type::Relay, std::vector<uint8_t>{1});
+    ASSERT_TRUE(primary.open(a, kBackup).ok());
   }
-  EXPECT_EQ(primary.rejected(), 0u);
+  second_run.seal(b, Type::Relay, std::vector<uint8_t>{2});
+  auto d = primary.open(b, kBackup);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->counter, 1003u * 1024 + 1);
+  EXPECT_EQ(reason(a), DatagramReject::ReplayedPacket);  // the first run's last, played back
+}
+
+TEST_F(DatagramPair, Heartbeat_NewRun_RestartsTheWindow) {
+  // A peer whose clock stepped back between runs counts lower than before; its heartbeat (a newer
+  // boot id) proves the new run, and its relays pass from then on.
+  Datagrams high{key(7), Role::Backup, kPrimary, /*boot_id=*/5000};
+  std::vector<uint8_t> out;
+  high.seal(out, Type::Heartbeat, heartbeat(5000));
+  ASSERT_TRUE(primary.open(out, kBackup).ok());
+  auto low_relay = seal(Type::Relay, std::vector<uint8_t>{1});  // counter 1
+  EXPECT_EQ(reason(low_relay), DatagramReject::ReplayedPacket);
+  ASSERT_TRUE(primary.open(seal(Type::Heartbeat, heartbeat(6000)), kBackup).ok());  // counter 2
+  EXPECT_TRUE(primary.open(seal(Type::Relay, std::vector<uint8_t>{3}), kBackup).ok());
+}
+
+TEST_F(DatagramPair, Heartbeat_OurOwnRoleOrBootId_Reflected) {
+  Datagrams me{key(7), Role::Primary, kBackup, /*boot_id=*/4242};
+  Datagrams peer{key(7), Role::Backup, kPrimary};
+  std::vector<uint8_t> hb, out;
+  // A heartbeat (under the backup's key, so it authenticates) that claims the primary's role...
+  encode(hb, Heartbeat{Role::Primary, Mode::Duplex, 7000});
+  peer.seal(out, Type::Heartbeat, hb);
+  auto r = me.open(out, kBackup);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().reason, DatagramReject::Reflected);
+  // ...or carries our own boot id.
+  hb.clear();
+  out.clear();
+  encode(hb, Heartbeat{Role::Backup, Mode::Duplex, 4242});
+  peer.seal(out, Type::Heartbeat, hb);
+  r = me.open(out, kBackup);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().reason, DatagramReject::Reflected);
+  EXPECT_EQ(me.rejected(), 2u);
+  // The peer's own heartbeat still passes.
+  out.clear();
+  peer.seal(out, Type::Heartbeat, heartbeat(7000));
+  EXPECT_TRUE(me.open(out, kBackup).ok());
+}
+
+TEST(ReplayWindow, EachCounterOnceWithinTheWindow) {
+  ReplayWindow w;
+  EXPECT_TRUE(w.accept(10));
+  EXPECT_TRUE(w.accept(8));
+  EXPECT_FALSE(w.accept(8));
+  EXPECT_FALSE(w.accept(10));
+  // Newest 10 + kSize - 1: the window is [10, 10 + kSize - 1]; 10 is still in it (and seen), 9 not.
+  EXPECT_TRUE(w.accept(10 + ReplayWindow::kSize - 1));
+  EXPECT_FALSE(w.accept(10));
+  EXPECT_FALSE(w.accept(9));
+  EXPECT_TRUE(w.accept(8 + ReplayWindow::kSize));  // same bit as 8, which fell out of the window
+  EXPECT_FALSE(w.accept(8 + ReplayWindow::kSize));
+  // A jump larger than the window forgets everything below it.
+  EXPECT_TRUE(w.accept(100000));
+  EXPECT_FALSE(w.accept(100000 - ReplayWindow::kSize));
+  EXPECT_TRUE(w.accept(100000 - ReplayWindow::kSize + 1));
+  w.restart(5);
+  EXPECT_FALSE(w.accept(5));
+  EXPECT_TRUE(w.accept(4));
 }
 
 }  // namespace
