@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -101,15 +102,25 @@ Result<Ok, std::string> give_up_privileges(const sys::Account& account) {
   // gratuitous ARP goes out of the AF_PACKET socket opened at start.
   static constexpr int kKeep[] = {CAP_NET_ADMIN};
   if (auto d = sys::drop_to(account, kKeep); !d) return Err{"cannot drop privileges: " + d.error()};
-  auto filter = sys::install_syscall_filter();
+#if defined(__SANITIZE_ADDRESS__)
+  // The leak check at exit clones a tracer that ptraces this process: it must stay dumpable, and
+  // the filter may only log what the sanitizer runtime calls (the release build stops on it).
+  ::prctl(PR_SET_DUMPABLE, 1L, 0L, 0L, 0L);
+  constexpr auto kOnRefused = sys::OnRefused::Log;
+  constexpr const char* kRefusals = "; sanitizer build: refusals logged, not fatal";
+#else
+  constexpr auto kOnRefused = sys::OnRefused::Stop;
+  constexpr const char* kRefusals = "";
+#endif
+  auto filter = sys::install_syscall_filter(kOnRefused);
   if (!filter) return Err{"cannot load the system-call filter: " + filter.error()};
   spdlog::info(
       "node: running as {} (uid {}, gid {}), capabilities kept: {} (fault points take the link "
       "down), no_new_privs, seccomp on ({} system calls allowed, {} of them with restricted "
-      "arguments; {} BPF instructions)",
+      "arguments; {} BPF instructions{})",
       account.name, account.uid, account.gid, sys::capability_names(kKeep),
       sys::allowed_syscalls().size() + sys::restricted_syscalls().size(),
-      sys::restricted_syscalls().size(), *filter);
+      sys::restricted_syscalls().size(), *filter, kRefusals);
   return Ok{};
 }
 

@@ -63,8 +63,8 @@ std::string rule_error(std::string_view what, int rc) {
   return "seccomp: " + std::string(what) + ": " + std::strerror(-rc);
 }
 
-Result<Ctx, std::string> make_filter() {
-  Ctx ctx(seccomp_init(SCMP_ACT_TRAP));
+Result<Ctx, std::string> make_filter(OnRefused on) {
+  Ctx ctx(seccomp_init(on == OnRefused::Stop ? SCMP_ACT_TRAP : SCMP_ACT_LOG));
   if (!ctx) return Err{std::string("seccomp: cannot create a filter")};
   for (auto name : kAllowed) {
     std::string n(name);
@@ -140,13 +140,13 @@ std::span<const std::string_view> restricted_syscalls() {
 }
 
 Result<size_t, std::string> build_syscall_filter() {
-  auto ctx = make_filter();
+  auto ctx = make_filter(OnRefused::Stop);
   if (!ctx) return Err{ctx.error()};
   return bpf_size(ctx->get());
 }
 
-Result<size_t, std::string> install_syscall_filter() {
-  auto ctx = make_filter();
+Result<size_t, std::string> install_syscall_filter(OnRefused on) {
+  auto ctx = make_filter(on);
   if (!ctx) return Err{ctx.error()};
   auto size = bpf_size(ctx->get());
   if (!size) return size;

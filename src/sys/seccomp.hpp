@@ -27,8 +27,13 @@ std::span<const std::string_view> restricted_syscalls();
 // line if a name is unknown on this architecture or libseccomp refuses a rule.
 Result<size_t, std::string> build_syscall_filter();
 
+// What a call outside the list does: Stop as above; Log lets it through (the kernel's audit log
+// records it), for builds whose sanitizer runtime makes calls the node never does (the leak
+// check's clone and ptrace at exit).
+enum class OnRefused { Stop, Log };
+
 // Installs the SIGSYS reporter and loads the filter into this process (and any thread it starts
 // later); it cannot be undone. Needs no_new_privs (or CAP_SYS_ADMIN). Returns the filter's size.
-Result<size_t, std::string> install_syscall_filter();
+Result<size_t, std::string> install_syscall_filter(OnRefused on = OnRefused::Stop);
 
 }  // namespace us::sys

@@ -20,7 +20,7 @@ NET_ADMIN = 1 << 12  # CAP_NET_ADMIN
 DROPPED_LINE = re.compile(
     r"node: running as nobody \(uid (\d+), gid (\d+)\), capabilities kept: cap_net_admin \(fault "
     r"points take the link down\), no_new_privs, seccomp on \((\d+) system calls allowed, 5 of them "
-    r"with restricted arguments; (\d+) BPF instructions\)")
+    r"with restricted arguments; (\d+) BPF instructions(?:; [^)]*)?\)")
 
 
 def proc_status(pid):
