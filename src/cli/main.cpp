@@ -1,5 +1,6 @@
 // understudy: command-line entry point. `run` a node, `check` a config, ask a running node its
 // `status`, make a `keygen`; `fault` and `crash` drive the fault points for tests (docs/FAULTS.md).
+// `run` opens everything as root, then gives root up (node/host.hpp, give_up_privileges).
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -15,6 +16,7 @@
 #include "config/config.hpp"
 #include "crypto/key.hpp"
 #include "node/control.hpp"
+#include "node/host.hpp"
 #include "node/node.hpp"
 
 namespace {
@@ -52,6 +54,11 @@ spdlog::level::level_enum to_spdlog(us::config::LogLevel l) {
 int cmd_run(const std::string& path) {
   auto cfg = load_or_report(path);
   if (!cfg) return kExitConfig;
+  auto account = us::node::run_as(*cfg);  // before anything is opened: a config error
+  if (!account) {
+    std::cerr << account.error() << "\n";
+    return kExitConfig;
+  }
   auto logger = spdlog::stderr_color_mt(us::to_string(cfg->node.role));
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
@@ -59,6 +66,11 @@ int cmd_run(const std::string& path) {
   spdlog::flush_on(spdlog::level::info);
   us::node::Node node(std::move(*cfg));
   if (auto r = node.init(); !r) {
+    spdlog::error("cannot start: {}", r.error());
+    return 1;
+  }
+  // Everything is open: the rest of the node's life parses the internet as node.user.
+  if (auto r = us::node::give_up_privileges(*account); !r) {
     spdlog::error("cannot start: {}", r.error());
     return 1;
   }
@@ -158,6 +170,10 @@ int main(int argc, char** argv) {
     auto cfg = us::config::load_config(config);
     if (!cfg) {
       std::cout << cfg.error().line() << "\n";
+      return kExitConfig;
+    }
+    if (auto account = us::node::run_as(*cfg); !account) {
+      std::cout << account.error() << "\n";
       return kExitConfig;
     }
     std::cout << "ok: " << config << " (" << us::to_string(cfg->node.role) << ", advertised "

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -30,7 +32,7 @@ constexpr std::string_view kService = "service", kNode = "node", kPeer = "peer",
                            kHeartbeat = "heartbeat", kTun = "tun", kLimits = "limits", kLog = "log";
 const TableSchema kSchema[] = {
     {kService, true, {"advertised", "interface"}},
-    {kNode, true, {"role", "address", "server", "control_socket", "startup_wait_ms"}},
+    {kNode, true, {"role", "address", "server", "control_socket", "startup_wait_ms", "user"}},
     {kPeer, true, {"address", "port", "key_file"}},
     {kHeartbeat, true, {"interval_ms", "timeout_ms"}},
     {kTun, false, {"name", "address", "prefix", "mtu"}},
@@ -283,6 +285,19 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
   }
   if (auto v = r.integer(kNode, "startup_wait_ms", false, 0, kU32))
     c.node.startup_wait_ms = static_cast<uint32_t>(*v);
+  if (auto v = r.string(kNode, "user", false)) {
+    // Only the name's form here: whether the host has that user is checked by `run` and `check`.
+    bool ok = !v->empty() && v->size() <= 32 && v->front() != '-' &&
+              std::all_of(v->begin(), v->end(), [](char ch) {
+                return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' ||
+                       ch == '.';
+              });
+    if (ok)
+      c.node.user = *v;
+    else
+      r.fail("node.user",
+             "must be a user name (letters, digits, '_', '-', '.'; got " + quote(*v) + ")");
+  }
 
   if (auto v = r.ip(kPeer, "address", true, true)) c.peer.address = *v;
   if (auto v = r.integer(kPeer, "port", false, 1, 65535)) c.peer.port = static_cast<uint16_t>(*v);

@@ -30,6 +30,9 @@ struct Config {
     wire::Endpoint server;                 // the local web server we forward to
     std::filesystem::path control_socket;  // default /run/understudy/<role>.sock
     uint32_t startup_wait_ms = 3000;       // how long a starting node waits for its peer
+    // Who the node runs as once its sockets and devices are open ("root": no drop, no syscall
+    // filter; docs/CONFIG.md).
+    std::string user = "nobody";
   } node;
   struct Peer {
     wire::Ipv4Addr address;

@@ -3,13 +3,17 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <linux/capability.h>
+
 #include <fstream>
 
 #include "peer/datagram.hpp"
+#include "sys/seccomp.hpp"
 
 namespace us::node {
 
@@ -76,6 +80,48 @@ Result<Devices, std::string> open_devices(const config::Config& cfg) {
   auto tun = sys::Tun::open(cfg.tun.name, cfg.tun.address, cfg.tun.prefix, cfg.tun.mtu);
   if (!tun) return Err{"tun: " + tun.error()};
   return Devices{*link, std::move(*tap), std::move(*raw), std::move(*tun)};
+}
+
+Result<sys::Account, std::string> run_as(const config::Config& cfg) {
+  auto a = sys::find_account(cfg.node.user);
+  if (!a) return Err{"node.user: " + a.error()};
+  return *a;
+}
+
+Result<Ok, std::string> give_up_privileges(const sys::Account& account) {
+  if (account.uid == 0) {
+    spdlog::warn(
+        "node: running as {} with every capability and no system-call filter (node.user = "
+        "\"{}\")",
+        account.name, account.name);
+    return Ok{};
+  }
+  // What the serving node still does that needs privilege: only the fault points' link-down
+  // (fault::crash_now). Every socket, the TUN and the control socket are open already; the peer
+  // channel reconnects from an ephemeral port; nothing is re-created at a rejoin or takeover, and
+  // gratuitous ARP goes out of the AF_PACKET socket opened at start.
+  static constexpr int kKeep[] = {CAP_NET_ADMIN};
+  if (auto d = sys::drop_to(account, kKeep); !d) return Err{"cannot drop privileges: " + d.error()};
+#if defined(__SANITIZE_ADDRESS__)
+  // The leak check at exit clones a tracer that ptraces this process: it must stay dumpable, and
+  // the filter may only log what the sanitizer runtime calls (the release build stops on it).
+  ::prctl(PR_SET_DUMPABLE, 1L, 0L, 0L, 0L);
+  constexpr auto kOnRefused = sys::OnRefused::Log;
+  constexpr const char* kRefusals = "; sanitizer build: refusals logged, not fatal";
+#else
+  constexpr auto kOnRefused = sys::OnRefused::Stop;
+  constexpr const char* kRefusals = "";
+#endif
+  auto filter = sys::install_syscall_filter(kOnRefused);
+  if (!filter) return Err{"cannot load the system-call filter: " + filter.error()};
+  spdlog::info(
+      "node: running as {} (uid {}, gid {}), capabilities kept: {} (fault points take the link "
+      "down), no_new_privs, seccomp on ({} system calls allowed, {} of them with restricted "
+      "arguments; {} BPF instructions{})",
+      account.name, account.uid, account.gid, sys::capability_names(kKeep),
+      sys::allowed_syscalls().size() + sys::restricted_syscalls().size(),
+      sys::restricted_syscalls().size(), *filter, kRefusals);
+  return Ok{};
 }
 
 }  // namespace us::node

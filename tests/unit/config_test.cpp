@@ -88,6 +88,7 @@ TEST_F(ConfigTest, DefaultsFilled) {
   EXPECT_EQ(c.peer.port, 7400);
   EXPECT_EQ(c.node.control_socket, fs::path("/run/understudy/primary.sock"));
   EXPECT_EQ(c.node.startup_wait_ms, 3000u);
+  EXPECT_EQ(c.node.user, "nobody");
   EXPECT_EQ(c.tun.name, "understudy0");
   EXPECT_EQ(c.tun.address.to_string(), "198.19.0.1");
   EXPECT_EQ(c.tun.prefix, 16);
@@ -124,12 +125,14 @@ replication_window_bytes = 2000
 level = "debug"
 )";
   auto at = text.find("[node]\n");
-  text.insert(at + 7, "control_socket = \"run/ctl.sock\"\nstartup_wait_ms = 0\n");
+  text.insert(at + 7,
+              "control_socket = \"run/ctl.sock\"\nstartup_wait_ms = 0\nuser = \"under-study\"\n");
   auto r = parse_config(text, dir_);
   ASSERT_TRUE(r.ok()) << r.error().line();
   EXPECT_EQ(r->peer.port, 9000);
   EXPECT_EQ(r->node.control_socket, dir_ / "run/ctl.sock");
   EXPECT_EQ(r->node.startup_wait_ms, 0u);
+  EXPECT_EQ(r->node.user, "under-study");
   EXPECT_EQ(r->tun.name, "us1");
   EXPECT_EQ(r->tun.address.to_string(), "10.99.0.1");
   EXPECT_EQ(r->tun.prefix, 24);
@@ -311,7 +314,11 @@ INSTANTIATE_TEST_SUITE_P(
              "must differ from service.advertised (both 198.18.0.100:80)"},
         Case{"ControlSocketTooLong", kNode,
              kNode + "control_socket = \"/" + std::string(120, 'x') + "\"\n", "node.control_socket",
-             "path is too long for a Unix socket (121 bytes, at most 107)"}),
+             "path is too long for a Unix socket (121 bytes, at most 107)"},
+        Case{"UserEmpty", kNode, kNode + "user = \"\"\n", "node.user",
+             "must be a user name (letters, digits, '_', '-', '.'; got \"\")"},
+        Case{"UserNotAName", kNode, kNode + "user = \"root:x\"\n", "node.user",
+             "must be a user name (letters, digits, '_', '-', '.'; got \"root:x\")"}),
     [](const ::testing::TestParamInfo<Case>& p) { return std::string(p.param.name); });
 
 TEST_F(ConfigTest, BadKeyContents) {
