@@ -783,9 +783,11 @@ Session::Quiet Session::quiet(TimePoint now) const {
     return quiet_for > s.body_timeout ? Quiet::SlowBody : Quiet::Busy;
   }
   if (c.unanswered.empty() && !up_.framer.in_message() && reply_.written == reply_.total) {
-    // A connection that never sent a byte gets no longer than a request head would.
-    auto limit = c.read == 0 ? std::min<Clock::duration>(s.idle_timeout, s.header_timeout)
-                             : Clock::duration(s.idle_timeout);
+    // A new connection that never sent a byte gets no longer than a request head would (not
+    // one whose streams restarted at a hand-over boundary: it did send).
+    bool silent = c.read == 0 && client_start_ == wire::SeqNum(key_.isn + 1);
+    auto limit = silent ? std::min<Clock::duration>(s.idle_timeout, s.header_timeout)
+                        : Clock::duration(s.idle_timeout);
     if (quiet_for > limit) return Quiet::Idle;
   }
   return Quiet::Busy;
