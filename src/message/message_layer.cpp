@@ -195,12 +195,19 @@ void MessageLayer::flush() {
   ack_dirty_.clear();
 }
 
+// At most this many connections are closed per sweep: a slowloris attack makes hundreds due in
+// the same second, and closing them all at once (error replies, replication, FINs, the packets
+// that follow on both nodes) is a burst of work on the one thread that also sends heartbeats. The
+// rest are closed in the next sweeps (deadlines are "at least").
+constexpr size_t kMaxSweepActions = 128;
+
 void MessageLayer::sweep() {
   auto now = Clock::now();
   std::vector<std::pair<ConnKey, Session::Quiet>> due;
   for (auto& [key, cp] : conns_) {
     auto q = cp->session.quiet(now);
     if (q != Session::Quiet::Busy) due.emplace_back(key, q);
+    if (due.size() == kMaxSweepActions) break;
   }
   for (const auto& [key, q] : due) {
     Conn* c = find(key);

@@ -289,8 +289,8 @@ class HostileClientTest(NodeCase):
         self.assertEqual(res["end"], "eof", res)
         for node in ("primary", "backup"):
             m = self.message(node)
-            self.assertEqual(m["bad_requests"], 1 if node == "primary" else m["bad_requests"] & 1,
-                             f"{node}: {m}")  # as above: the backup may have the Close first
+            # As above: the backup may have had the primary's Close first.
+            self.assertIn(m["bad_requests"], (1,) if node == "primary" else (0, 1), f"{node}: {m}")
             self.assertGreaterEqual(m["discarded_bytes"], self.JUNK, f"{node}: {m}")
         self.assert_duplex_no_failover()
         self.assert_memory_bounded(numbers)
