@@ -1034,6 +1034,21 @@ TEST_F(SessionTest, BackupTakeover_413HalfReplicated_FinishesTheSameReply) {
   EXPECT_EQ(counters.regen_mismatch, 0u);
 }
 
+// A chunked body went over the limit after its start reached the primary's server, whose reply had
+// begun: the error reply cannot continue those bytes, so the client gets a reset, not a mix (I5).
+TEST_F(SessionTest, BackupTakeover_ErrorReplyAfterAnotherReplyBegan_Resets) {
+  settings.max_body = 10;
+  start(Role::Backup, Mode::Duplex);
+  client("POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+  peer(peer::Type::Reply, 0, 0, "HTTP/1.1 200 OK\r\n");
+  client("10\r\n0123456789abcdef\r\n");  // 5 + 16 > 10
+  EXPECT_EQ(counters.bad_requests, 1u);
+  primary_dies();
+  EXPECT_TRUE(s->reset());
+  EXPECT_EQ(counters.regen_mismatch, 1u);
+  EXPECT_EQ(host.opens, 0);
+}
+
 TEST_F(SessionTest, PrimarySimplex_ServerReadsSlowly_ClientReadsPause) {
   settings.request_buffer = 100;
   start(Role::Primary, Mode::Simplex);
