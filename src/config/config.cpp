@@ -38,7 +38,9 @@ const TableSchema kSchema[] = {
     {kTun, false, {"name", "address", "prefix", "mtu"}},
     {kLimits,
      false,
-     {"max_connections", "request_cache_bytes", "replication_window_bytes", "idle_timeout_ms"}},
+     {"max_connections", "request_cache_bytes", "replication_window_bytes", "idle_timeout_ms",
+      "max_body_bytes", "request_buffer_bytes", "header_timeout_ms", "body_timeout_ms",
+      "close_timeout_ms", "max_connections_per_source"}},
     {kLog, false, {"level"}},
 };
 
@@ -325,6 +327,17 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
     c.limits.replication_window_bytes = *v;
   if (auto v = r.integer(kLimits, "idle_timeout_ms", false, 1000, kI64))
     c.limits.idle_timeout_ms = *v;
+  if (auto v = r.integer(kLimits, "max_body_bytes", false, 0, kI64)) c.limits.max_body_bytes = *v;
+  if (auto v = r.integer(kLimits, "request_buffer_bytes", false, 1, kI64))
+    c.limits.request_buffer_bytes = *v;
+  if (auto v = r.integer(kLimits, "header_timeout_ms", false, 100, kI64))
+    c.limits.header_timeout_ms = *v;
+  if (auto v = r.integer(kLimits, "body_timeout_ms", false, 100, kI64))
+    c.limits.body_timeout_ms = *v;
+  if (auto v = r.integer(kLimits, "close_timeout_ms", false, 100, kI64))
+    c.limits.close_timeout_ms = *v;
+  if (auto v = r.integer(kLimits, "max_connections_per_source", false, 0, kI64))
+    c.limits.max_connections_per_source = *v;
 
   if (auto v = r.string(kLog, "level", false)) {
     if (auto level = parse_level(*v))
@@ -445,13 +458,19 @@ Result<Config, ConfigError> parse_config(std::string_view toml_text, const fs::p
 //                              backup relay, host.cpp) segments of that size.
 //   limits.max_connections     a connection one node admits and the other refuses is served by one
 //                              node alone, unprotected without anyone knowing.
+//   limits.max_body_bytes      decides a 413 from the bytes: a backup that takes over must answer
+//                              a request exactly as the primary would have.
 // Each node's own (not compared): node.* and service.interface, tun.name, peer.address and
 // peer.key_file (the key is checked by every frame's authentication), log.level, and
 //   tun.address, tun.prefix    the made-up client addresses are picked by each node's packet layer
 //                              and never cross the wire (ConnKey is the real client's).
-//   limits.replication_window_bytes, limits.idle_timeout_ms
+//   limits.replication_window_bytes, limits.idle_timeout_ms, limits.request_buffer_bytes,
+//   limits.header_timeout_ms, limits.body_timeout_ms, limits.max_connections_per_source
 //                              used by the serving node only (reads from its web server, idle
-//                              close, which it replicates); the other's apply after it takes over.
+//                              and slow-client closes and refusals, which it replicates); the
+//                              other's apply after it takes over.
+//   limits.close_timeout_ms    each node ends its own copy of a closing connection; the client
+//                              has been told everything by then.
 //   limits.request_cache_bytes used by the backup only; the primary learns of a full cache
 //                              through the window edge in Has.
 // Keeping these per node lets an operator change them by a rolling restart (handover, rejoin).
@@ -463,6 +482,7 @@ SharedSettings shared_settings(const Config& c) {
       {"heartbeat.timeout_ms", std::to_string(c.heartbeat.timeout_ms)},
       {"tun.mtu", std::to_string(c.tun.mtu)},
       {"limits.max_connections", std::to_string(c.limits.max_connections)},
+      {"limits.max_body_bytes", std::to_string(c.limits.max_body_bytes)},
   };
 }
 

@@ -55,6 +55,16 @@ struct Config {
     uint64_t request_cache_bytes = 268435456;
     uint64_t replication_window_bytes = 262144;
     uint64_t idle_timeout_ms = 120000;  // a client connection with nothing to do is closed
+    // Hostile clients (docs/CONFIG.md): a larger request body is answered 413 (both nodes);
+    // serving: request bytes not yet written to the server per connection; deadlines for a
+    // request head, for each gap in a body, and for a closing connection; connections per
+    // client address (0: no cap).
+    uint64_t max_body_bytes = 134217728;
+    uint64_t request_buffer_bytes = 262144;
+    uint64_t header_timeout_ms = 60000;
+    uint64_t body_timeout_ms = 60000;
+    uint64_t close_timeout_ms = 30000;
+    uint64_t max_connections_per_source = 512;
   } limits;
   struct Log {
     LogLevel level = LogLevel::Info;

@@ -21,8 +21,9 @@ namespace us::message {
 struct MessageLayer::Conn {
   Conn(const ConnKey& key, SessionContext& ctx, TimePoint now) : session(key, ctx, now) {}
   Session session;
-  sys::Fd fd;  // the accepted client socket; empty for a replica not accepted yet
-  sys::Fd up;  // the local web server
+  sys::Fd fd;            // the accepted client socket; empty for a replica not accepted yet
+  sys::Fd up;            // the local web server
+  bool counted = false;  // in per_source_ (admitted by a serving node)
 };
 
 MessageLayer::MessageLayer(sys::EventLoop& loop, Flows& flows, peer::ConnSender& link, Settings s)
@@ -83,16 +84,35 @@ void MessageLayer::on_accept() {
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto now = Clock::now();
+    // The per-source cap is the serving node's decision alone: it closes the connection at once
+    // with a replicated Close at offset 0, which the backup mirrors (a backup that refused on
+    // its own count would hold a connection the primary serves, and stall it, I1).
+    bool serving = s_.role == Role::Primary || mode() == Mode::Simplex;
+    bool over = serving && s_.max_per_source > 0 && !find(*known) &&
+                per_source_[known->ip.v] >= s_.max_per_source;
     Conn& c = conn_for(*known, now);
     c.fd = std::move(owned);
     ++counters_.accepted;
     ConnKey key = *known;
+    if (!over && !c.counted) {
+      c.counted = true;
+      ++per_source_[key.ip.v];
+    }
     loop_.add(c.fd.get(), EPOLLIN, [this, key](uint32_t ev) { on_client_event(key, ev); });
     SPDLOG_DEBUG("message: accepted {}", key.to_string());
     // Accepted only after the peer rejoined, but its flow dates from before (chaos cycles found a
     // request acknowledged and never answered when the session turned into a mirror here).
     if (ctx_.flows.unprotected(fake)) c.session.mark_unprotected();
     c.session.on_accepted(fake, now);
+    if (over) {
+      if (counters_.refused_per_source == 0 || counters_.refused_per_source % 1000 == 0)
+        spdlog::warn(
+            "message: {} connections from {}: refusing {} (limits.max_connections_per_"
+            "source; {} refused so far)",
+            per_source_[key.ip.v], key.ip.to_string(), key.to_string(),
+            counters_.refused_per_source);
+      c.session.refuse(now);
+    }
     drive(c, now);
     after_event();
   }
@@ -147,9 +167,11 @@ void MessageLayer::on_peer_message(const peer::ConnMessage& m) {
   if (s_.role != Role::Backup || mode() != Mode::Duplex) return;
   Conn* known = find(m.key);
   if (known && known->session.finished()) return;
-  if (!known && !(m.type == peer::Type::Reply && m.value == 0)) {
+  bool starts = m.value == 0 && (m.type == peer::Type::Reply || m.type == peer::Type::Close);
+  if (!known && !starts) {
     // The connection ended here first (a client reset reaches both nodes; frames the primary had
-    // already queued follow): nothing to keep. A new connection's stream starts at offset 0.
+    // already queued follow): nothing to keep. A new connection's stream starts at offset 0
+    // (a Close at 0: the primary refused it, or closed it before any reply).
     SPDLOG_DEBUG("peer: {} for a connection that ended: {}", static_cast<int>(m.type),
                  m.key.to_string());
     return;
@@ -173,30 +195,50 @@ void MessageLayer::flush() {
   ack_dirty_.clear();
 }
 
+// At most this many connections are closed per sweep: a slowloris attack makes hundreds due in
+// the same second, and closing them all at once (error replies, replication, FINs, the packets
+// that follow on both nodes) is a burst of work on the one thread that also sends heartbeats. The
+// rest are closed in the next sweeps (deadlines are "at least").
+constexpr size_t kMaxSweepActions = 128;
+
 void MessageLayer::sweep() {
   auto now = Clock::now();
-  std::vector<ConnKey> idle, gone;
+  std::vector<std::pair<ConnKey, Session::Quiet>> due;
   for (auto& [key, cp] : conns_) {
-    switch (cp->session.quiet(now, s_.idle_timeout, s_.linger)) {
+    auto q = cp->session.quiet(now);
+    if (q != Session::Quiet::Busy) due.emplace_back(key, q);
+    if (due.size() == kMaxSweepActions) break;
+  }
+  for (const auto& [key, q] : due) {
+    Conn* c = find(key);
+    if (!c || c->session.finished()) continue;
+    Session& s = c->session;
+    switch (q) {
       case Session::Quiet::Idle:
-        idle.push_back(key);
+        SPDLOG_DEBUG("message: {} idle; closing", key.to_string());
+        s.close_idle(now);
+        break;
+      case Session::Quiet::SlowHead:
+      case Session::Quiet::SlowBody: {
+        bool head = q == Session::Quiet::SlowHead;
+        ++(head ? counters_.head_timeouts : counters_.body_timeouts);
+        SPDLOG_DEBUG("message: {}: request {} too slow; closing", key.to_string(),
+                     head ? "head" : "body");
+        s.time_out(now);
+        break;
+      }
+      case Session::Quiet::CloseExpired:
+        ++counters_.close_timeouts;
+        SPDLOG_DEBUG("message: {}: closing took too long; resetting", key.to_string());
+        s.close_expired();
         break;
       case Session::Quiet::Abandoned:
-        gone.push_back(key);
+        s.abandon();
         break;
       case Session::Quiet::Busy:
         break;
     }
-  }
-  for (const auto& key : idle) {
-    if (Conn* c = find(key)) {
-      SPDLOG_DEBUG("message: {} idle; closing", key.to_string());
-      c->session.close_idle();
-      drive(*c, now);
-    }
-  }
-  for (const auto& key : gone) {
-    if (Conn* c = find(key)) c->session.abandon();
+    if (!s.finished()) drive(*c, now);
   }
   after_event();
 }
@@ -321,7 +363,7 @@ void MessageLayer::read_client(Conn& c, TimePoint now) {
       continue;
     }
     if (n == 0) {
-      s.on_client_eof();
+      s.on_client_eof(now);
       drive(c, now);
       return;
     }
@@ -384,7 +426,7 @@ void MessageLayer::write_upstream(Conn& c, TimePoint now) {
   for (auto out = s.server_output(); !out.empty(); out = s.server_output()) {
     ssize_t n = ::send(c.up.get(), out.data(), out.size(), MSG_NOSIGNAL);
     if (n > 0) {
-      s.on_server_written(static_cast<size_t>(n));
+      s.on_server_written(static_cast<size_t>(n), now);
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
@@ -429,6 +471,10 @@ void MessageLayer::after_event() {
       loop_.remove(c.fd.get());
     }
     if (c.up) loop_.remove(c.up.get());
+    if (c.counted) {
+      auto src = per_source_.find(key.ip.v);
+      if (src != per_source_.end() && --src->second == 0) per_source_.erase(src);
+    }
     ack_dirty_.erase(key);
     conns_.erase(it);
   }

@@ -66,7 +66,7 @@ class MessageLayer : private SessionHost {
   // A joiner about to adopt `key` while it has its own copy: that copy goes now (Session::discard).
   void discard(const ConnKey& key);
   void flush();  // coalesced ReplyAcks
-  void sweep();  // every second: idle and abandoned connections
+  void sweep();  // every second: idle, slow and abandoned connections
   size_t connections() const { return conns_.size(); }
   size_t unprotected_connections() const;
   size_t protected_connections() const { return connections() - unprotected_connections(); }
@@ -110,7 +110,8 @@ class MessageLayer : private SessionHost {
   SessionContext ctx_;
   std::unordered_map<ConnKey, std::unique_ptr<Conn>, ConnKeyHash> conns_;
   std::unordered_set<ConnKey, ConnKeyHash> ack_dirty_;
-  std::vector<ConnKey> finished_;  // destroyed by after_event()
+  std::unordered_map<uint32_t, size_t> per_source_;  // admitted connections per client address
+  std::vector<ConnKey> finished_;                    // destroyed by after_event()
   std::vector<uint8_t> buf_;
 };
 

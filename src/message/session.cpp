@@ -26,7 +26,9 @@ std::span<const uint8_t> bytes_of(const std::string& s, size_t from, size_t n) {
 }  // namespace
 
 Session::Session(const ConnKey& key, SessionContext& ctx, TimePoint now)
-    : key_(key), ctx_(ctx), client_start_(key.isn + 1), last_active_(now) {}
+    : key_(key), ctx_(ctx), client_start_(key.isn + 1), last_active_(now), partial_began_(now) {
+  client_.framer = http::RequestFramer(http::RequestLimits{ctx.settings.max_body});
+}
 
 Mode Session::effective_mode() const {
   if (unprotected_) return Mode::Simplex;
@@ -60,19 +62,28 @@ void Session::on_accepted(const wire::Endpoint& fake, TimePoint now) {
   }
 }
 
+// A connection that discards keeps nothing, so a full cache has no reason to pause it; pausing
+// it would also close the client's window on bytes nobody needs.
 bool Session::blocked_by_cache() const {
-  return !serving_ && ctx_.cache.full_for(key_);
+  return !serving_ && !discarding() && ctx_.cache.full_for(key_);
+}
+
+// Only what may be forwarded counts: the head of the request in progress must be read whole
+// before anything of it can go (the framer bounds it at kMaxHeaderBytes).
+bool Session::upstream_full() const {
+  return serving_ && !discarding() && up_.out.size() >= ctx_.settings.request_buffer;
 }
 
 bool Session::may_read_client() {
-  if (holding_for_handover()) return false;
-  if (!serving_) ctx_.cache.offer_finishing(key_, client_.framer.partial().has_value());
+  if (holding_for_handover() || upstream_full()) return false;
+  if (!serving_ && !discarding())
+    ctx_.cache.offer_finishing(key_, client_.framer.partial().has_value());
   return !blocked_by_cache();
 }
 
 bool Session::wants_client_read() const {
   return client_.accepted && !finished() && !client_.eof && !blocked_by_cache() &&
-         !holding_for_handover();
+         !upstream_full() && !holding_for_handover();
 }
 
 void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
@@ -82,15 +93,21 @@ void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
   last_active_ = now;
   held_since_.reset();  // a new request: the next boundary holds again
   hold_over_ = false;
+  // The backup holds what it read whether it keeps it or not (I1): the client's window stays
+  // open, so a discarded stream drains instead of stalling the connection's close.
+  if (!serving_) ctx_.flows.local_has(c.fake, client_next());
+  if (discarding()) {
+    // After a bad request nothing more is read as HTTP; once closing, later requests get no
+    // reply. Both nodes decide this from the same bytes and the replicated Close.
+    ctx_.counters.discarded_bytes += data.size();
+    return;
+  }
   if (!serving_) {
     c.cache.append(reinterpret_cast<const char*>(data.data()), data.size());
     ctx_.cache.add(data.size());
-    ctx_.flows.local_has(c.fake, client_next());
   } else {
     c.held.append(reinterpret_cast<const char*>(data.data()), data.size());
   }
-  if (c.error) return;                      // after a bad request nothing more is read as HTTP
-  if (serving_ && reply_.close_at) return;  // closing: later requests get no reply
   if (serving_ && !up_.open && !open_upstream()) return;
   std::vector<http::RequestInfo> done;
   auto r = c.framer.feed(data, done);
@@ -108,15 +125,23 @@ void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
       stamps_.req_started.emplace_back(stamps_.stamped, now);
   }
   stamps_.stamped = std::max(stamps_.stamped, seen);
+  if (auto& p = c.framer.partial(); p && partial_index_ != p->index) {
+    partial_index_ = p->index;  // a new request began in these bytes: the head's clock starts
+    partial_began_ = now;
+  }
   if (!r) {
     c.error = r.error();
     c.error_index = c.framer.completed();
     ++ctx_.counters.bad_requests;
     spdlog::warn("http: client {}: request {}: {}; answering {} and closing", key_.to_string(),
                  c.error_index, r.error().reason, r.error().status);
+    // The bad request and what follows it are never forwarded or replayed: only the requests
+    // before it are kept.
+    drop_after(error_begin());
   }
   if (!serving_ && c.framer.partial()) fault("backup.request_partial");
-  if (!c.framer.partial()) ctx_.cache.request_ended(key_);
+  // A failed request ends too: it must not keep the cache's finishing slot.
+  if (!c.framer.partial() || c.error) ctx_.cache.request_ended(key_);
   trim_cache();
   if (serving_) {
     forward_requests(now);
@@ -124,12 +149,12 @@ void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
   }
 }
 
-void Session::on_client_eof() {
+void Session::on_client_eof(TimePoint now) {
   if (finished()) return;
   client_.eof = true;
   // The FIN is a byte of the client's stream: the backup holds it too.
   ctx_.flows.local_has(client_.fake, client_next() + 1);
-  maybe_finish();
+  maybe_finish(now);
   if (reply_.fin_sent) end(false);
 }
 
@@ -152,6 +177,7 @@ void Session::on_client_written(size_t n, TimePoint now) {
   auto& r = reply_;
   r.written += n;
   last_active_ = now;
+  if (close_since_) close_since_ = now;  // closing, but the client still reads
   if (serving_ && replicating()) fault("primary.reply_written");
   settle_request_timing(now);
   size_t consumed = static_cast<size_t>(r.written - r.out_base);
@@ -172,6 +198,7 @@ bool Session::wants_fin() const {
 void Session::on_fin_sent(TimePoint now) {
   reply_.fin_sent = true;
   last_active_ = now;
+  close_since_ = now;
   if (client_.eof) end(false);
 }
 
@@ -202,7 +229,7 @@ void Session::forward_requests(TimePoint now) {
   }
   uint64_t limit = c.read;
   if (c.error) {
-    limit = c.framer.partial() ? c.framer.partial()->begin : c.framer.offset();
+    limit = error_begin();
   } else if (c.framer.partial() && !c.framer.headers_complete()) {
     limit = c.framer.partial()->begin;
   }
@@ -261,6 +288,11 @@ void Session::close_upstream() {
 
 // ---------------------------------------------------------------------------------------------
 // Replies from the server.
+
+void Session::on_server_written(size_t n, TimePoint now) {
+  up_.out.erase(0, n);
+  last_active_ = now;  // the body moves: the client is not the one holding it up
+}
 
 size_t Session::server_read_budget() const {
   uint64_t pending = reply_.total - reply_.written;
@@ -355,13 +387,13 @@ void Session::on_final_reply(const http::ResponseInfo& r, TimePoint now) {
   while (!unanswered.empty() && unanswered.front().index <= r.index) unanswered.pop_front();
   if (replicating()) ctx_.link.send({peer::Type::ReplyEnd, key_, end_offset, r.index, {}});
   if (!r.keep_alive) {
-    start_close(end_offset);
+    start_close(end_offset, now);
     close_upstream();
     return;
   }
   if (client_.error) maybe_error_reply(now);
   if (finished()) return;
-  maybe_finish();
+  maybe_finish(now);
 }
 
 // The framer counts the replies of one server connection from 0; a connection opened after earlier
@@ -395,12 +427,21 @@ void Session::maybe_error_reply(TimePoint now) {
   c.error_sent = true;
   close_upstream();
   std::string reply = http::error_reply(c.error->status);
-  uint64_t begin = reply_.total;
-  emit_reply(bytes_of(reply, 0, reply.size()), now);
+  // After a takeover the dead primary may have sent part of this very reply (it is deterministic):
+  // checked and continued like a regenerated one (I5).
+  size_t pos = 0;
+  emit_until(bytes_of(reply, 0, reply.size()), 0, pos, reply.size(), now);
+  if (finished()) return;
+  if (up_.regen) {
+    ++ctx_.counters.regen_mismatch;
+    spdlog::error("message: {}: error reply {} is shorter than the reply begun; resetting (I5)",
+                  key_.to_string(), c.error_index);
+    end(true);
+    return;
+  }
   reply_.replies_done = c.error_index + 1;
-  if (replicating())
-    ctx_.link.send({peer::Type::ReplyEnd, key_, begin + reply.size(), c.error_index, {}});
-  start_close(reply_.total);
+  if (replicating()) ctx_.link.send({peer::Type::ReplyEnd, key_, reply_.total, c.error_index, {}});
+  start_close(reply_.total, now);
 }
 
 void Session::on_server_eof(bool error, TimePoint now) {
@@ -426,22 +467,24 @@ void Session::on_server_eof(bool error, TimePoint now) {
   if (outstanding || error) {
     spdlog::warn("message: {}: server closed with {} request(s) unanswered; closing",
                  key_.to_string(), client_.unanswered.size());
-    start_close(reply_.total);
+    start_close(reply_.total, now);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Closing.
 
-void Session::maybe_finish() {
+void Session::maybe_finish(TimePoint now) {
   if (!serving_ || !client_.eof || reply_.close_at) return;
   if (!client_.unanswered.empty() || up_.framer.in_message()) return;
-  start_close(reply_.total);
+  start_close(reply_.total, now);
 }
 
-void Session::start_close(uint64_t offset) {
+void Session::start_close(uint64_t offset, TimePoint now) {
   if (reply_.close_at) return;
   reply_.close_at = offset;
+  close_since_ = now;
+  client_.held.clear();  // later requests get no reply: their bytes are not kept
   if (replicating()) {
     ctx_.link.send({peer::Type::Close, key_, offset, 0, {}});
   } else {
@@ -495,6 +538,35 @@ void Session::trim_cache() {
   }
 }
 
+// Where the first bad (or timed-out) request begins: nothing from there on is forwarded or kept.
+uint64_t Session::error_begin() const {
+  const auto& c = client_;
+  return c.framer.partial() ? c.framer.partial()->begin : c.framer.offset();
+}
+
+// Keeps the held (serving) or cached (backup) request bytes before `offset` only.
+void Session::drop_after(uint64_t offset) {
+  auto& c = client_;
+  auto keep = [offset](uint64_t base, size_t size) {
+    return static_cast<size_t>(std::min<uint64_t>(offset > base ? offset - base : 0, size));
+  };
+  size_t held = keep(c.forwarded, c.held.size());
+  size_t cached = keep(c.cache_base, c.cache.size());
+  ctx_.counters.discarded_bytes += (c.held.size() - held) + (c.cache.size() - cached);
+  c.held.resize(held);
+  ctx_.cache.drop(c.cache.size() - cached);
+  c.cache.resize(cached);
+}
+
+// Backup: the connection is closing; the cache is not needed (a takeover serves nothing more).
+void Session::drop_cache() {
+  auto& c = client_;
+  ctx_.cache.drop(c.cache.size());
+  c.cache_base += c.cache.size();
+  c.cache.clear();
+  ctx_.cache.request_ended(key_);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The peer.
 
@@ -546,6 +618,8 @@ void Session::on_peer_message(const peer::ConnMessage& m, TimePoint now) {
     case peer::Type::Close:
       // Acknowledged at once: the mirror may finish and go away before the next flush().
       r.close_at = m.value;
+      if (!close_since_) close_since_ = now;
+      drop_cache();  // no request after the close is answered, here or after a takeover
       ctx_.link.send({peer::Type::ReplyAck, key_, m.value + 1, 0, {}});
       r.ack_pending = false;
       return;
@@ -610,7 +684,7 @@ void Session::serve_alone(TimePoint now) {
   }
   if (c.error) maybe_error_reply(now);
   if (finished()) return;
-  maybe_finish();
+  maybe_finish(now);
 }
 
 void Session::peer_lost() {
@@ -661,6 +735,7 @@ void Session::protect_again(TimePoint now) {
   wire::Endpoint fake = client_.fake;
   close_upstream();
   client_ = ClientSide{};
+  client_.framer = http::RequestFramer(http::RequestLimits{ctx_.settings.max_body});
   client_.fake = fake;
   client_.accepted = true;
   up_ = Upstream{};
@@ -670,6 +745,8 @@ void Session::protect_again(TimePoint now) {
   handover_wanted_ = false;
   held_since_.reset();
   hold_over_ = false;
+  partial_index_.reset();
+  close_since_.reset();
   serving_ = ctx_.settings.role == Role::Primary;
   client_start_ = start;
   last_active_ = now;
@@ -685,27 +762,68 @@ void Session::adoption_refused(TimePoint now) {
 // ---------------------------------------------------------------------------------------------
 // The sweep.
 
-Session::Quiet Session::quiet(TimePoint now, Clock::duration idle_timeout,
-                              Clock::duration linger) const {
+Session::Quiet Session::quiet(TimePoint now) const {
   if (finished()) return Quiet::Busy;
+  const auto& s = ctx_.settings;
+  const auto& c = client_;
   auto quiet_for = now - last_active_;
-  if (!client_.accepted || reply_.fin_sent) {
-    // A replica whose connection this node never accepted, or a client that never answered our
-    // FIN: nothing more will happen on it.
-    return quiet_for > linger ? Quiet::Abandoned : Quiet::Busy;
+  // A replica whose connection this node never accepted: nothing more will happen on it.
+  if (!c.accepted) return quiet_for > s.linger ? Quiet::Abandoned : Quiet::Busy;
+  // Closing: client bytes do not count (they are discarded); our progress does.
+  if (close_since_)
+    return now - *close_since_ > s.close_timeout ? Quiet::CloseExpired : Quiet::Busy;
+  if (!serving_ || c.error) return Quiet::Busy;
+  // The client's clocks run only while the client is the one awaited: every earlier request
+  // answered, no reply being read, the server keeping up with the body.
+  if (const auto& p = c.framer.partial()) {
+    if (p->index > reply_.replies_done || up_.framer.in_message() || upstream_full())
+      return Quiet::Busy;
+    if (!c.framer.headers_complete())
+      return now - partial_began_ > s.header_timeout ? Quiet::SlowHead : Quiet::Busy;
+    return quiet_for > s.body_timeout ? Quiet::SlowBody : Quiet::Busy;
   }
-  if (serving_ && !reply_.close_at && client_.unanswered.empty() && !client_.framer.partial() &&
-      !up_.framer.in_message() && reply_.written == reply_.total && quiet_for > idle_timeout)
-    return Quiet::Idle;
+  if (c.unanswered.empty() && !up_.framer.in_message() && reply_.written == reply_.total) {
+    // A new connection that never sent a byte gets no longer than a request head would (not
+    // one whose streams restarted at a hand-over boundary: it did send).
+    bool silent = c.read == 0 && client_start_ == wire::SeqNum(key_.isn + 1);
+    auto limit = silent ? std::min<Clock::duration>(s.idle_timeout, s.header_timeout)
+                        : Clock::duration(s.idle_timeout);
+    if (quiet_for > limit) return Quiet::Idle;
+  }
   return Quiet::Busy;
 }
 
-void Session::close_idle() {
-  if (!finished()) start_close(reply_.total);
+void Session::close_idle(TimePoint now) {
+  if (!finished()) start_close(reply_.total, now);
 }
 
 void Session::abandon() {
   end(false);
+}
+
+void Session::time_out(TimePoint now) {
+  auto& c = client_;
+  if (finished() || reply_.close_at || c.error) return;
+  const auto& p = c.framer.partial();
+  close_upstream();  // the server may hold the start of a body that will never end
+  if (p && p->index == reply_.replies_done) {
+    c.error = http::FrameError{408, "request timed out", c.read};
+    c.error_index = p->index;
+    drop_after(error_begin());
+    maybe_error_reply(now);
+  } else {
+    start_close(reply_.total, now);  // answered already (an early reply): just close
+  }
+}
+
+void Session::close_expired() {
+  end(true, /*tell_peer=*/false);
+}
+
+void Session::refuse(TimePoint now) {
+  if (finished()) return;
+  ++ctx_.counters.refused_per_source;
+  start_close(reply_.total, now);
 }
 
 void Session::discard() {

@@ -72,7 +72,7 @@ class Session {
   // connection at its request boundary for the hand-over; false: do not read now.
   bool may_read_client();
   void on_client_bytes(std::span<const uint8_t> data, TimePoint now);
-  void on_client_eof();
+  void on_client_eof(TimePoint now);
   void on_client_error();  // a read or write failed: the client reset; ends without an RST
   std::span<const uint8_t> client_output() const;
   void on_client_written(size_t n, TimePoint now);
@@ -83,7 +83,7 @@ class Session {
   bool server_connecting() const { return up_.open && up_.connecting; }
   void on_server_connected() { up_.connecting = false; }
   std::span<const uint8_t> server_output() const;
-  void on_server_written(size_t n) { up_.out.erase(0, n); }
+  void on_server_written(size_t n, TimePoint now);
   size_t server_read_budget() const;  // reply bytes that may be read now (the window)
   void on_server_bytes(std::span<const uint8_t> data, TimePoint now);
   void on_server_eof(bool error, TimePoint now);  // closed by the server, or failed
@@ -120,11 +120,22 @@ class Session {
   // The peer could not take it: served alone again (a backup's mirror takes over).
   void adoption_refused(TimePoint now);
 
-  // --- The periodic sweep.
-  enum class Quiet { Busy, Idle, Abandoned };
-  Quiet quiet(TimePoint now, Clock::duration idle_timeout, Clock::duration linger) const;
-  void close_idle();  // FIN after the last reply
-  void abandon();     // ends without an RST
+  // --- The periodic sweep. Deadlines are judged by the serving node only (Idle, SlowHead,
+  // SlowBody), which replicates the close it decides, as for the idle timeout; CloseExpired and
+  // Abandoned end each node's own copy.
+  enum class Quiet { Busy, Idle, Abandoned, SlowHead, SlowBody, CloseExpired };
+  Quiet quiet(TimePoint now) const;
+  void close_idle(TimePoint now);  // FIN after the last reply
+  void abandon();                  // ends without an RST
+  // A slow client (SlowHead, SlowBody): the request in progress is answered 408 if every earlier
+  // one has its reply (else the connection just closes); later bytes are discarded.
+  void time_out(TimePoint now);
+  // Closing took longer than close_timeout (the client does not read our reply or does not close):
+  // ends with an RST into this node's kernel, the peer told nothing (it has its own deadline).
+  void close_expired();
+  // Refused by the per-source cap: closed at once (a replicated Close at offset 0, then the FIN),
+  // every client byte discarded.
+  void refuse(TimePoint now);
   // A joiner's own copy of a connection the survivor hands over (it saw the SYN at the rejoin):
   // ends with an RST into this node's kernel only; the peer and the client are told nothing.
   void discard();
@@ -134,6 +145,11 @@ class Session {
   bool serving() const { return serving_; }
   bool client_eof() const { return client_.eof; }
   bool blocked_by_cache() const;
+  // Client bytes are read and dropped (counted), not kept: after a refused request (the error
+  // reply is all that follows) or once the connection is closing (no later request is answered).
+  bool discarding() const { return client_.error.has_value() || reply_.close_at.has_value(); }
+  // Serving: the server reads slower than the client sends; the client is not read meanwhile.
+  bool upstream_full() const;
   bool wants_client_read() const;
   bool has_client_output() const { return !client_output().empty(); }
   bool server_open() const { return up_.open; }
@@ -145,6 +161,7 @@ class Session {
   uint64_t reply_written() const { return reply_.written; }
   uint64_t replies_done() const { return reply_.replies_done; }
   size_t cached_bytes() const { return client_.cache.size(); }
+  size_t held_bytes() const { return client_.held.size() + up_.out.size(); }
 
  private:
   Mode effective_mode() const;  // Simplex when unprotected, else the node's mode
@@ -161,11 +178,14 @@ class Session {
   void to_stream_indices(std::vector<http::ResponseInfo>& done) const;
   void on_final_reply(const http::ResponseInfo& r, TimePoint now);
   void maybe_error_reply(TimePoint now);
-  void maybe_finish();
-  void start_close(uint64_t offset);
+  void maybe_finish(TimePoint now);
+  void start_close(uint64_t offset, TimePoint now);
   void settle_request_timing(TimePoint now);
   void trim_cache();
   uint64_t client_limit() const;
+  uint64_t error_begin() const;
+  void drop_after(uint64_t offset);
+  void drop_cache();
   void end(bool reset, bool tell_peer = true);
 
   ConnKey key_;
@@ -179,6 +199,11 @@ class Session {
   bool hold_over_ = false;               // held long enough at this boundary
   enum class End { Open, Closed, Reset } end_ = End::Open;
   TimePoint last_active_;
+  // Slow clients: the request in progress and when its first byte was read; when closing began
+  // (or last made progress: a reply byte written, our FIN).
+  std::optional<uint64_t> partial_index_;
+  TimePoint partial_began_;
+  std::optional<TimePoint> close_since_;
 
   // Client -> server: the request stream, framed as it is read. The backup caches it (until the
   // replicated ReplyEnd shows it answered); a serving node holds it until it may be forwarded.

@@ -19,13 +19,25 @@ struct Settings {
   size_t max_connections = 16384;
   uint64_t cache_limit = 256u << 20;               // backup: request bytes held for all connections
   std::chrono::milliseconds idle_timeout{120000};  // serving: close a connection with nothing to do
-  std::chrono::milliseconds linger{60000};  // after our FIN, or a replica never accepted: give up
-  FaultHook fault;                          // named fault points (docs/FAULTS.md)
+  std::chrono::milliseconds linger{60000};         // a replica never accepted: give up
+  // Bounds against hostile clients (docs/CONFIG.md, limits.*). max_body must be the same on both
+  // nodes: it decides a 413, which the backup must be able to produce exactly as the primary.
+  uint64_t max_body = 128u << 20;      // a larger request body is answered 413
+  size_t request_buffer = 256 * 1024;  // serving: request bytes not yet written upstream
+  std::chrono::milliseconds header_timeout{60000};  // a request head must arrive within this
+  std::chrono::milliseconds body_timeout{60000};    // the longest gap in a request body
+  std::chrono::milliseconds close_timeout{30000};   // closing: the longest wait for the client
+  size_t max_per_source = 512;                      // serving: connections per client address
+  FaultHook fault;                                  // named fault points (docs/FAULTS.md)
 };
 
 struct Counters {
   uint64_t accepted = 0, requests = 0, replies = 0, bad_requests = 0, upstream_errors = 0;
   uint64_t regenerated = 0, regen_mismatch = 0, aborted = 0, protocol_errors = 0;
+  // Hostile clients: bytes read and dropped after a refused or closed request; connections closed
+  // by a deadline (head, body, after our close); connections refused by the per-source cap.
+  uint64_t discarded_bytes = 0, head_timeouts = 0, body_timeouts = 0, close_timeouts = 0;
+  uint64_t refused_per_source = 0;
 };
 
 // Where a request's time goes (docs/PERFORMANCE.md), in microseconds.

@@ -24,6 +24,12 @@ message::Settings message_settings(const config::Config& cfg) {
   ms.max_connections = static_cast<size_t>(cfg.limits.max_connections);
   ms.cache_limit = cfg.limits.request_cache_bytes;
   ms.idle_timeout = std::chrono::milliseconds(cfg.limits.idle_timeout_ms);
+  ms.max_body = cfg.limits.max_body_bytes;
+  ms.request_buffer = static_cast<size_t>(cfg.limits.request_buffer_bytes);
+  ms.header_timeout = std::chrono::milliseconds(cfg.limits.header_timeout_ms);
+  ms.body_timeout = std::chrono::milliseconds(cfg.limits.body_timeout_ms);
+  ms.close_timeout = std::chrono::milliseconds(cfg.limits.close_timeout_ms);
+  ms.max_per_source = static_cast<size_t>(cfg.limits.max_connections_per_source);
   return ms;
 }
 

@@ -62,6 +62,7 @@ understudy_lab_tests(test_failover_large failover LargeReplyFailoverTest
 include(${CMAKE_CURRENT_LIST_DIR}/table1.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/table2.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/bad_input.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/hostile_clients.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/http_failover.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/guards.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/handover.cmake OPTIONAL)

@@ -97,6 +97,12 @@ TEST_F(ConfigTest, DefaultsFilled) {
   EXPECT_EQ(c.limits.request_cache_bytes, 268435456u);
   EXPECT_EQ(c.limits.replication_window_bytes, 262144u);
   EXPECT_EQ(c.limits.idle_timeout_ms, 120000u);
+  EXPECT_EQ(c.limits.max_body_bytes, 134217728u);
+  EXPECT_EQ(c.limits.request_buffer_bytes, 262144u);
+  EXPECT_EQ(c.limits.header_timeout_ms, 60000u);
+  EXPECT_EQ(c.limits.body_timeout_ms, 60000u);
+  EXPECT_EQ(c.limits.close_timeout_ms, 30000u);
+  EXPECT_EQ(c.limits.max_connections_per_source, 512u);
   EXPECT_EQ(c.log.level, LogLevel::Info);
   EXPECT_TRUE(c.source.empty());
 }
@@ -121,6 +127,12 @@ mtu = 9000
 max_connections = 10
 request_cache_bytes = 1000
 replication_window_bytes = 2000
+max_body_bytes = 3000
+request_buffer_bytes = 4000
+header_timeout_ms = 500
+body_timeout_ms = 600
+close_timeout_ms = 700
+max_connections_per_source = 0
 [log]
 level = "debug"
 )";
@@ -140,6 +152,12 @@ level = "debug"
   EXPECT_EQ(r->limits.max_connections, 10u);
   EXPECT_EQ(r->limits.request_cache_bytes, 1000u);
   EXPECT_EQ(r->limits.replication_window_bytes, 2000u);
+  EXPECT_EQ(r->limits.max_body_bytes, 3000u);
+  EXPECT_EQ(r->limits.request_buffer_bytes, 4000u);
+  EXPECT_EQ(r->limits.header_timeout_ms, 500u);
+  EXPECT_EQ(r->limits.body_timeout_ms, 600u);
+  EXPECT_EQ(r->limits.close_timeout_ms, 700u);
+  EXPECT_EQ(r->limits.max_connections_per_source, 0u);
   EXPECT_EQ(r->log.level, LogLevel::Debug);
 }
 
@@ -308,6 +326,8 @@ INSTANTIATE_TEST_SUITE_P(
         // Limits and log.
         Case{"MaxConnectionsZero", kHb, "[limits]\nmax_connections = 0\n" + kHb,
              "limits.max_connections", "must be between 1 and 9223372036854775807 (got 0)"},
+        Case{"HeaderTimeoutTooShort", kHb, "[limits]\nheader_timeout_ms = 99\n" + kHb,
+             "limits.header_timeout_ms", "must be between 100 and 9223372036854775807 (got 99)"},
         Case{"BadLogLevel", kHb, "[log]\nlevel = \"verbose\"\n" + kHb, "log.level",
              "must be one of trace, debug, info, warn, error (got \"verbose\")"},
         Case{"ServerIsAdvertised", "\"127.0.0.1:8080\"", "\"198.18.0.100:80\"", "node.server",
@@ -377,6 +397,7 @@ TEST_F(ConfigTest, SharedSettings_ExampleInOrder) {
       {"heartbeat.timeout_ms", "100"},
       {"tun.mtu", "1400"},
       {"limits.max_connections", "16384"},
+      {"limits.max_body_bytes", "134217728"},
   };
   EXPECT_EQ(shared_settings(*r), expected);
 }
@@ -405,6 +426,11 @@ prefix = 24
 request_cache_bytes = 1000
 replication_window_bytes = 2000
 idle_timeout_ms = 5000
+request_buffer_bytes = 4000
+header_timeout_ms = 500
+body_timeout_ms = 600
+close_timeout_ms = 700
+max_connections_per_source = 3
 [log]
 level = "debug"
 )";

@@ -88,5 +88,17 @@ TEST_F(MessageLayerTest, BackupDuplex_MarkUnprotected_CountsAndStopsReplicatingO
   EXPECT_EQ(layer->protected_connections(), 0u);
 }
 
+// The primary refused a connection (limits.max_connections_per_source) or closed it before any
+// reply: its Close at offset 0 may come before the backup accepts the connection, and must make
+// the replica (acknowledged at once) so the backup's FIN follows it. A Close anywhere else for a
+// connection the backup no longer has is a leftover of one that ended here first.
+TEST_F(MessageLayerTest, BackupDuplex_CloseAtZeroForAnUnknownConnection_MakesTheReplica) {
+  layer->on_peer_message({peer::Type::Close, kNew, 0, 0, {}});
+  EXPECT_EQ(layer->connections(), 1u);
+  EXPECT_EQ(link.sent, (std::vector<Sent>{{peer::Type::ReplyAck, kNew, 1}}));
+  layer->on_peer_message({peer::Type::Close, kOld, 5, 0, {}});
+  EXPECT_EQ(layer->connections(), 1u);
+}
+
 }  // namespace
 }  // namespace us::message

@@ -141,7 +141,7 @@ class SessionTest : public ::testing::Test {
   std::string to_server() {
     auto o = s->server_output();
     std::string out(reinterpret_cast<const char*>(o.data()), o.size());
-    s->on_server_written(o.size());
+    s->on_server_written(o.size(), t0);
     return out;
   }
   int count(const std::string& point) const {
@@ -200,7 +200,7 @@ TEST_F(SessionTest, BackupDuplex_RequestIsCachedAndReportedViaLocalHas) {
 TEST_F(SessionTest, BackupDuplex_ClientFinCountsAsOneByte) {
   start(Role::Backup, Mode::Duplex);
   client(get("/a"));
-  s->on_client_eof();
+  s->on_client_eof(t0);
   EXPECT_EQ(flows.has.back(), seq(get("/a").size() + 1));
   EXPECT_FALSE(s->wants_client_read());
   EXPECT_FALSE(s->finished());
@@ -261,7 +261,7 @@ TEST_F(SessionTest, BackupDuplex_CloseIsAcknowledgedAtOnceOnePastItsOffset) {
   EXPECT_FALSE(s->ack_pending());  // the Close's ack covers the bytes
   EXPECT_EQ(to_client(), r);
   EXPECT_TRUE(fin);
-  s->on_client_eof();
+  s->on_client_eof(t0);
   EXPECT_TRUE(s->finished());
   EXPECT_FALSE(s->reset());
   EXPECT_EQ(host.finished_calls, 1);
@@ -577,7 +577,7 @@ TEST_F(SessionTest, PrimaryDuplex_PeerLost_ReleasesEverything) {
 TEST_F(SessionTest, PrimaryDuplex_ClientFinAfterTheLastReply_ClosesAfterIt) {
   start(Role::Primary, Mode::Duplex);
   client(get("/a"));
-  s->on_client_eof();
+  s->on_client_eof(t0);
   EXPECT_TRUE(link.sent.empty());  // the reply is still due
   s->on_server_connected();
   to_server();
@@ -613,14 +613,14 @@ TEST_F(SessionTest, PrimarySimplex_IdleTimeout_ClosesOnlyWhenNothingIsPending) {
   start(Role::Primary, Mode::Simplex);
   client(get("/a"), t0);
   auto late = t0 + 121s;
-  EXPECT_EQ(s->quiet(late, settings.idle_timeout, settings.linger), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(late), Session::Quiet::Busy);
   s->on_server_connected();
   to_server();
   server(reply("A"));
   to_client(t0 + 1s);
-  EXPECT_EQ(s->quiet(t0 + 120s, settings.idle_timeout, settings.linger), Session::Quiet::Busy);
-  EXPECT_EQ(s->quiet(t0 + 122s, settings.idle_timeout, settings.linger), Session::Quiet::Idle);
-  s->close_idle();
+  EXPECT_EQ(s->quiet(t0 + 120s), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 122s), Session::Quiet::Idle);
+  s->close_idle(t0 + 122s);
   EXPECT_EQ(to_client(), "");
   EXPECT_TRUE(fin);
 }
@@ -630,8 +630,8 @@ TEST_F(SessionTest, MirrorNeverAccepted_LingerExpires_Abandoned) {
   s = std::make_unique<Session>(kKey, ctx, t0);
   peer(peer::Type::Reply, 0, 0, "HTTP/1.1");
   EXPECT_FALSE(s->has_client_output());  // no client socket to write to
-  EXPECT_EQ(s->quiet(t0 + 60s, 120s, 60s), Session::Quiet::Busy);
-  EXPECT_EQ(s->quiet(t0 + 61s, 120s, 60s), Session::Quiet::Abandoned);
+  EXPECT_EQ(s->quiet(t0 + 60s), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 61s), Session::Quiet::Abandoned);
   s->abandon();
   EXPECT_TRUE(s->finished());
   EXPECT_FALSE(s->reset());
@@ -795,7 +795,7 @@ TEST_F(SessionTest, BackupTakeover_AfterEarlierReplies_CountsOnAndClosesOnClient
     to_client();
     EXPECT_EQ(s->replies_done(), 5u);
     EXPECT_FALSE(fin);
-    s->on_client_eof();
+    s->on_client_eof(t0);
     to_client();
     EXPECT_TRUE(fin);  // nothing is pending: the FIN follows the client's at once
   }
@@ -960,6 +960,213 @@ TEST_F(ProtectAgainTest, BackupHandedOver_AdoptionRefused_ServesTheCachedRequest
   server(r);
   EXPECT_EQ(to_client(), r);
   EXPECT_TRUE(link.sent.empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile clients (issue 10): what a refused or closing connection keeps, what the request body
+// limit answers, the server's slow reads, and the slow-client deadlines.
+
+// 300 MiB after a 400 once grew the daemon by as much: now read and dropped.
+TEST_F(SessionTest, PrimaryDuplex_BytesAfterABadRequest_AreDiscarded) {
+  start(Role::Primary, Mode::Duplex);
+  std::string bad = "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+  client(bad + "junk");
+  client(std::string(100000, 'x'));
+  std::string err = http::error_reply(400);
+  EXPECT_EQ(link.sent, (std::vector<Sent>{reply_msg(0, err), reply_end(err.size(), 0),
+                                          close_msg(err.size())}));
+  EXPECT_EQ(s->held_bytes(), 0u);
+  EXPECT_EQ(counters.discarded_bytes, bad.size() + 4 + 100000);
+  EXPECT_TRUE(s->wants_client_read());  // drained, so the client's window stays open
+  peer(peer::Type::ReplyAck, err.size() + 1);
+  EXPECT_EQ(to_client(), err);
+  EXPECT_TRUE(fin);
+}
+
+// The failed request kept the cache's one "may finish past the limit" slot, and its bytes.
+TEST_F(SessionTest, BackupDuplex_BadRequestHoldingTheFinishingSlot_FreesItAndKeepsNothing) {
+  cache = RequestCache(40);
+  start(Role::Backup, Mode::Duplex);
+  client(get("/a"));
+  uint64_t a = get("/a").size();
+  std::string head = "POST /p HTTP/1.1\r\nHost: example-example\r\n";
+  std::string bad = "Content-Length: 1\r\nContent-Length: 2\r\n\r\n" + std::string(5000, 'z');
+  client(head);  // past the limit, mid-request
+  EXPECT_TRUE(s->blocked_by_cache());
+  EXPECT_TRUE(s->may_read_client());
+  EXPECT_TRUE(cache.finishing(kKey));
+  client(bad);
+  EXPECT_FALSE(cache.finishing(kKey));
+  EXPECT_EQ(cache.bytes(), a);  // request 0 is still unanswered: kept for a takeover
+  EXPECT_FALSE(s->blocked_by_cache());
+  client(std::string(5000, 'z'));
+  EXPECT_EQ(cache.bytes(), a);
+  EXPECT_EQ(flows.has.back(), seq(a + head.size() + bad.size() + 5000));  // all reported (I1)
+}
+
+TEST_F(SessionTest, PrimaryDuplex_ContentLengthOverTheBodyLimit_413WithoutTheServer) {
+  settings.max_body = 1000;
+  start(Role::Primary, Mode::Duplex);
+  client("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n" + std::string(500, 'y'));
+  std::string err = http::error_reply(413);
+  EXPECT_EQ(link.sent, (std::vector<Sent>{reply_msg(0, err), reply_end(err.size(), 0),
+                                          close_msg(err.size())}));
+  EXPECT_FALSE(s->server_open());
+  EXPECT_EQ(to_server(), "");
+  EXPECT_EQ(counters.bad_requests, 1u);
+}
+
+// The backup decides the same 413 from the same bytes: after a takeover in the middle of the
+// replicated error reply, it finishes that very reply (I5), and kept nothing of the upload.
+TEST_F(SessionTest, BackupTakeover_413HalfReplicated_FinishesTheSameReply) {
+  settings.max_body = 1000;
+  start(Role::Backup, Mode::Duplex);
+  client("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + std::string(100, 'y'));
+  EXPECT_EQ(cache.bytes(), 0u);
+  std::string err = http::error_reply(413);
+  peer(peer::Type::Reply, 0, 0, err.substr(0, 20));
+  EXPECT_EQ(to_client(), err.substr(0, 20));
+  primary_dies();
+  EXPECT_EQ(to_client(), err.substr(20));
+  EXPECT_TRUE(fin);
+  EXPECT_EQ(host.opens, 0);
+  EXPECT_EQ(counters.regenerated, 1u);
+  EXPECT_EQ(counters.regen_mismatch, 0u);
+}
+
+// A chunked body went over the limit after its start reached the primary's server, whose reply had
+// begun: the error reply cannot continue those bytes, so the client gets a reset, not a mix (I5).
+TEST_F(SessionTest, BackupTakeover_ErrorReplyAfterAnotherReplyBegan_Resets) {
+  settings.max_body = 10;
+  start(Role::Backup, Mode::Duplex);
+  client("POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+  peer(peer::Type::Reply, 0, 0, "HTTP/1.1 200 OK\r\n");
+  client("10\r\n0123456789abcdef\r\n");  // 5 + 16 > 10
+  EXPECT_EQ(counters.bad_requests, 1u);
+  primary_dies();
+  EXPECT_TRUE(s->reset());
+  EXPECT_EQ(counters.regen_mismatch, 1u);
+  EXPECT_EQ(host.opens, 0);
+}
+
+TEST_F(SessionTest, PrimarySimplex_ServerReadsSlowly_ClientReadsPause) {
+  settings.request_buffer = 100;
+  start(Role::Primary, Mode::Simplex);
+  std::string head = "POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 300\r\n\r\n";
+  client(head + std::string(300, 'b'));
+  EXPECT_TRUE(s->upstream_full());
+  EXPECT_FALSE(s->wants_client_read());
+  EXPECT_FALSE(s->may_read_client());
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), head + std::string(300, 'b'));
+  EXPECT_FALSE(s->upstream_full());
+  EXPECT_TRUE(s->wants_client_read());
+}
+
+TEST_F(SessionTest, PrimaryDuplex_HeadTooSlow_408ReplicatedThenClosed) {
+  settings.header_timeout = 10s;
+  start(Role::Primary, Mode::Duplex);
+  client("GET /a HTTP/1.1\r\nHost: x\r\n", t0 + 1s);
+  client("X-A: 1\r\n", t0 + 9s);  // a trickle does not restart the head's clock
+  EXPECT_EQ(s->quiet(t0 + 11s), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 11s + 1ms), Session::Quiet::SlowHead);
+  s->time_out(t0 + 12s);
+  std::string err = http::error_reply(408);
+  EXPECT_EQ(link.sent, (std::vector<Sent>{reply_msg(0, err), reply_end(err.size(), 0),
+                                          close_msg(err.size())}));
+  EXPECT_FALSE(s->server_open());
+  client("X-B: 2\r\n", t0 + 12s);
+  EXPECT_EQ(s->held_bytes(), 0u);
+  peer(peer::Type::ReplyAck, err.size() + 1);
+  EXPECT_EQ(to_client(t0 + 12s), err);
+  EXPECT_TRUE(fin);
+}
+
+TEST_F(SessionTest, PrimarySimplex_BodyStalls_408AndTheServerConnectionCloses) {
+  settings.body_timeout = 5s;
+  start(Role::Primary, Mode::Simplex);
+  std::string head = "POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+  client(head + "abc", t0);
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), head + "abc");
+  EXPECT_EQ(s->quiet(t0 + 5s), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 5s + 1ms), Session::Quiet::SlowBody);
+  s->time_out(t0 + 6s);
+  EXPECT_FALSE(s->server_open());
+  EXPECT_EQ(to_client(t0 + 6s), http::error_reply(408));
+  EXPECT_TRUE(fin);
+}
+
+// The client is not slow while the server has not answered what came before.
+TEST_F(SessionTest, PrimarySimplex_HeadBehindAPendingReply_TimesOutOnlyOnceItIsAwaited) {
+  settings.header_timeout = 1s;
+  start(Role::Primary, Mode::Simplex);
+  client(get("/a") + "GET /b HTTP/1.1\r\n", t0);
+  EXPECT_EQ(s->quiet(t0 + 10s), Session::Quiet::Busy);
+  s->on_server_connected();
+  to_server();
+  server(reply("A"));
+  to_client(t0 + 10s);
+  EXPECT_EQ(s->quiet(t0 + 10s), Session::Quiet::SlowHead);
+}
+
+// A trickle after our FIN once kept a connection for ever: client bytes no longer count.
+TEST_F(SessionTest, PrimarySimplex_ClientTricklesAfterOurFin_CloseExpiresWithAReset) {
+  settings.close_timeout = 30s;
+  start(Role::Primary, Mode::Simplex);
+  client(get("/a"));
+  s->on_server_connected();
+  to_server();
+  server(reply("bye", "Sat, 29 Nov 2025 10:00:00 GMT", false));
+  to_client(t0 + 1s);
+  ASSERT_TRUE(fin);
+  client("x", t0 + 20s);
+  client("y", t0 + 30s);
+  EXPECT_EQ(counters.discarded_bytes, 2u);
+  EXPECT_EQ(s->quiet(t0 + 31s), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 31s + 1ms), Session::Quiet::CloseExpired);
+  s->close_expired();
+  EXPECT_TRUE(s->reset());
+  EXPECT_EQ(counters.aborted, 0u);
+  EXPECT_TRUE(link.sent.empty());
+}
+
+TEST_F(SessionTest, BackupDuplex_ClientBytesAfterTheClose_AreNotCached) {
+  start(Role::Backup, Mode::Duplex);
+  client(get("/a"));
+  std::string r = reply("bye", "Sat, 29 Nov 2025 10:00:00 GMT", false);
+  peer(peer::Type::Reply, 0, 0, r);
+  client(get("/b"));  // before the Close arrives: cached for now
+  EXPECT_EQ(cache.bytes(), get("/a").size() + get("/b").size());
+  peer(peer::Type::ReplyEnd, r.size(), 0);
+  peer(peer::Type::Close, r.size());
+  EXPECT_EQ(cache.bytes(), 0u);
+  client(get("/c"));
+  EXPECT_EQ(cache.bytes(), 0u);
+  EXPECT_EQ(counters.discarded_bytes, get("/c").size());
+  EXPECT_EQ(flows.has.back(), seq(3 * get("/a").size()));  // still reported (I1)
+}
+
+TEST_F(SessionTest, PrimaryDuplex_Refused_ClosedAtOffsetZeroAndReadsDiscarded) {
+  start(Role::Primary, Mode::Duplex);
+  s->refuse(t0);
+  EXPECT_EQ(link.sent, (std::vector<Sent>{close_msg(0)}));
+  client(get("/a"));
+  EXPECT_EQ(host.opens, 0);
+  EXPECT_EQ(counters.discarded_bytes, get("/a").size());
+  EXPECT_EQ(counters.refused_per_source, 1u);
+  EXPECT_EQ(to_client(), "");
+  EXPECT_FALSE(fin);  // waits for the backup's acknowledgement of the Close (I2)
+  peer(peer::Type::ReplyAck, 1);
+  to_client();
+  EXPECT_TRUE(fin);
+}
+
+TEST_F(SessionTest, PrimarySimplex_NoByteWithinTheHeaderTimeout_Idle) {
+  settings.header_timeout = 10s;
+  start(Role::Primary, Mode::Simplex);
+  EXPECT_EQ(s->quiet(t0 + 10s), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 10s + 1ms), Session::Quiet::Idle);
 }
 
 }  // namespace

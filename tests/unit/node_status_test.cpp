@@ -26,7 +26,8 @@ const std::set<std::string> kKeys = {
     // message layer
     "message.accepted", "message.requests", "message.replies", "message.bad_requests",
     "message.upstream_errors", "message.regenerated", "message.regen_mismatch", "message.aborted",
-    "message.protocol_errors",
+    "message.protocol_errors", "message.discarded_bytes", "message.head_timeouts",
+    "message.body_timeouts", "message.close_timeouts", "message.refused_per_source",
     // peer and ARP
     "peer_channel.rejected_frames", "peer_channel.rejected_datagrams", "arp.replies",
     "arp.gratuitous",
@@ -72,6 +73,8 @@ StatusInputs sample() {
   in.packet.flows_opened = 118;
   in.message.accepted = 201;
   in.message.protocol_errors = 209;
+  in.message.discarded_bytes = 210;
+  in.message.refused_per_source = 214;
   in.rejected_frames = 301;
   in.rejected_datagrams = 302;
   in.arp_replies = 401;
@@ -112,6 +115,8 @@ TEST(NodeStatus, ValuesLandUnderTheirKeys) {
   EXPECT_EQ(j["packet"]["to_kernel"], 0);
   EXPECT_EQ(j["message"]["accepted"], 201);
   EXPECT_EQ(j["message"]["protocol_errors"], 209);
+  EXPECT_EQ(j["message"]["discarded_bytes"], 210);
+  EXPECT_EQ(j["message"]["refused_per_source"], 214);
   EXPECT_EQ(j["peer_channel"]["rejected_frames"], 301);
   EXPECT_EQ(j["peer_channel"]["rejected_datagrams"], 302);
   EXPECT_EQ(j["arp"]["replies"], 401);

@@ -1,0 +1,380 @@
+"""Hostile clients against the real daemons (issue 10, items 1 and 4; docs/CONFIG.md, `limits.*`).
+
+Each test attacks from the lab's client namespace while a legitimate client is served, then checks
+the legitimate replies byte-exact, both nodes still in duplex with no failover, the daemons' memory
+(VmRSS/VmHWM from /proc/<pid>/status) bounded, and the counters that show what was refused:
+
+* a flood after a 400 on one connection is read and dropped (`message.discarded_bytes`);
+* an upload with a huge Content-Length is answered 413 by the daemon itself, on both nodes alike,
+  and does not pin the backup's request cache (another upload larger than the cache goes on);
+* slowhttptest's slowloris (-H) and slow body (-B) connections are closed by the head and body
+  deadlines (`message.head_timeouts`, `message.body_timeouts`);
+* connections from one address beyond `limits.max_connections_per_source` are closed at once
+  (`message.refused_per_source`) while another address is served.
+
+Each prints one `hostile:` line with the numbers the closing note of issue 10 needs.
+"""
+import json
+import threading
+import time
+
+from tests.lab.node_case import NodeCase, ul
+
+ADV = ul.ADVERTISED_IP
+MIB = 1 << 20
+SECOND_SOURCE = "198.18.0.3"  # a second client address (the client namespace's /24)
+
+# A bad request (smuggling-shaped: 400), then `total` bytes of junk on the same connection, then a
+# read of what came back. Prints {"sent", "reply", "end", "send_error"}.
+FLOOD_AFTER_400 = r"""
+import json, socket, sys
+host, total = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, 80), timeout=60)
+s.sendall(b"POST /echo HTTP/1.1\r\nHost: lab\r\nContent-Length: 5\r\n"
+          b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+chunk = b"x" * (1 << 20)
+sent, send_error = 0, None
+try:
+    while sent < total:
+        s.sendall(chunk)
+        sent += len(chunk)
+except OSError as e:
+    send_error = repr(e)
+s.shutdown(socket.SHUT_WR)
+data, end = b"", None
+while end is None:
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        end = "timeout"; break
+    except ConnectionResetError:
+        end = "reset"; break
+    if not b:
+        end = "eof"; break
+    data += b
+print(json.dumps({"sent": sent, "reply": data.decode("latin-1"), "end": end,
+                  "send_error": send_error}))
+"""
+
+# An upload announcing `announced` bytes that sends `send` bytes of it, then holds the connection
+# open until the file `release` exists (at most 60 s). Prints {"sent", "reply", "end"}.
+HUGE_UPLOAD = r"""
+import json, os, socket, sys, time
+host, announced, send, ready, release = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+s = socket.create_connection((host, 80), timeout=60)
+s.sendall(f"POST /echo HTTP/1.1\r\nHost: lab\r\nContent-Length: {announced}\r\n\r\n".encode())
+chunk = b"u" * (1 << 16)
+sent = 0
+try:
+    while sent < send:
+        s.sendall(chunk)
+        sent += len(chunk)
+except OSError:
+    pass
+open(ready, "w").close()
+deadline = time.monotonic() + 60
+while not os.path.exists(release) and time.monotonic() < deadline:
+    time.sleep(0.05)
+s.settimeout(5)
+data, end = b"", None
+while end is None:
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        end = "timeout"; break
+    except ConnectionResetError:
+        end = "reset"; break
+    if not b:
+        end = "eof"; break
+    data += b
+print(json.dumps({"sent": sent, "reply": data.decode("latin-1"), "end": end}))
+"""
+
+# Opens `n` connections from `source`, writes `ready`, waits for `go`, then sends a
+# `Connection: close` GET on each and reads to the end. Prints {"served", "refused", "other"}:
+# served = a 200 reply, refused = closed with no byte.
+MANY_CONNECTIONS = r"""
+import json, os, socket, sys, time
+host, source, n, path, ready, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+socks = []
+for _ in range(n):
+    s = socket.socket()
+    s.bind((source, 0))
+    s.settimeout(20)
+    s.connect((host, 80))
+    socks.append(s)
+open(ready, "w").close()
+deadline = time.monotonic() + 60
+while not os.path.exists(go) and time.monotonic() < deadline:
+    time.sleep(0.05)
+served = refused = 0
+other = []
+for s in socks:
+    try:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".encode())
+    except OSError:
+        pass
+    data = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    except OSError as e:
+        other.append(repr(e))
+        continue
+    if data.startswith(b"HTTP/1.1 200"):
+        served += 1
+    elif not data:
+        refused += 1
+    else:
+        other.append(data[:80].decode("latin-1"))
+print(json.dumps({"served": served, "refused": refused, "other": other}))
+"""
+
+
+def vm(pid):
+    """VmRSS and VmHWM of a process, in bytes."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) * 1024
+    return out["VmRSS"], out["VmHWM"]
+
+
+class MemoryWatch:
+    """Samples both daemons' VmRSS every 100 ms in a thread; `growth()` is the largest rise over
+    the first sample (or VmHWM's, whichever is larger) per node."""
+
+    def __init__(self, lab):
+        self.pids = {n: lab.daemon_pids(n)[0] for n in ("primary", "backup")}
+        self.start = {n: vm(p) for n, p in self.pids.items()}
+        self.peak = {n: r for n, (r, _) in self.start.items()}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.wait(0.1):
+            for n, p in self.pids.items():
+                try:
+                    self.peak[n] = max(self.peak[n], vm(p)[0])
+                except (OSError, KeyError):
+                    pass
+
+    def stop(self):
+        """Per node: VmRSS at the start, the peak during the watch (VmHWM if it rose past its
+        value at the start, else the largest sample) and the growth, in MiB."""
+        self._stop.set()
+        self._t.join()
+        out = {}
+        for n, p in self.pids.items():
+            rss0, hwm0 = self.start[n]
+            hwm = vm(p)[1]
+            peak = hwm if hwm > hwm0 else self.peak[n]
+            out[n] = {"rss_start_mib": round(rss0 / MIB, 1), "peak_mib": round(peak / MIB, 1),
+                      "growth_mib": round((peak - rss0) / MIB, 1)}
+        return out
+
+
+class HostileClientTest(NodeCase):
+    MAX_GROWTH_MIB = 32
+
+    # ---- helpers
+    def client_py(self, script, *args):
+        return self.spawn_client(["/usr/bin/python3", "-c", script] + [str(a) for a in args])
+
+    def py_result(self, p, timeout=120):
+        rc, out, err = self.finish(p, timeout)
+        self.assertEqual(rc, 0, out + err)
+        return json.loads(out.decode())
+
+    def assert_duplex_no_failover(self):
+        for node in ("primary", "backup"):
+            st = self.status(node)
+            self.assertIsNotNone(st, f"{node} gives no status")
+            self.assertEqual((st["mode"], st["failovers"], st["peer"]), ("duplex", 0, "alive"),
+                             f"{node}: {st}")
+
+    def assert_memory_bounded(self, mem):
+        for node, m in mem.items():
+            self.assertLess(m["growth_mib"], self.MAX_GROWTH_MIB, f"{node}: {mem}")
+
+    def legit_stream(self, name="legit"):
+        return self.stream(name, ["/f/100k.bin", "/f/1k.bin", "/f/10k.bin"], interval_ms=20,
+                           new_connections=True, timeout=30)
+
+    def legit_outcome(self, h):
+        res, _ = self.stream_outcome(h)
+        self.assertTrue(res["ok"], f"a legitimate request failed: {res.get('error')}")
+        self.assertGreater(len(res["results"]), 0)
+        return len(res["results"])
+
+    def message(self, node):
+        return self.status(node)["message"]
+
+    def report(self, attack, **numbers):
+        print(f"\nhostile: {attack}: " + json.dumps(numbers, sort_keys=True), flush=True)
+
+    def assert_error_reply(self, text, status):
+        head, sep, body = text.partition("\r\n\r\n")
+        self.assertTrue(sep, f"no complete reply: {text!r}")
+        self.assertTrue(head.startswith(f"HTTP/1.1 {status} "), text)
+        self.assertIn("Connection: close", head)
+        self.assertIn(f"Content-Length: {len(body)}", head, "nothing may follow the error reply")
+
+    # ---- (a) 300 MiB after a 400 on one connection
+    FLOOD = 300 * MIB
+
+    def test_flood_after_a_400_is_discarded(self):
+        for node in ("primary", "backup"):
+            # The flood must end before the close deadline would reset it (a loaded host).
+            self.lab.write_config(node, limits={"close_timeout_ms": 120000})
+        self.start_duplex()
+        mem = MemoryWatch(self.lab)
+        legit = self.legit_stream()
+        t0 = time.monotonic()
+        flood = self.py_result(self.client_py(FLOOD_AFTER_400, ADV, self.FLOOD), timeout=200)
+        seconds = time.monotonic() - t0
+        served = self.legit_outcome(legit)
+        numbers = mem.stop()
+        self.assertEqual((flood["sent"], flood["send_error"]), (self.FLOOD, None), flood)
+        self.assert_error_reply(flood["reply"], 400)
+        self.assertEqual(flood["end"], "eof", flood)
+        for node in ("primary", "backup"):
+            ul.wait_for(lambda: self.message(node)["discarded_bytes"] >= self.FLOOD, 20,
+                        f"{node}: the flood counted as discarded",
+                        details=lambda: json.dumps(self.message(node)))
+        self.assert_duplex_no_failover()
+        self.assert_memory_bounded(numbers)
+        p, b = self.message("primary"), self.message("backup")
+        # The backup frames the bad request too, unless the primary's Close reached it first:
+        # then it discards the bytes without framing them.
+        self.assertEqual(p["bad_requests"], 1)
+        self.assertLessEqual(b["bad_requests"], 1)
+        self.report("flood_after_400", memory=numbers, legit_served=served, legit_failed=0,
+                    failovers=0, seconds=round(seconds, 1),
+                    discarded_mib={"primary": round(p["discarded_bytes"] / MIB, 1),
+                                   "backup": round(b["discarded_bytes"] / MIB, 1)})
+
+    # ---- (b) a huge Content-Length beside a legitimate upload larger than the backup's cache
+    CACHE = 1 * MIB      # limits.request_cache_bytes on the backup
+    BODY_LIMIT = 8 * MIB  # limits.max_body_bytes, both nodes
+    UPLOAD = 3 * MIB     # the legitimate upload: over the cache, within the body limit
+    JUNK = 20 * MIB      # what the hostile upload sends of its announced 10 GiB
+
+    def test_huge_upload_gets_413_and_does_not_pause_others(self):
+        self.lab.write_config("primary", limits={"max_body_bytes": self.BODY_LIMIT})
+        self.lab.write_config("backup", limits={"max_body_bytes": self.BODY_LIMIT,
+                                                "request_cache_bytes": self.CACHE})
+        self.start_duplex()
+        mem = MemoryWatch(self.lab)
+        ready, release = self.ready_file("huge-ready"), self.ready_file("huge-release")
+        huge = self.client_py(HUGE_UPLOAD, ADV, 10 << 30, self.JUNK, ready, release)
+        self.wait_file(ready, timeout=60)
+        body, sha = self.lab.make_body(self.UPLOAD, seed=b"legit-upload")
+        t0 = time.monotonic()
+        r = self.lab.curl_fetch("/echo", data_file=body, max_time=20, keep_body=True)
+        upload_s = time.monotonic() - t0
+        open(release, "w").close()
+        res = self.py_result(huge)
+        numbers = mem.stop()
+        self.assertEqual((r.rc, r.status), (0, 200), r.stderr)
+        self.assertEqual(json.loads(r.body), {"length": self.UPLOAD, "sha256": sha, "node": "primary"})
+        self.assert_error_reply(res["reply"], 413)
+        self.assertIn("Content Too Large", res["reply"])
+        self.assertEqual(res["end"], "eof", res)
+        for node in ("primary", "backup"):
+            m = self.message(node)
+            # As above: the backup may have had the primary's Close first.
+            self.assertIn(m["bad_requests"], (1,) if node == "primary" else (0, 1), f"{node}: {m}")
+            self.assertGreaterEqual(m["discarded_bytes"], self.JUNK, f"{node}: {m}")
+        self.assert_duplex_no_failover()
+        self.assert_memory_bounded(numbers)
+        self.report("huge_content_length", memory=numbers, legit_upload_s=round(upload_s, 2),
+                    legit_served=1, failovers=0,
+                    discarded_mib={n: round(self.message(n)["discarded_bytes"] / MIB, 1)
+                                   for n in ("primary", "backup")})
+
+    # ---- (c) slowhttptest: slowloris and slow body
+    CONNS = 500  # per mode
+
+    def slowhttptest(self, mode, url, interval, seconds):
+        return self.spawn_client(["slowhttptest", mode, "-c", str(self.CONNS), "-r", "250",
+                                  "-i", str(interval), "-l", str(seconds), "-x", "10", "-p", "3",
+                                  "-s", "65536", "-u", url])
+
+    def test_slowhttptest_slowloris_and_slow_body(self):
+        for node in ("primary", "backup"):
+            self.lab.write_config(node, limits={"header_timeout_ms": 2000, "body_timeout_ms": 2000,
+                                                "close_timeout_ms": 2000,
+                                                "max_connections_per_source": 0})
+        self.start_duplex()
+        mem = MemoryWatch(self.lab)
+        legit = self.legit_stream()
+        # Headers trickle every second (slower in total than the head deadline); the body every
+        # 3 s (a longer gap than the body deadline).
+        slow = [self.slowhttptest("-H", f"http://{ADV}/f/1k.bin", 1, 15),
+                self.slowhttptest("-B", f"http://{ADV}/echo", 3, 15)]
+        ul.wait_for(lambda: all(p.poll() is not None for p in slow), 60, "slowhttptest to end")
+        served = self.legit_outcome(legit)
+        numbers = mem.stop()
+        for p in slow:
+            rc, out, err = self.finish(p, 10)
+            self.assertEqual(rc, 0, err.decode(errors="replace")[-500:])
+        p = self.message("primary")
+        self.assertGreater(p["head_timeouts"], 0, p)
+        self.assertGreater(p["body_timeouts"], 0, p)
+        self.assert_duplex_no_failover()
+        self.assert_memory_bounded(numbers)
+        # Still served once the attack is over.
+        size, sha = self.lab.manifest["/f/1m.bin"]
+        r = self.lab.curl_fetch("/f/1m.bin", max_time=20)
+        self.assertEqual((r.rc, r.status, r.size, r.sha256), (0, 200, size, sha), r.stderr)
+        self.report("slowhttptest", memory=numbers, legit_served=served, legit_failed=0,
+                    failovers=0, head_timeouts=p["head_timeouts"], body_timeouts=p["body_timeouts"],
+                    close_timeouts=p["close_timeouts"], accepted=p["accepted"])
+
+    # ---- (d) the per-source cap
+    CAP = 20
+    OPENED = 30
+
+    def test_connections_beyond_the_per_source_cap_are_refused(self):
+        for node in ("primary", "backup"):
+            self.lab.write_config(node, limits={"max_connections_per_source": self.CAP})
+        self.start_duplex()
+        self.lab.run_client(["ip", "addr", "add", f"{SECOND_SOURCE}/24", "dev", "eth0"], check=True)
+        mem = MemoryWatch(self.lab)
+        ready, go = self.ready_file("many-ready"), self.ready_file("many-go")
+        many = self.client_py(MANY_CONNECTIONS, ADV, ul.NODE_IPS["client"], self.OPENED, "/f/1k.bin",
+                              ready, go)
+        self.wait_file(ready, timeout=30)
+        ul.wait_for(lambda: self.message("primary")["refused_per_source"] >= self.OPENED - self.CAP,
+                    20, "the primary to refuse the connections over the cap",
+                    details=lambda: json.dumps(self.message("primary")))
+        # Another address is served meanwhile, byte-exact.
+        size, sha = self.lab.manifest["/f/1m.bin"]
+        r = self.lab.curl_fetch("/f/1m.bin", max_time=20, extra=["--interface", SECOND_SOURCE])
+        self.assertEqual((r.rc, r.status, r.size, r.sha256), (0, 200, size, sha), r.stderr)
+        open(go, "w").close()
+        res = self.py_result(many)
+        numbers = mem.stop()
+        self.assertEqual(res, {"served": self.CAP, "refused": self.OPENED - self.CAP, "other": []})
+        p = self.message("primary")
+        self.assertEqual(p["refused_per_source"], self.OPENED - self.CAP, p)
+        self.assertEqual(self.message("backup")["refused_per_source"], 0)  # the primary decides
+        self.assert_duplex_no_failover()
+        self.assert_memory_bounded(numbers)
+        # Once they are gone, the first address is served again.
+        r = self.lab.curl_fetch("/f/1m.bin", max_time=20)
+        self.assertEqual((r.rc, r.status, r.size, r.sha256), (0, 200, size, sha), r.stderr)
+        self.report("per_source_cap", memory=numbers, served=res["served"], refused=res["refused"],
+                    other_source_served=1, failovers=0)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
