@@ -2,7 +2,8 @@
 # Installs what is missing, builds, and runs every test, as root on Debian 12:
 #   1. the unit tests built with ASan and UBSan (build-asan/), and the crash-phase namespace tests
 #      with that sanitized daemon (a memory error aborts it, and the test fails);
-#   2. the release build (build/): unit tests again, then every network-namespace test, which run
+#   2. the libFuzzer targets (build-fuzz/, clang), each for FUZZ_SECONDS (default 25) seconds;
+#   3. the release build (build/): unit tests again, then every network-namespace test, which run
 #      the real daemon, nginx and curl in namespaces they create and remove.
 # BUILD_DIR overrides the build folder. CTEST_ARGS is passed to the final ctest (e.g. "-R lab.table1").
 set -euo pipefail
@@ -19,6 +20,9 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktra
 ctest --test-dir "$build-asan" --output-on-failure -j2 -L unit
 ctest --test-dir "$build-asan" --output-on-failure -R '^lab\.(table2|http_failover|failover)\.'
 unset ASAN_OPTIONS UBSAN_OPTIONS
+
+echo "== fuzz: each libFuzzer target briefly from its seed corpus (fuzz/README.md)"
+scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-25}"
 
 echo "== release build: unit and namespace tests"
 BUILD_DIR="$build" scripts/build.sh

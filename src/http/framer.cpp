@@ -139,7 +139,11 @@ void HeaderScan::value(const char* at, size_t len) {
       }
       break;
     case Kind::Expect:
-      if (expect.size() + len <= kMaxExpectValue) expect.append(at, len);
+      if (expect.size() + len > kMaxExpectValue) {
+        expect_long = true;
+      } else {
+        expect.append(at, len);
+      }
       break;
     default:
       break;
@@ -209,7 +213,7 @@ int RequestFramer::on_headers_complete(http_parser* p) {
   info.keep_alive = http_should_keep_alive(p) != 0;
   const bool http11 = p->http_major > 1 || (p->http_major == 1 && p->http_minor >= 1);
   // 100-continue is meaningless from an HTTP/1.0 client (RFC 7231 5.1.1).
-  info.expect_continue = http11 && iequals(trim(scan.expect), "100-continue");
+  info.expect_continue = http11 && !scan.expect_long && iequals(trim(scan.expect), "100-continue");
 
   if (p->method == HTTP_CONNECT) return self->reject(501, "CONNECT (we do not tunnel)");
   if (p->upgrade) return self->reject(501, "Upgrade (we do not tunnel)");

@@ -69,8 +69,9 @@ struct HeaderScan {
   bool te_seen = false;
   bool cl_seen = false;
   bool te_long = false;
-  std::string te;      // Transfer-Encoding values joined by ','
-  std::string expect;  // Expect value
+  std::string te;            // Transfer-Encoding values joined by ','
+  std::string expect;        // Expect value
+  bool expect_long = false;  // longer than we keep: never 100-continue, however it was split
 
   void reset();
   void field(const char* at, size_t len);
