@@ -135,7 +135,10 @@ void datagrams(uint8_t type, std::span<const uint8_t> raw, std::span<const uint8
   auto d = backup.open(sealed, kPrimaryIp);
   switch (static_cast<Type>(type)) {
     case Type::Heartbeat:
-      if (decode_heartbeat(payload)) {
+      if (auto hb = decode_heartbeat(payload); hb && hb->role == Role::Backup) {
+        // It names the receiver's own role: reflected, whatever else it says.
+        FUZZ_CHECK(!d && d.error().reason == DatagramReject::Reflected);
+      } else if (hb) {
         FUZZ_CHECK(d && d->heartbeat && d->counter == 1);
         // The same datagram again is a replay.
         auto again = backup.open(sealed, kPrimaryIp);
@@ -148,6 +151,11 @@ void datagrams(uint8_t type, std::span<const uint8_t> raw, std::span<const uint8
     case Type::Stray:
       FUZZ_CHECK(d && !d->heartbeat &&
                  std::equal(d->payload.begin(), d->payload.end(), payload.begin(), payload.end()));
+      {
+        // Played back, it is refused by the replay window.
+        auto again = backup.open(sealed, kPrimaryIp);
+        FUZZ_CHECK(!again && again.error().reason == DatagramReject::ReplayedPacket);
+      }
       break;
     default:
       FUZZ_CHECK(!d && d.error().reason == DatagramReject::UnknownType);

@@ -52,18 +52,21 @@ constexpr std::chrono::milliseconds kHandoverGrace{500};
 constexpr std::chrono::milliseconds kProtectEvery{5};
 constexpr std::chrono::milliseconds kHandoverHold{200};
 
-uint64_t make_boot_id() {
-  // Increases across restarts, so a replayed heartbeat of an earlier run is recognisably old.
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
+uint64_t make_boot_id(Role role) {
+  // Increases across restarts, so a replayed heartbeat of an earlier run is recognisably old. Even
+  // on the primary, odd on the backup: two nodes started in the same microsecond still differ (a
+  // node refuses a heartbeat or Hello that carries its own boot id).
+  auto us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+  return 2 * us + (role == Role::Backup ? 1 : 0);
 }
 }  // namespace
 
 struct Node::Impl {
   config::Config cfg;
   Role role;
-  uint64_t boot_id = make_boot_id();
+  uint64_t boot_id = make_boot_id(role);
   sys::EventLoop loop;
   std::optional<Devices> dev;
   sys::Fd sigfd;
