@@ -90,10 +90,10 @@ void MessageLayer::on_accept() {
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     // The send deadline (limits.send_timeout_ms) counts our writes. With few unsent bytes allowed
-    // in the kernel, a write goes through whenever the client let half of them go out, so a
-    // download at about 1 KiB/s or more is never cut at the default 60 s; without it the kernel
-    // wakes a writer only once a third of its send buffer (autotuned up to 4 MiB) drained. It
-    // also keeps what a client that reads nothing holds in the kernel small.
+    // in the kernel, a write goes through once the client let half of them go out, so a download
+    // at 2 KiB/s or more is never cut at the default 60 s; without it the kernel wakes a writer
+    // only once a third of its send buffer (autotuned up to 4 MiB) drained. It also keeps what a
+    // client that reads nothing holds in the kernel small.
     int lowat = kNotSentLowat;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
     auto now = Clock::now();
