@@ -40,7 +40,8 @@ const TableSchema kSchema[] = {
      false,
      {"max_connections", "request_cache_bytes", "replication_window_bytes", "idle_timeout_ms",
       "max_body_bytes", "request_buffer_bytes", "header_timeout_ms", "body_timeout_ms",
-      "close_timeout_ms", "max_connections_per_source"}},
+      "close_timeout_ms", "max_connections_per_source", "send_timeout_ms",
+      "request_buffer_total_bytes"}},
     {kLog, false, {"level"}},
 };
 
@@ -338,6 +339,10 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
     c.limits.close_timeout_ms = *v;
   if (auto v = r.integer(kLimits, "max_connections_per_source", false, 0, kI64))
     c.limits.max_connections_per_source = *v;
+  if (auto v = r.integer(kLimits, "send_timeout_ms", false, 100, kI64))
+    c.limits.send_timeout_ms = *v;
+  if (auto v = r.integer(kLimits, "request_buffer_total_bytes", false, 1, kI64))
+    c.limits.request_buffer_total_bytes = *v;
 
   if (auto v = r.string(kLog, "level", false)) {
     if (auto level = parse_level(*v))
@@ -465,7 +470,8 @@ Result<Config, ConfigError> parse_config(std::string_view toml_text, const fs::p
 //   tun.address, tun.prefix    the made-up client addresses are picked by each node's packet layer
 //                              and never cross the wire (ConnKey is the real client's).
 //   limits.replication_window_bytes, limits.idle_timeout_ms, limits.request_buffer_bytes,
-//   limits.header_timeout_ms, limits.body_timeout_ms, limits.max_connections_per_source
+//   limits.header_timeout_ms, limits.body_timeout_ms, limits.max_connections_per_source,
+//   limits.send_timeout_ms, limits.request_buffer_total_bytes
 //                              used by the serving node only (reads from its web server, idle
 //                              and slow-client closes and refusals, which it replicates); the
 //                              other's apply after it takes over.

@@ -65,6 +65,10 @@ struct Config {
     uint64_t body_timeout_ms = 60000;
     uint64_t close_timeout_ms = 30000;
     uint64_t max_connections_per_source = 512;
+    // Serving: the longest gap between two writes of reply bytes to a client that has some
+    // waiting (else reset); request bytes waiting for the web server, all connections together.
+    uint64_t send_timeout_ms = 60000;
+    uint64_t request_buffer_total_bytes = 268435456;
   } limits;
   struct Log {
     LogLevel level = LogLevel::Info;

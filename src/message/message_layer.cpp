@@ -17,20 +17,26 @@
 
 namespace us::message {
 
+namespace {
+constexpr int kNotSentLowat = 128 * 1024;  // TCP_NOTSENT_LOWAT of every client socket
+}  // namespace
+
 // The sockets of one connection; everything else is in the session.
 struct MessageLayer::Conn {
   Conn(const ConnKey& key, SessionContext& ctx, TimePoint now) : session(key, ctx, now) {}
   Session session;
-  sys::Fd fd;            // the accepted client socket; empty for a replica not accepted yet
-  sys::Fd up;            // the local web server
-  bool counted = false;  // in per_source_ (admitted by a serving node)
+  sys::Fd fd;                  // the accepted client socket; empty for a replica not accepted yet
+  sys::Fd up;                  // the local web server
+  bool counted = false;        // in per_source_ (admitted by a serving node)
+  bool budget_paused = false;  // left unread by the node's request budget (counted once)
 };
 
 MessageLayer::MessageLayer(sys::EventLoop& loop, Flows& flows, peer::ConnSender& link, Settings s)
     : loop_(loop),
       s_(std::move(s)),
       cache_(s_.cache_limit),
-      ctx_{s_, flows, link, *this, cache_, counters_, timing_},
+      budget_(s_.request_buffer_total),
+      ctx_{s_, flows, link, *this, cache_, counters_, timing_, budget_},
       buf_(64 * 1024) {}
 
 MessageLayer::~MessageLayer() = default;
@@ -83,6 +89,13 @@ void MessageLayer::on_accept() {
     }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // The send deadline (limits.send_timeout_ms) counts our writes. With few unsent bytes allowed
+    // in the kernel, a write goes through once the client let half of them go out, so a download
+    // at 2 KiB/s or more is never cut at the default 60 s; without it the kernel wakes a writer
+    // only once a third of its send buffer (autotuned up to 4 MiB) drained. It also keeps what a
+    // client that reads nothing holds in the kernel small.
+    int lowat = kNotSentLowat;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
     auto now = Clock::now();
     // The per-source cap is the serving node's decision alone: it closes the connection at once
     // with a replicated Close at offset 0, which the backup mirrors (a backup that refused on
@@ -227,6 +240,11 @@ void MessageLayer::sweep() {
         s.time_out(now);
         break;
       }
+      case Session::Quiet::SlowRead:
+        ++counters_.send_timeouts;
+        SPDLOG_DEBUG("message: {}: the client reads nothing we send; resetting", key.to_string());
+        s.send_timed_out();
+        break;
       case Session::Quiet::CloseExpired:
         ++counters_.close_timeouts;
         SPDLOG_DEBUG("message: {}: closing took too long; resetting", key.to_string());
@@ -356,7 +374,7 @@ void MessageLayer::read_client(Conn& c, TimePoint now) {
   Session& s = c.session;
   for (int rounds = 0; rounds < 16 && !s.client_eof() && !s.finished(); ++rounds) {
     if (!s.may_read_client()) return;  // the request cache is full: update_interest() pauses it
-    ssize_t n = ::read(c.fd.get(), buf_.data(), buf_.size());
+    ssize_t n = ::read(c.fd.get(), buf_.data(), s.client_read_budget(buf_.size()));
     if (n > 0) {
       s.on_client_bytes({buf_.data(), static_cast<size_t>(n)}, now);
       drive(c, now);
@@ -409,7 +427,10 @@ void MessageLayer::write_client(Conn& c, TimePoint now) {
       s.on_client_written(static_cast<size_t>(n), now);
       continue;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      s.on_client_blocked(now);
+      break;
+    }
     SPDLOG_DEBUG("message: {} write: {}", s.key().to_string(), std::strerror(errno));
     s.on_client_error();
     return;
@@ -444,6 +465,9 @@ void MessageLayer::update_interest(Conn& c) {
     if (full && !s.client_eof() && cache_.pause(s.key()))
       spdlog::warn("message: request cache full ({} bytes): pausing reads of {}", cache_.bytes(),
                    s.key().to_string());
+    bool budget = s.budget_blocked();
+    if (budget && !c.budget_paused) ++counters_.budget_pauses;
+    c.budget_paused = budget;
     uint32_t ev = s.wants_client_read() ? static_cast<uint32_t>(EPOLLIN) : 0u;
     if (s.has_client_output()) ev |= EPOLLOUT;
     loop_.modify(c.fd.get(), ev);

@@ -29,6 +29,7 @@
 #include "common/result.hpp"
 #include "core/vocabulary.hpp"
 #include "message/flows.hpp"
+#include "message/request_budget.hpp"
 #include "message/request_cache.hpp"
 #include "message/session.hpp"
 #include "message/settings.hpp"
@@ -71,6 +72,7 @@ class MessageLayer : private SessionHost {
   size_t unprotected_connections() const;
   size_t protected_connections() const { return connections() - unprotected_connections(); }
   const Counters& counters() const { return counters_; }
+  uint64_t request_bytes_waiting() const { return budget_.bytes(); }  // RequestBudget
 
   // Where a request's time goes (docs/PERFORMANCE.md), in microseconds.
   using Timing = message::Timing;
@@ -105,6 +107,7 @@ class MessageLayer : private SessionHost {
   Settings s_;
   sys::Fd listener_;
   RequestCache cache_;
+  RequestBudget budget_;
   Counters counters_;
   Timing timing_;
   SessionContext ctx_;

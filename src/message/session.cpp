@@ -74,8 +74,23 @@ bool Session::upstream_full() const {
   return serving_ && !discarding() && up_.out.size() >= ctx_.settings.request_buffer;
 }
 
+// Only a connection that waits for its own server pauses: it reads again as that server takes
+// its bytes, whatever other clients do, so no request ever waits on another connection.
+bool Session::budget_blocked() const {
+  return serving_ && !discarding() && !up_.out.empty() && ctx_.budget.over();
+}
+
+// Once the budget is spent, a connection with nothing waiting still reads (its request may be
+// the one the server needs whole before it answers), but a little at a time, so thousands of
+// them cannot each add a full read to the node's total.
+size_t Session::client_read_budget(size_t max) const {
+  constexpr size_t kSmallRead = 4096;
+  bool small = serving_ && !discarding() && ctx_.budget.over();
+  return small ? std::min(max, kSmallRead) : max;
+}
+
 bool Session::may_read_client() {
-  if (holding_for_handover() || upstream_full()) return false;
+  if (holding_for_handover() || upstream_full() || budget_blocked()) return false;
   if (!serving_ && !discarding())
     ctx_.cache.offer_finishing(key_, client_.framer.partial().has_value());
   return !blocked_by_cache();
@@ -83,7 +98,7 @@ bool Session::may_read_client() {
 
 bool Session::wants_client_read() const {
   return client_.accepted && !finished() && !client_.eof && !blocked_by_cache() &&
-         !upstream_full() && !holding_for_handover();
+         !upstream_full() && !budget_blocked() && !holding_for_handover();
 }
 
 void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
@@ -177,14 +192,24 @@ void Session::on_client_written(size_t n, TimePoint now) {
   auto& r = reply_;
   r.written += n;
   last_active_ = now;
+  send_since_.reset();  // the client reads: its send deadline starts again at the next EAGAIN
   if (close_since_) close_since_ = now;  // closing, but the client still reads
   if (serving_ && replicating()) fault("primary.reply_written");
   settle_request_timing(now);
+  // Written bytes are dropped a window at a time (one copy of at most a window per window
+  // written): a client that reads slowly holds at most twice the window here, not a megabyte.
   size_t consumed = static_cast<size_t>(r.written - r.out_base);
-  if (consumed == r.out.size() || consumed > (1u << 20)) {
+  if (consumed == r.out.size() || consumed >= ctx_.settings.window) {
     r.out.erase(0, consumed);
     r.out_base = r.written;
   }
+}
+
+// nginx's send_timeout: the clock runs from the last write that went through, so a client that
+// opens its window a few bytes at a time (too little for its socket to take more: the adapter's
+// TCP_NOTSENT_LOWAT) is as stuck as one that reads nothing, while a slow download keeps writing.
+void Session::on_client_blocked(TimePoint now) {
+  if (!send_since_ && !client_output().empty()) send_since_ = now;
 }
 
 // I2 for the close: a serving node in duplex sends its FIN only once the backup acknowledged the
@@ -236,6 +261,7 @@ void Session::forward_requests(TimePoint now) {
   if (limit <= c.forwarded) return;
   size_t n = static_cast<size_t>(std::min<uint64_t>(limit - c.forwarded, c.held.size()));
   up_.out.append(c.held, 0, n);
+  account_upstream();
   c.held.erase(0, n);
   c.forwarded += n;
   auto stamp = [&](const http::RequestInfo& ri) {
@@ -284,6 +310,12 @@ void Session::close_upstream() {
   up_.open = false;
   up_.connecting = false;
   up_.out.clear();
+  account_upstream();
+}
+
+void Session::account_upstream() {
+  ctx_.budget.update(budgeted_, up_.out.size());
+  budgeted_ = up_.out.size();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,6 +323,7 @@ void Session::close_upstream() {
 
 void Session::on_server_written(size_t n, TimePoint now) {
   up_.out.erase(0, n);
+  account_upstream();
   last_active_ = now;  // the body moves: the client is not the one holding it up
 }
 
@@ -499,6 +532,8 @@ void Session::end(bool reset, bool tell_peer) {
     if (replicating()) ctx_.link.send({peer::Type::Abort, key_, 0, 0, {}});
   }
   close_upstream();
+  up_.out.clear();  // nothing more is sent: it leaves the node's request budget
+  account_upstream();
   ctx_.cache.drop(client_.cache.size());
   client_.cache.clear();
   ctx_.cache.forget(key_);
@@ -651,6 +686,7 @@ void Session::take_over(TimePoint now) {
 void Session::serve_alone(TimePoint now) {
   if (finished()) return;
   serving_ = true;
+  send_since_.reset();  // this node's send deadline starts with its own first refused write
   reply_.ack_pending = false;
   reply_.acked = reply_.total;
   if (reply_.close_at) {
@@ -739,6 +775,7 @@ void Session::protect_again(TimePoint now) {
   client_.fake = fake;
   client_.accepted = true;
   up_ = Upstream{};
+  account_upstream();
   reply_ = ReplyStream{};
   stamps_ = Stamping{};
   unprotected_ = false;
@@ -747,6 +784,7 @@ void Session::protect_again(TimePoint now) {
   hold_over_ = false;
   partial_index_.reset();
   close_since_.reset();
+  send_since_.reset();
   serving_ = ctx_.settings.role == Role::Primary;
   client_start_ = start;
   last_active_ = now;
@@ -772,11 +810,16 @@ Session::Quiet Session::quiet(TimePoint now) const {
   // Closing: client bytes do not count (they are discarded); our progress does.
   if (close_since_)
     return now - *close_since_ > s.close_timeout ? Quiet::CloseExpired : Quiet::Busy;
+  // A client that does not read what we have for it (nginx's send_timeout). Judged by the
+  // serving node: it is the one whose writes wait on the client (I2 holds back the rest).
+  if (serving_ && send_since_ && has_client_output() && now - *send_since_ > s.send_timeout)
+    return Quiet::SlowRead;
   if (!serving_ || c.error) return Quiet::Busy;
   // The client's clocks run only while the client is the one awaited: every earlier request
   // answered, no reply being read, the server keeping up with the body.
   if (const auto& p = c.framer.partial()) {
-    if (p->index > reply_.replies_done || up_.framer.in_message() || upstream_full())
+    if (p->index > reply_.replies_done || up_.framer.in_message() || upstream_full() ||
+        budget_blocked())
       return Quiet::Busy;
     if (!c.framer.headers_complete())
       return now - partial_began_ > s.header_timeout ? Quiet::SlowHead : Quiet::Busy;
@@ -814,6 +857,10 @@ void Session::time_out(TimePoint now) {
   } else {
     start_close(reply_.total, now);  // answered already (an early reply): just close
   }
+}
+
+void Session::send_timed_out() {
+  end(true);
 }
 
 void Session::close_expired() {

@@ -28,6 +28,7 @@
 #include "http/framer.hpp"
 #include "message/flows.hpp"
 #include "message/regeneration.hpp"
+#include "message/request_budget.hpp"
 #include "message/request_cache.hpp"
 #include "message/settings.hpp"
 #include "peer/messages.hpp"
@@ -55,6 +56,7 @@ struct SessionContext {
   RequestCache& cache;
   Counters& counters;
   Timing& timing;
+  RequestBudget& budget;  // serving: request bytes waiting for the server, node-wide
 };
 
 class Session {
@@ -76,6 +78,11 @@ class Session {
   void on_client_error();  // a read or write failed: the client reset; ends without an RST
   std::span<const uint8_t> client_output() const;
   void on_client_written(size_t n, TimePoint now);
+  // The client socket took none of client_output() (EAGAIN): the send deadline runs from the
+  // last write (limits.send_timeout_ms).
+  void on_client_blocked(TimePoint now);
+  // How many bytes the next client read may take (fewer once the node's request budget is spent).
+  size_t client_read_budget(size_t max) const;
   bool wants_fin() const;
   void on_fin_sent(TimePoint now);
 
@@ -121,15 +128,19 @@ class Session {
   void adoption_refused(TimePoint now);
 
   // --- The periodic sweep. Deadlines are judged by the serving node only (Idle, SlowHead,
-  // SlowBody), which replicates the close it decides, as for the idle timeout; CloseExpired and
-  // Abandoned end each node's own copy.
-  enum class Quiet { Busy, Idle, Abandoned, SlowHead, SlowBody, CloseExpired };
+  // SlowBody, SlowRead), which replicates the close or reset it decides, as for the idle
+  // timeout; CloseExpired and Abandoned end each node's own copy.
+  enum class Quiet { Busy, Idle, Abandoned, SlowHead, SlowBody, SlowRead, CloseExpired };
   Quiet quiet(TimePoint now) const;
   void close_idle(TimePoint now);  // FIN after the last reply
   void abandon();                  // ends without an RST
   // A slow client (SlowHead, SlowBody): the request in progress is answered 408 if every earlier
   // one has its reply (else the connection just closes); later bytes are discarded.
   void time_out(TimePoint now);
+  // A client that does not read (SlowRead): reply bytes waited longer than send_timeout for the
+  // socket to take any. Reset; in duplex the Abort is replicated, so the backup resets its copy
+  // without a takeover.
+  void send_timed_out();
   // Closing took longer than close_timeout (the client does not read our reply or does not close):
   // ends with an RST into this node's kernel, the peer told nothing (it has its own deadline).
   void close_expired();
@@ -150,6 +161,9 @@ class Session {
   bool discarding() const { return client_.error.has_value() || reply_.close_at.has_value(); }
   // Serving: the server reads slower than the client sends; the client is not read meanwhile.
   bool upstream_full() const;
+  // Serving: the node's request budget is spent and this connection already has bytes waiting
+  // for its server; the client is not read until the server takes them.
+  bool budget_blocked() const;
   bool wants_client_read() const;
   bool has_client_output() const { return !client_output().empty(); }
   bool server_open() const { return up_.open; }
@@ -186,6 +200,7 @@ class Session {
   uint64_t error_begin() const;
   void drop_after(uint64_t offset);
   void drop_cache();
+  void account_upstream();  // up_.out changed: tell the node's RequestBudget
   void end(bool reset, bool tell_peer = true);
 
   ConnKey key_;
@@ -204,6 +219,10 @@ class Session {
   std::optional<uint64_t> partial_index_;
   TimePoint partial_began_;
   std::optional<TimePoint> close_since_;
+  // Reply bytes have waited for the client socket since (the last write that went through, or
+  // the first refused one); empty while the socket takes everything offered.
+  std::optional<TimePoint> send_since_;
+  size_t budgeted_ = 0;  // up_.out's size as last told to the RequestBudget
 
   // Client -> server: the request stream, framed as it is read. The backup caches it (until the
   // replicated ReplyEnd shows it answered); a serving node holds it until it may be forwarded.

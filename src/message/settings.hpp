@@ -28,16 +28,21 @@ struct Settings {
   std::chrono::milliseconds body_timeout{60000};    // the longest gap in a request body
   std::chrono::milliseconds close_timeout{30000};   // closing: the longest wait for the client
   size_t max_per_source = 512;                      // serving: connections per client address
-  FaultHook fault;                                  // named fault points (docs/FAULTS.md)
+  // Serving: the longest gap between two writes of reply bytes while some wait (a client that
+  // does not read); and the node-wide budget of request bytes waiting for the web server.
+  std::chrono::milliseconds send_timeout{60000};
+  uint64_t request_buffer_total = 256u << 20;
+  FaultHook fault;  // named fault points (docs/FAULTS.md)
 };
 
 struct Counters {
   uint64_t accepted = 0, requests = 0, replies = 0, bad_requests = 0, upstream_errors = 0;
   uint64_t regenerated = 0, regen_mismatch = 0, aborted = 0, protocol_errors = 0;
   // Hostile clients: bytes read and dropped after a refused or closed request; connections closed
-  // by a deadline (head, body, after our close); connections refused by the per-source cap.
+  // by a deadline (head, body, reading our reply, after our close); connections refused by the
+  // per-source cap; reads skipped because the node's request budget was spent.
   uint64_t discarded_bytes = 0, head_timeouts = 0, body_timeouts = 0, close_timeouts = 0;
-  uint64_t refused_per_source = 0;
+  uint64_t send_timeouts = 0, refused_per_source = 0, budget_pauses = 0;
 };
 
 // Where a request's time goes (docs/PERFORMANCE.md), in microseconds.

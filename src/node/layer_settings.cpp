@@ -30,6 +30,8 @@ message::Settings message_settings(const config::Config& cfg) {
   ms.body_timeout = std::chrono::milliseconds(cfg.limits.body_timeout_ms);
   ms.close_timeout = std::chrono::milliseconds(cfg.limits.close_timeout_ms);
   ms.max_per_source = static_cast<size_t>(cfg.limits.max_connections_per_source);
+  ms.send_timeout = std::chrono::milliseconds(cfg.limits.send_timeout_ms);
+  ms.request_buffer_total = cfg.limits.request_buffer_total_bytes;
   return ms;
 }
 

@@ -103,6 +103,8 @@ TEST_F(ConfigTest, DefaultsFilled) {
   EXPECT_EQ(c.limits.body_timeout_ms, 60000u);
   EXPECT_EQ(c.limits.close_timeout_ms, 30000u);
   EXPECT_EQ(c.limits.max_connections_per_source, 512u);
+  EXPECT_EQ(c.limits.send_timeout_ms, 60000u);
+  EXPECT_EQ(c.limits.request_buffer_total_bytes, 268435456u);
   EXPECT_EQ(c.log.level, LogLevel::Info);
   EXPECT_TRUE(c.source.empty());
 }
@@ -133,6 +135,8 @@ header_timeout_ms = 500
 body_timeout_ms = 600
 close_timeout_ms = 700
 max_connections_per_source = 0
+send_timeout_ms = 800
+request_buffer_total_bytes = 9000
 [log]
 level = "debug"
 )";
@@ -158,6 +162,8 @@ level = "debug"
   EXPECT_EQ(r->limits.body_timeout_ms, 600u);
   EXPECT_EQ(r->limits.close_timeout_ms, 700u);
   EXPECT_EQ(r->limits.max_connections_per_source, 0u);
+  EXPECT_EQ(r->limits.send_timeout_ms, 800u);
+  EXPECT_EQ(r->limits.request_buffer_total_bytes, 9000u);
   EXPECT_EQ(r->log.level, LogLevel::Debug);
 }
 
@@ -328,6 +334,11 @@ INSTANTIATE_TEST_SUITE_P(
              "limits.max_connections", "must be between 1 and 9223372036854775807 (got 0)"},
         Case{"HeaderTimeoutTooShort", kHb, "[limits]\nheader_timeout_ms = 99\n" + kHb,
              "limits.header_timeout_ms", "must be between 100 and 9223372036854775807 (got 99)"},
+        Case{"SendTimeoutTooShort", kHb, "[limits]\nsend_timeout_ms = 99\n" + kHb,
+             "limits.send_timeout_ms", "must be between 100 and 9223372036854775807 (got 99)"},
+        Case{"RequestBufferTotalZero", kHb, "[limits]\nrequest_buffer_total_bytes = 0\n" + kHb,
+             "limits.request_buffer_total_bytes",
+             "must be between 1 and 9223372036854775807 (got 0)"},
         Case{"BadLogLevel", kHb, "[log]\nlevel = \"verbose\"\n" + kHb, "log.level",
              "must be one of trace, debug, info, warn, error (got \"verbose\")"},
         Case{"ServerIsAdvertised", "\"127.0.0.1:8080\"", "\"198.18.0.100:80\"", "node.server",
@@ -431,6 +442,8 @@ header_timeout_ms = 500
 body_timeout_ms = 600
 close_timeout_ms = 700
 max_connections_per_source = 3
+send_timeout_ms = 900
+request_buffer_total_bytes = 5000
 [log]
 level = "debug"
 )";

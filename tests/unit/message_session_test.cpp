@@ -138,6 +138,14 @@ class SessionTest : public ::testing::Test {
     }
     return out;
   }
+  // A client socket that takes `n` bytes, then refuses the rest (EAGAIN) at `now`.
+  std::string to_client_then_blocked(size_t n, TimePoint now) {
+    auto o = s->client_output();
+    std::string out(reinterpret_cast<const char*>(o.data()), std::min(n, o.size()));
+    if (!out.empty()) s->on_client_written(out.size(), now);
+    if (s->has_client_output()) s->on_client_blocked(now);
+    return out;
+  }
   std::string to_server() {
     auto o = s->server_output();
     std::string out(reinterpret_cast<const char*>(o.data()), o.size());
@@ -170,7 +178,8 @@ class SessionTest : public ::testing::Test {
   RequestCache cache{1 << 20};
   Counters counters;
   Timing timing;
-  SessionContext ctx{settings, flows, link, host, cache, counters, timing};
+  RequestBudget budget{256u << 20};
+  SessionContext ctx{settings, flows, link, host, cache, counters, timing, budget};
   TimePoint t0 = TimePoint{} + 1000s;
   std::unique_ptr<Session> s;
   bool fin = false;
@@ -1167,6 +1176,188 @@ TEST_F(SessionTest, PrimarySimplex_NoByteWithinTheHeaderTimeout_Idle) {
   start(Role::Primary, Mode::Simplex);
   EXPECT_EQ(s->quiet(t0 + 10s), Session::Quiet::Busy);
   EXPECT_EQ(s->quiet(t0 + 10s + 1ms), Session::Quiet::Idle);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slow readers (limits.send_timeout_ms) and the node's request budget
+// (limits.request_buffer_total_bytes).
+
+namespace {
+std::string post(size_t length) {
+  return "POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+}
+}  // namespace
+
+// slowhttptest -X: the reply is there, the client's socket takes nothing more.
+TEST_F(SessionTest, PrimarySimplex_ClientStopsReading_SendTimeoutResets) {
+  settings.send_timeout = 10s;
+  start(Role::Primary, Mode::Simplex);
+  client(get("/big"), t0);
+  s->on_server_connected();
+  to_server();
+  std::string r = reply(std::string(1000, 'z'));
+  server(r);
+  EXPECT_EQ(to_client_then_blocked(100, t0 + 1s), r.substr(0, 100));
+  EXPECT_EQ(s->quiet(t0 + 11s), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 11s + 1ms), Session::Quiet::SlowRead);
+  s->send_timed_out();
+  EXPECT_TRUE(s->reset());
+  EXPECT_EQ(counters.aborted, 1u);
+  EXPECT_TRUE(link.sent.empty());  // simplex: nobody to tell
+}
+
+// The backup learns through the replicated Abort (it resets its copy: BackupDuplex_Abort...), so
+// no takeover is needed for a slow reader to go.
+TEST_F(SessionTest, PrimaryDuplex_ClientStopsReading_AbortReplicated) {
+  settings.send_timeout = 10s;
+  start(Role::Primary, Mode::Duplex);
+  client(get("/big"), t0);
+  s->on_server_connected();
+  to_server();
+  std::string r = reply(std::string(1000, 'z'));
+  server(r);
+  peer(peer::Type::ReplyAck, r.size());
+  to_client_then_blocked(10, t0);
+  EXPECT_EQ(s->quiet(t0 + 10s + 1ms), Session::Quiet::SlowRead);
+  link.sent.clear();
+  s->send_timed_out();
+  EXPECT_EQ(link.sent, (std::vector<Sent>{abort_msg()}));
+  EXPECT_TRUE(s->reset());
+}
+
+// A slow download: every write that goes through restarts the clock, however long the reply takes.
+TEST_F(SessionTest, PrimarySimplex_SlowDownloadKeepsWriting_NeverTimesOut) {
+  settings.send_timeout = 10s;
+  start(Role::Primary, Mode::Simplex);
+  client(get("/big"), t0);
+  s->on_server_connected();
+  to_server();
+  server(reply(std::string(1000, 'z')));
+  auto now = t0;
+  for (int i = 0; i < 100; ++i) {  // 900 s for the reply: one write every 9 s
+    to_client_then_blocked(1, now);
+    now += 9s;
+    EXPECT_EQ(s->quiet(now), Session::Quiet::Busy) << i;
+  }
+  EXPECT_EQ(s->quiet(now + 1s + 1ms), Session::Quiet::SlowRead);  // 10 s since the last write
+}
+
+// Reply bytes waiting for the backup's ReplyAck (I2) are not the client's fault.
+TEST_F(SessionTest, PrimaryDuplex_WaitingForTheBackup_NoSendDeadline) {
+  settings.send_timeout = 10s;
+  start(Role::Primary, Mode::Duplex);
+  client(get("/big"), t0);
+  s->on_server_connected();
+  to_server();
+  server(reply(std::string(1000, 'z')));
+  s->on_client_blocked(t0);  // nothing may be written yet: no clock starts
+  EXPECT_EQ(s->quiet(t0 + 60s), Session::Quiet::Busy);
+}
+
+// Everything written (the kernel holds it): the send deadline does not apply; the idle timeout
+// (then the close deadline) ends a client that never reads it.
+TEST_F(SessionTest, PrimarySimplex_AllWrittenAfterABlock_NoSendDeadline) {
+  settings.send_timeout = 10s;
+  settings.idle_timeout = 120s;
+  start(Role::Primary, Mode::Simplex);
+  client(get("/a"), t0);
+  s->on_server_connected();
+  to_server();
+  std::string r = reply(std::string(1000, 'z'));
+  server(r);
+  to_client_then_blocked(10, t0);
+  EXPECT_EQ(to_client(t0 + 5s), r.substr(10));
+  EXPECT_EQ(s->quiet(t0 + 60s), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 126s), Session::Quiet::Idle);
+}
+
+// The mirror does not judge; after a takeover the new serving node's clock starts afresh with
+// its own first refused write.
+TEST_F(SessionTest, BackupTakeover_MirrorBlockedLongBefore_ClockStartsAfresh) {
+  settings.send_timeout = 10s;
+  start(Role::Backup, Mode::Duplex);
+  client(get("/big"), t0);
+  std::string r = reply(std::string(1000, 'z'));
+  peer(peer::Type::Reply, 0, 0, r);
+  peer(peer::Type::ReplyEnd, r.size(), 0);
+  to_client_then_blocked(10, t0);
+  EXPECT_EQ(s->quiet(t0 + 100s), Session::Quiet::Busy);
+  mode = Mode::Simplex;
+  s->take_over(t0 + 100s);
+  EXPECT_EQ(host.opens, 0);  // the whole reply was replicated
+  EXPECT_EQ(s->quiet(t0 + 105s), Session::Quiet::Busy);
+  s->on_client_blocked(t0 + 101s);
+  EXPECT_EQ(s->quiet(t0 + 111s), Session::Quiet::Busy);
+  EXPECT_EQ(s->quiet(t0 + 111s + 1ms), Session::Quiet::SlowRead);
+}
+
+TEST_F(SessionTest, PrimarySimplex_BudgetSpent_ConnectionWaitingForItsServerPauses) {
+  budget = RequestBudget(200);
+  start(Role::Primary, Mode::Simplex);
+  std::string req = post(300) + std::string(300, 'b');
+  client(req);
+  EXPECT_EQ(budget.bytes(), req.size());  // forwarded, not yet taken by the server
+  EXPECT_FALSE(s->upstream_full());       // its own limit (256 KiB) is far
+  EXPECT_TRUE(s->budget_blocked());
+  EXPECT_FALSE(s->wants_client_read());
+  EXPECT_FALSE(s->may_read_client());
+  s->on_server_connected();
+  EXPECT_EQ(to_server(), req);  // its server reads on: so does it
+  EXPECT_EQ(budget.bytes(), 0u);
+  EXPECT_FALSE(s->budget_blocked());
+  EXPECT_TRUE(s->wants_client_read());
+  EXPECT_EQ(s->client_read_budget(65536), 65536u);
+}
+
+// Other connections spent the budget: one with nothing waiting may still read its request (it
+// may be the one its server needs whole), in small reads.
+TEST_F(SessionTest, PrimarySimplex_BudgetSpentByOthers_NothingWaiting_ReadsALittle) {
+  budget = RequestBudget(200);
+  budget.update(0, 500);  // another connection's bytes
+  start(Role::Primary, Mode::Simplex);
+  EXPECT_FALSE(s->budget_blocked());
+  EXPECT_TRUE(s->may_read_client());
+  EXPECT_EQ(s->client_read_budget(65536), 4096u);
+  client(get("/a"));
+  EXPECT_TRUE(s->budget_blocked());  // now it waits for its server like the others
+  s->on_server_connected();
+  to_server();
+  EXPECT_TRUE(s->may_read_client());
+  budget.update(500, 0);  // the other connection's server read on
+  EXPECT_EQ(s->client_read_budget(65536), 65536u);
+}
+
+// A body the budget holds back is not the client's delay: no 408.
+TEST_F(SessionTest, PrimarySimplex_BudgetBlockedBody_NotSlowBody) {
+  settings.body_timeout = 5s;
+  budget = RequestBudget(100);
+  start(Role::Primary, Mode::Simplex);
+  client(post(1000) + std::string(100, 'b'), t0);
+  ASSERT_TRUE(s->budget_blocked());
+  EXPECT_EQ(s->quiet(t0 + 60s), Session::Quiet::Busy);
+  s->on_server_connected();
+  to_server();
+  EXPECT_EQ(s->quiet(t0 + 5s + 1ms), Session::Quiet::SlowBody);  // now the client is awaited
+}
+
+// A connection that ends gives its bytes back to the node.
+TEST_F(SessionTest, PrimarySimplex_EndsWithBytesForTheServer_BudgetReleased) {
+  start(Role::Primary, Mode::Simplex);
+  client(post(300) + std::string(300, 'b'));
+  EXPECT_GT(budget.bytes(), 300u);
+  s->on_client_error();
+  EXPECT_EQ(budget.bytes(), 0u);
+}
+
+// A discarding connection keeps nothing: the budget does not slow it down.
+TEST_F(SessionTest, PrimarySimplex_DiscardingAfterA400_BudgetDoesNotApply) {
+  budget = RequestBudget(100);
+  budget.update(0, 500);
+  start(Role::Primary, Mode::Simplex);
+  client("BAD\r\n\r\n");
+  ASSERT_TRUE(s->discarding());
+  EXPECT_EQ(s->client_read_budget(65536), 65536u);
+  EXPECT_FALSE(s->budget_blocked());
 }
 
 }  // namespace

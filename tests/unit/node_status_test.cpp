@@ -28,6 +28,7 @@ const std::set<std::string> kKeys = {
     "message.upstream_errors", "message.regenerated", "message.regen_mismatch", "message.aborted",
     "message.protocol_errors", "message.discarded_bytes", "message.head_timeouts",
     "message.body_timeouts", "message.close_timeouts", "message.refused_per_source",
+    "message.send_timeouts", "message.budget_pauses",
     // peer and ARP
     "peer_channel.rejected_frames", "peer_channel.rejected_datagrams", "arp.replies",
     "arp.gratuitous",
@@ -75,6 +76,8 @@ StatusInputs sample() {
   in.message.protocol_errors = 209;
   in.message.discarded_bytes = 210;
   in.message.refused_per_source = 214;
+  in.message.send_timeouts = 215;
+  in.message.budget_pauses = 216;
   in.rejected_frames = 301;
   in.rejected_datagrams = 302;
   in.arp_replies = 401;
@@ -117,6 +120,8 @@ TEST(NodeStatus, ValuesLandUnderTheirKeys) {
   EXPECT_EQ(j["message"]["protocol_errors"], 209);
   EXPECT_EQ(j["message"]["discarded_bytes"], 210);
   EXPECT_EQ(j["message"]["refused_per_source"], 214);
+  EXPECT_EQ(j["message"]["send_timeouts"], 215);
+  EXPECT_EQ(j["message"]["budget_pauses"], 216);
   EXPECT_EQ(j["peer_channel"]["rejected_frames"], 301);
   EXPECT_EQ(j["peer_channel"]["rejected_datagrams"], 302);
   EXPECT_EQ(j["arp"]["replies"], 401);
