@@ -22,7 +22,7 @@ for m in pkgutil.walk_packages(understudy_lab.__path__, "understudy_lab."):
         print(m.name)')
 echo "check-python: $n modules import"
 if "$py" -c 'import pyflakes' 2>/dev/null; then
-  "$py" -m pyflakes understudy_lab tests/lab
+  "$py" -m pyflakes understudy_lab tests/lab fuzz
   echo "check-python: pyflakes clean"
 else
   echo "check-python: pyflakes not installed (apt-get install python3-pyflakes); skipped"

@@ -11,7 +11,8 @@ find_program(CLANG_FORMAT clang-format)
 if(CLANG_FORMAT)
   file(GLOB_RECURSE UNDERSTUDY_FORMATTED CONFIGURE_DEPENDS
     ${UNDERSTUDY_SRC_ROOT}/src/*.cpp ${UNDERSTUDY_SRC_ROOT}/src/*.hpp
-    ${UNDERSTUDY_SRC_ROOT}/tests/unit/*.cpp ${UNDERSTUDY_SRC_ROOT}/tests/unit/*.hpp)
+    ${UNDERSTUDY_SRC_ROOT}/tests/unit/*.cpp ${UNDERSTUDY_SRC_ROOT}/tests/unit/*.hpp
+    ${UNDERSTUDY_SRC_ROOT}/fuzz/*.cpp ${UNDERSTUDY_SRC_ROOT}/fuzz/*.hpp)
   add_test(NAME style.format COMMAND ${CLANG_FORMAT} --dry-run -Werror ${UNDERSTUDY_FORMATTED}
     WORKING_DIRECTORY ${UNDERSTUDY_SRC_ROOT})
   set_tests_properties(style.format PROPERTIES LABELS unit)
