@@ -69,6 +69,12 @@ struct Counters {
   uint64_t flows_handed = 0, flows_adopted = 0, adoptions_refused = 0;
   uint64_t early_replayed = 0;       // client packets that came before their flow's Adopt
   uint64_t resets_unknown_flow = 0;  // primary, simplex: a RST for a client segment of no flow
+  // RFC 5961, blind injection: a RST whose seq is not exactly the client's next (ignored, and
+  // challenged when in the window), a SYN with another ISN on a live flow (challenged), ACKs
+  // beyond what the client can have been sent or too far below what it acknowledged (dropped);
+  // challenge ACKs sent and those the rate limit held back.
+  uint64_t rst_ignored = 0, syns_on_live_flow = 0, acks_beyond_sent = 0, acks_too_old = 0;
+  uint64_t challenge_acks = 0, challenge_acks_limited = 0;
 };
 
 class PacketLayer {
@@ -155,6 +161,13 @@ class PacketLayer {
   void remember_early(const wire::TcpPacket& p, TimePoint now);
   void replay_early(Flow& f);
   void client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn);
+  // RFC 5961: whether a client segment (not a SYN) may change the flow; if not it is counted,
+  // maybe answered with a challenge ACK, and must be dropped.
+  bool admit(Flow& f, const wire::TcpPacket& p);
+  bool rst_exact(const Flow& f, wire::SeqNum seq) const;
+  // The highest client-facing seq the client can have been sent by this node or the primary.
+  wire::SeqNum sent_bound(const Flow& f) const;
+  void challenge_ack(Flow& f);  // RFC 5961 section 7: rate-limited per flow and per node
   void kernel_to_client(Flow& f, wire::TcpPacket& p);
   void retain(Flow& f, wire::SeqNum seq, wire::SeqNum end, const wire::TcpPacket& p);
   void note_has(Flow& f, wire::SeqNum seq);
@@ -182,6 +195,9 @@ class PacketLayer {
   std::unordered_set<Flow*> awaiting_;  // handed to the peer, not confirmed yet
   uint32_t next_fake_;
   TimePoint now_{};
+  // Challenge ACKs left in the current one-second window of the per-node limit.
+  TimePoint challenge_window_start_{};
+  uint32_t challenge_budget_ = 0;
 };
 
 }  // namespace us::packet

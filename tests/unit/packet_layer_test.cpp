@@ -46,7 +46,7 @@
 //   BackupDuplexEstablished_KernelPacketForUnknownFake = row
 //   BackupDuplexSynReceived_ClientSynRetransmitted = row
 //   Kept as tests (time, flow-table state, other ISNs), now checked with the same helpers:
-//   BackupTakeOver_ResendsTheOldestUnacknowledgedSegment, BackupDuplexEstablished_ClientSynNewIsn,
+//   BackupTakeOver_ResendsTheOldestUnacknowledgedSegment, BackupDuplexReset_ClientSynNewIsn,
 //   BackupDuplexEstablished_ClientRstThenExpire, BackupDuplexEstablished_FinExchangeThenExpire,
 //   BackupDuplexEstablished_ExpireKeepsOpenFlow, PrimaryDuplexClientIsnNearWrap_GateAcrossWrap,
 //   PrimarySimplexServerIsnNearWrap_TranslatesBothWays,
@@ -814,9 +814,12 @@ TEST_F(PacketLayerTest, BackupTakeOver_ResendsTheOldestUnacknowledgedSegment) {
   EXPECT_EQ(pl->counters().takeover_resends, 3u);
 }
 
-TEST_F(PacketLayerTest, BackupDuplexEstablished_ClientSynNewIsn) {
+// The client reset its connection (an exact RST), then reuses the port: a new flow.
+TEST_F(PacketLayerTest, BackupDuplexReset_ClientSynNewIsn) {
   start(Role::Backup, Mode::Duplex);
   establish();
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST), Source::Lan);
+  out.clear();
   const ConnKey old_key = key();
   client_isn = 0x12345678u;
   const Endpoint next_fake{Ipv4Addr(kFakeFirst.v + 1), kClient.port};
@@ -894,8 +897,11 @@ TEST_F(PacketLayerTest, PrimarySimplexServerIsnNearWrap_TranslatesBothWays) {
   expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(51)).window(1000).options(
                    sack({{K(151), K(201)}}))}});
 
-  client(from_client().seq(C(1)).ack(S(301)));  // beyond snd_nxt, across the wrap
+  client(from_client().seq(C(1)).ack(S(201)));  // snd_nxt, across the wrap
   expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(201)).window(1000)}});
+  client(from_client().seq(C(1)).ack(S(301)));  // beyond: never sent (RFC 5961 5.2)
+  expect_only({});
+  EXPECT_EQ(pl->counters().acks_beyond_sent, 1u);
 }
 
 TEST_F(PacketLayerTest, PrimaryDuplexClientIsnNearWrap_GateAcrossWrap) {
@@ -1030,8 +1036,10 @@ TEST_F(UnprotectedTest, PrimaryDuplexUnprotected_PeerLost_LeavesItAlone) {
 }
 
 // The client reuses its port for a new connection: the new flow is protected (relayed, reported).
-TEST_F(UnprotectedTest, BackupDuplexUnprotected_ClientSynNewIsn_IsProtected) {
+TEST_F(UnprotectedTest, BackupDuplexUnprotectedReset_ClientSynNewIsn_IsProtected) {
   survivor_with_flow(Role::Backup);
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST), Source::Lan);
+  out.clear();
   client_isn = 0x12345678u;
   const Endpoint next_fake{Ipv4Addr(kFakeFirst.v + 1), kClient.port};
   client(client_syn(client_isn), Source::Lan);
@@ -1432,6 +1440,191 @@ TEST_F(PacketLayerTest, PrimarySimplexResetFlowExpired_ClientAck) {
   client(kUnknownAck, Source::Lan);
   expect_only({.client = {to_client().seq(S(1)).flags(tf::RST)}});
   EXPECT_EQ(pl->counters().resets_unknown_flow, 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RFC 5961: a blind attacker who knows a connection's 4-tuple (not its numbers) sends a RST, a
+// SYN or an ACK. Nothing changes the flow unless its numbers are exact or plausible.
+
+// The challenge ACK a primary serving alone sends after establish(): its kernel's numbers.
+std::vector<uint8_t> challenge(uint32_t ack = C(1)) {
+  return to_client().seq(S(1)).ack(ack).window(65160 >> 7);
+}
+
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientRstInWindow_ChallengeAckOnly) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1000)).ack(S(1)).flags(tf::RST));
+  expect_only({.client = {challenge()}});
+  EXPECT_EQ(pl->open_flows(), 1u);
+  EXPECT_FALSE(flow().reset);
+  EXPECT_EQ(pl->counters().rst_ignored, 1u);
+  EXPECT_EQ(pl->counters().challenge_acks, 1u);
+
+  // Rate-limited per flow (RFC 5961 section 7): one per half second.
+  now = t0 + 499ms;
+  client(from_client().seq(C(2000)).ack(S(1)).flags(tf::RST));
+  expect_only({});
+  EXPECT_EQ(pl->counters().challenge_acks_limited, 1u);
+  now = t0 + 500ms;
+  client(from_client().seq(C(2000)).ack(S(1)).flags(tf::RST));
+  expect_only({.client = {challenge()}});
+  EXPECT_EQ(pl->counters().rst_ignored, 3u);
+
+  // The real client answers a challenge ACK with a RST at its number: that one resets.
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST));
+  expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(1)).flags(tf::RST).window(1000)}});
+  EXPECT_EQ(pl->open_flows(), 0u);
+}
+
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientRstOutOfWindow_Ignored) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1) + (1u << 30)).ack(S(1)).flags(tf::RST));
+  client(from_client().seq(C(0)).flags(tf::RST));  // just below
+  expect_only({});
+  EXPECT_EQ(pl->open_flows(), 1u);
+  EXPECT_EQ(pl->counters().rst_ignored, 2u);
+  EXPECT_EQ(pl->counters().challenge_acks, 0u);
+}
+
+// After in-order data the exact seq is the end of that data, also before the kernel acked it.
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientRstAfterData_ExactAtTheDataEnd) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1)).ack(S(1)).data(100));
+  client(from_client().seq(C(300)).ack(S(1)).data(100));  // beyond a gap: not the client's next
+  out.clear();
+  client(from_client().seq(C(101)).ack(S(1)).flags(tf::RST));
+  expect_only({.kernel = {to_kernel().seq(C(101)).ack(K(1)).flags(tf::RST).window(1000)}});
+  EXPECT_TRUE(flow().reset);
+}
+
+// The backup relays every client segment unchanged (the primary judges it too) but its own
+// kernel gets nothing, and it never answers: in duplex the primary talks to the client.
+TEST_F(PacketLayerTest, BackupDuplexEstablished_ClientRstInWindow_RelayedOnly) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  const std::vector<uint8_t> rst = from_client().seq(C(1000)).ack(S(1)).flags(tf::RST);
+  client(rst, Source::Lan);
+  expect_only({.primary = {rst}});
+  EXPECT_EQ(pl->open_flows(), 1u);
+  EXPECT_EQ(pl->counters().rst_ignored, 1u);
+  EXPECT_EQ(pl->counters().challenge_acks, 0u);
+}
+
+// The primary in duplex challenges with no more than it told the client already (I1).
+TEST_F(PacketLayerTest, PrimaryDuplexAckClamped_RelayedRstInWindow_ChallengeAtAckSent) {
+  start(Role::Primary, Mode::Duplex);
+  establish();
+  client(k1024);
+  kernel(kKernelAcks1024);  // the client is told C(1): the backup has nothing yet
+  out.clear();
+  client(from_client().seq(C(5000)).ack(S(1)).flags(tf::RST));
+  expect_only({.client = {to_client().seq(S(1)).ack(C(1)).window(400 + (1024 >> 7))}});
+  EXPECT_EQ(pl->counters().challenge_acks, 1u);
+  // Its kernel's ACK number is exact too (the client's next byte).
+  client(from_client().seq(C(1025)).ack(S(1)).flags(tf::RST));
+  EXPECT_TRUE(flow().reset);
+}
+
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientSynNewIsn_ChallengeAckThenReplaced) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  const ConnKey old_key = key();
+  client(client_syn(0x12345678u));
+  expect_only({.client = {challenge()}});
+  EXPECT_NE(pl->find_by_key(old_key), nullptr);
+  EXPECT_EQ(pl->counters().syns_on_live_flow, 1u);
+  EXPECT_EQ(pl->counters().flows_opened, 1u);
+  // A rebooted client answers the challenge ACK with a RST at its ACK number; then its SYN
+  // (retransmitted) opens the new connection.
+  client(from_client().seq(C(1)).flags(tf::RST));
+  client(client_syn(0x12345678u));
+  EXPECT_EQ(pl->find_by_key(old_key), nullptr);
+  client_isn = 0x12345678u;
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().flows_opened, 2u);
+}
+
+TEST_F(PacketLayerTest, BackupDuplexEstablished_ClientSynNewIsn_RelayedOnly) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  client(client_syn(0x12345678u), Source::Lan);
+  expect_only({.primary = {client_syn(0x12345678u)}});
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().syns_on_live_flow, 1u);
+}
+
+// The fake-ACK path must never tell a kernel the client got what it was never sent.
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientAckBeyondSent_DroppedWithItsData) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  kernel(from_kernel().seq(K(1)).ack(C(1)).data(100));
+  out.clear();
+  client(from_client().seq(C(1)).ack(S(102)).data(10));
+  client(from_client().seq(C(1)).ack(S(1) + (1u << 30)));
+  expect_only({});
+  EXPECT_EQ(pl->counters().acks_beyond_sent, 2u);
+  EXPECT_EQ(flow().client_acked, SeqNum(S(1)));
+  kernel(from_kernel().seq(K(101)).ack(C(1)).data(100));
+  expect_only({.client = {to_client().seq(S(101)).ack(C(1)).window(400).data(100)}});
+  EXPECT_EQ(pl->counters().fake_acks, 0u);
+}
+
+// The backup's kernel may lag the primary's: an ACK beyond it but inside the window the client
+// offered is the fake-ACK case (row BackupDuplexLagging_KernelSendsAckedData); beyond that window
+// the primary cannot have sent it.
+TEST_F(PacketLayerTest, BackupDuplexEstablished_ClientAckBeyondItsWindow_Dropped) {
+  start(Role::Backup, Mode::Duplex);
+  establish();  // the client acknowledged S(1) with a window of 1000 << 7
+  const std::vector<uint8_t> beyond = from_client().seq(C(1)).ack(S(1) + (1000u << 7) + 1);
+  client(beyond, Source::Lan);
+  expect_only({.primary = {beyond}});
+  EXPECT_EQ(pl->counters().acks_beyond_sent, 1u);
+  EXPECT_EQ(flow().client_acked, SeqNum(S(1)));
+  kernel(from_kernel().seq(K(1)).ack(C(1)).data(100));
+  expect_only({});  // kept, no fake ACK
+  EXPECT_EQ(pl->counters().fake_acks, 0u);
+  EXPECT_EQ(flow().retained.size(), 1u);
+  // At the window's edge: the primary may have sent that far.
+  const std::vector<uint8_t> edge = from_client().seq(C(1)).ack(S(1) + (1000u << 7));
+  client(edge, Source::Lan);
+  expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(101)).window(1000)}, .primary = {edge}});
+  EXPECT_EQ(flow().client_acked, SeqNum(S(1) + (1000u << 7)));
+}
+
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientAckTooOld_DroppedAndChallenged) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1)).ack(S(1) - (1000u << 7) - 1).data(10));
+  expect_only({.client = {challenge()}});
+  EXPECT_EQ(pl->counters().acks_too_old, 1u);
+  client(from_client().seq(C(1)).ack(S(1) - 100).data(10));  // old but within the window
+  expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(1) - 100).window(1000).data(10)}});
+}
+
+// The per-node limit: 1000 challenge ACKs per second however many flows are probed.
+TEST_F(PacketLayerTest, PrimarySimplexManyFlows_ClientRstsInWindow_NodeLimit) {
+  start(Role::Primary, Mode::Simplex);
+  auto from = [](uint16_t port) {
+    return PacketBuilder().from(Endpoint{kClient.ip, port}).to(kAdvertised).window(1000);
+  };
+  for (uint16_t i = 0; i < 1001; ++i) {
+    const uint16_t port = static_cast<uint16_t>(20000 + i);
+    client(from(port).seq(C(0)).flags(tf::SYN));
+    const Endpoint fake{Ipv4Addr(kFakeFirst.v + i), port};
+    kernel(PacketBuilder().from(kListen).to(fake).seq(K(0)).ack(C(1)).flags(tf::SYN).window(400));
+    client(from(port).seq(C(1)).ack(S(1)));
+  }
+  out.clear();
+  for (uint16_t i = 0; i < 1001; ++i)
+    client(from(static_cast<uint16_t>(20000 + i)).seq(C(100)).ack(S(1)).flags(tf::RST));
+  EXPECT_EQ(out.client.size(), 1000u);
+  EXPECT_EQ(pl->counters().challenge_acks_limited, 1u);
+  now = t0 + 1s;
+  client(from(20000).seq(C(100)).ack(S(1)).flags(tf::RST));
+  EXPECT_EQ(out.client.size(), 1001u);
 }
 
 }  // namespace
