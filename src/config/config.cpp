@@ -36,7 +36,8 @@ const TableSchema kSchema[] = {
     {kTun, false, {"name", "address", "prefix", "mtu"}},
     {kLimits,
      false,
-     {"max_connections", "request_cache_bytes", "replication_window_bytes", "idle_timeout_ms"}},
+     {"max_connections", "request_cache_bytes", "replication_window_bytes", "idle_timeout_ms",
+      "half_open_timeout_ms", "flow_idle_timeout_ms"}},
     {kLog, false, {"level"}},
 };
 
@@ -310,6 +311,10 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
     c.limits.replication_window_bytes = *v;
   if (auto v = r.integer(kLimits, "idle_timeout_ms", false, 1000, kI64))
     c.limits.idle_timeout_ms = *v;
+  if (auto v = r.integer(kLimits, "half_open_timeout_ms", false, 100, kI64))
+    c.limits.half_open_timeout_ms = *v;
+  if (auto v = r.integer(kLimits, "flow_idle_timeout_ms", false, 1000, kI64))
+    c.limits.flow_idle_timeout_ms = *v;
 
   if (auto v = r.string(kLog, "level", false)) {
     if (auto level = parse_level(*v))
@@ -339,6 +344,13 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
                            "must be at least 2 x interval_ms (got " +
                                std::to_string(c.heartbeat.timeout_ms) + ", interval " +
                                std::to_string(c.heartbeat.interval_ms) + ")"}};
+  // A flow silent that long is dropped by the packet layer: a live connection must have been
+  // closed by the idle timeout (and its FIN retransmitted) well before.
+  if (c.limits.flow_idle_timeout_ms < 2 * c.limits.idle_timeout_ms)
+    return Err{ConfigError{"limits.flow_idle_timeout_ms",
+                           "must be at least 2 x idle_timeout_ms (got " +
+                               std::to_string(c.limits.flow_idle_timeout_ms) + ", idle timeout " +
+                               std::to_string(c.limits.idle_timeout_ms) + ")"}};
   // The TUN subnet is routed to us; overlapping the LAN or service would swallow real traffic.
   for (auto [name, addr] :
        {std::pair{"service.advertised", c.service.advertised.ip},
@@ -437,6 +449,9 @@ Result<Config, ConfigError> parse_config(std::string_view toml_text, const fs::p
 //   limits.replication_window_bytes, limits.idle_timeout_ms
 //                              used by the serving node only (reads from its web server, idle
 //                              close, which it replicates); the other's apply after it takes over.
+//   limits.half_open_timeout_ms, limits.flow_idle_timeout_ms
+//                              each node's packet layer forgets its own flows; a client segment
+//                              of a flow one node forgot is dropped there, as any unknown one.
 //   limits.request_cache_bytes used by the backup only; the primary learns of a full cache
 //                              through the window edge in Has.
 // Keeping these per node lets an operator change them by a rolling restart (handover, rejoin).

@@ -51,7 +51,9 @@ struct Config {
     uint64_t max_connections = 16384;
     uint64_t request_cache_bytes = 268435456;
     uint64_t replication_window_bytes = 262144;
-    uint64_t idle_timeout_ms = 120000;  // a client connection with nothing to do is closed
+    uint64_t idle_timeout_ms = 120000;       // a client connection with nothing to do is closed
+    uint64_t half_open_timeout_ms = 5000;    // a flow whose handshake never completed is dropped
+    uint64_t flow_idle_timeout_ms = 600000;  // a flow with no packet either way is dropped
   } limits;
   struct Log {
     LogLevel level = LogLevel::Info;

@@ -12,6 +12,8 @@ packet::Settings packet_settings(const config::Config& cfg) {
   uint32_t size = cfg.tun.prefix >= 32 ? 1 : (uint32_t{1} << (32 - cfg.tun.prefix));
   ps.fake_count = size > 512 ? size - 512 : 1;
   ps.max_flows = static_cast<size_t>(cfg.limits.max_connections);
+  ps.half_open_timeout = std::chrono::milliseconds(cfg.limits.half_open_timeout_ms);
+  ps.flow_idle_timeout = std::chrono::milliseconds(cfg.limits.flow_idle_timeout_ms);
   return ps;
 }
 

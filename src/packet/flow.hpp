@@ -104,7 +104,8 @@ struct Flow {
   std::optional<wire::SeqNum> kernel_fin;  // client-facing seq of the FIN
   bool reset = false;
   std::optional<TimePoint> closed_at;
-  TimePoint last_seen;
+  TimePoint last_seen;    // the last packet either way
+  TimePoint last_client;  // the last client packet admitted (a half-open flow expires by it)
 
   bool fully_closed() const;
 };

@@ -160,6 +160,7 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
   }
   if (!syn && !admit(*f, p)) return;
   f->last_seen = now;
+  f->last_client = now;
   client_to_kernel(*f, p, syn);
 }
 
@@ -301,6 +302,7 @@ Flow* PacketLayer::insert_flow(const ConnKey& key, const Endpoint& client, TimeP
     return nullptr;
   }
   f->last_seen = now;
+  f->last_client = now;
   if (auto e = early_has_.find(f->key); e != early_has_.end()) {
     apply_report(*f, e->second.first);
     early_has_.erase(e);
@@ -907,19 +909,51 @@ void PacketLayer::unprotect(const ConnKey& key, TimePoint now) {
 
 void PacketLayer::expire(TimePoint now) {
   now_ = now;
-  std::vector<Flow*> dead, stuck;
+  std::vector<Flow*> dead, stuck, half_open, idle;
   for (auto& [client, fp] : by_client_) {
     Flow& f = *fp;
     if (!f.closed_at && f.fully_closed()) f.closed_at = now;
     if (f.closed_at && now - *f.closed_at > s_.linger) {
       dead.push_back(&f);
-    } else if (f.adopting && now - f.adopt_started > kAdoptTimeout) {
-      stuck.push_back(&f);
+    } else if (f.adopting) {
+      if (now - f.adopt_started > kAdoptTimeout) stuck.push_back(&f);
+    } else if (f.closed_at) {
+      continue;  // lingers
+    } else if (!f.client_ack_seen && now - f.last_client > s_.half_open_timeout) {
+      // A SYN whose sender never completed the handshake: a spoofed source's, or a client that
+      // gave up (were it retrying, its SYN would have refreshed last_client; if it comes later
+      // it opens a fresh flow).
+      half_open.push_back(&f);
+    } else if (now - f.last_seen > s_.flow_idle_timeout) {
+      // Nothing either way for far longer than the idle timeout lets a connection live: its
+      // client vanished and this kernel gave up retransmitting to it.
+      idle.push_back(&f);
     }
   }
   for (Flow* f : dead) drop_flow(*f);
   for (Flow* f : stuck) refuse_adoption(*f, "this kernel never answered the made-up SYN");
+  for (Flow* f : half_open) {
+    ++counters_.half_open_expired;
+    forget(*f);
+  }
+  for (Flow* f : idle) {
+    SPDLOG_INFO("packet: {}: no packet for {} ms; forgotten", f->key.to_string(),
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - f->last_seen).count());
+    ++counters_.idle_expired;
+    forget(*f);
+  }
   std::erase_if(early_has_, [&](const auto& e) { return now - e.second.second > s_.linger; });
+}
+
+void PacketLayer::forget(Flow& f) {
+  // Frees this kernel's socket for it (a request socket of a half-open one) at once, at the
+  // sequence number it expects next, rather than after its own retransmissions give up.
+  wire::TcpSegmentSpec rst;
+  rst.seq = f.kernel_isn_known ? f.kernel_rcv_nxt : f.client_nxt;
+  rst.flags = tf::RST;
+  to_kernel_as_client(f, rst);
+  ++counters_.to_kernel;
+  drop_flow(f);
 }
 
 void PacketLayer::drop_flow(Flow& f) {

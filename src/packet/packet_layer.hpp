@@ -54,6 +54,10 @@ struct Settings {
   std::function<uint32_t(const ConnKey&)> server_isn;  // keyed, identical on both nodes (I3)
   std::chrono::seconds linger{30};  // how long a closed flow absorbs stray packets
   size_t max_flows = 16384;
+  // A flow whose handshake the client never completed, silent this long, is dropped (a spoofed
+  // SYN's); one with no packet either way this long too (a client that vanished).
+  std::chrono::milliseconds half_open_timeout{5000};
+  std::chrono::milliseconds flow_idle_timeout{600000};
 };
 
 struct Counters {
@@ -75,6 +79,8 @@ struct Counters {
   // challenge ACKs sent and those the rate limit held back.
   uint64_t rst_ignored = 0, syns_on_live_flow = 0, acks_beyond_sent = 0, acks_too_old = 0;
   uint64_t challenge_acks = 0, challenge_acks_limited = 0;
+  // Flows dropped by expire(): a handshake never completed, no packet either way for long.
+  uint64_t half_open_expired = 0, idle_expired = 0;
 };
 
 class PacketLayer {
@@ -180,6 +186,7 @@ class PacketLayer {
   void send_ack_to_client(Flow& f, wire::SeqNum ack, std::optional<wire::SeqNum> seq = {});
   void release_gate(Flow& f);
   void drop_flow(Flow& f);
+  void forget(Flow& f);  // resets this kernel's socket for f, then drops f
 
   Settings s_;
   Emitter& emit_;

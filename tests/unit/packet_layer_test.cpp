@@ -871,12 +871,78 @@ TEST_F(PacketLayerTest, BackupDuplexEstablished_FinExchangeThenExpire) {
   EXPECT_EQ(pl->find_by_key(key()), nullptr);
 }
 
+// An open flow with a packet either way within flow_idle_timeout (10 min) stays, however old.
 TEST_F(PacketLayerTest, BackupDuplexEstablished_ExpireKeepsOpenFlow) {
   start(Role::Backup, Mode::Duplex);
   establish();
-  pl->expire(t0 + 24h);
+  for (int minute = 9; minute < 24 * 60; minute += 9) {
+    now = t0 + std::chrono::minutes(minute);
+    kernel(from_kernel().seq(K(1)).ack(C(1)));  // e.g. a keep-alive probe's answer
+    pl->expire(now + 10min);
+  }
   EXPECT_NE(pl->find_by_key(key()), nullptr);
   EXPECT_EQ(pl->open_flows(), 1u);
+  EXPECT_EQ(pl->counters().idle_expired, 0u);
+}
+
+// Its client vanished, and the kernel gave up retransmitting: after flow_idle_timeout without a
+// packet either way the flow is forgotten and the kernel's socket (if any is left) reset.
+TEST_F(PacketLayerTest, BackupDuplexEstablishedSilent_Expire) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  client(from_client().seq(C(1)).ack(S(1)).data(10), Source::Lan);
+  kernel(from_kernel().seq(K(1)).ack(C(11)).flags(tf::FIN));  // the idle timeout's close
+  out.clear();
+  pl->expire(t0 + 10min);
+  expect_only({});
+  pl->expire(t0 + 10min + 1ms);
+  expect_only({.kernel = {to_kernel().seq(C(11)).flags(tf::RST)}});
+  EXPECT_EQ(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->find_by_fake(kFake), nullptr);
+  EXPECT_EQ(pl->counters().idle_expired, 1u);
+}
+
+// A SYN nobody completes (a spoofed source's): forgotten after half_open_timeout (5 s) without a
+// client packet, its kernel's request socket reset. A retransmitted SYN restarts the clock.
+TEST_F(PacketLayerTest, PrimarySimplexSynReceived_ExpireHalfOpen) {
+  start(Role::Primary, Mode::Simplex);
+  client_syn_seen();
+  kernel(kernel_syn_ack());
+  now = t0 + 3s;
+  client_syn_seen();         // the client retries
+  kernel(kernel_syn_ack());  // its kernel's SYN-ACK retransmission does not count
+  out.clear();
+  pl->expire(t0 + 8s);
+  expect_only({});
+  EXPECT_EQ(pl->open_flows(), 1u);
+  pl->expire(t0 + 8s + 1ms);
+  expect_only({.kernel = {to_kernel().seq(C(1)).flags(tf::RST)}});
+  EXPECT_EQ(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().half_open_expired, 1u);
+  // The client's SYN, if it comes again, opens a fresh flow.
+  client_syn_seen();
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+}
+
+// Established (the client's ACK came): the short half-open bound no longer applies.
+TEST_F(PacketLayerTest, PrimaryDuplexEstablished_ExpireAfterHalfOpenTimeout_Kept) {
+  start(Role::Primary, Mode::Duplex);
+  establish();
+  pl->expire(t0 + 60s);
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().half_open_expired, 0u);
+}
+
+// A flow that lingers after its close is dropped by the linger rule, without a RST.
+TEST_F(PacketLayerTest, PrimarySimplexReset_ExpireAfterLinger_NoRst) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST));
+  out.clear();
+  pl->expire(t0 + 31s);
+  expect_only({});
+  EXPECT_EQ(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().half_open_expired + pl->counters().idle_expired, 0u);
 }
 
 // Here the client-facing space wraps while the kernel's does not.
@@ -930,6 +996,7 @@ TEST_F(PacketLayerTest, PrimaryDuplexIdle_EarlyBackupHasSurvivesExpire) {
   now = t0 + 60s;
   pl->on_backup_has(key(), SeqNum(C(1)), now);  // arrives just now, ahead of the relayed SYN
   pl->expire(now);                              // the periodic timer fires in between
+  out.clear();  // it also forgot the other client's half-open flow (a RST into the kernel)
   client(client_syn(), Source::Relay);
   const Endpoint second_fake{Ipv4Addr(kFakeFirst.v + 1), kClient.port};  // the other took the first
   kernel(kernel_syn_ack(second_fake));
