@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -106,6 +107,9 @@ struct Flow {
   std::optional<TimePoint> closed_at;
   TimePoint last_seen;    // the last packet either way
   TimePoint last_client;  // the last client packet admitted (a half-open flow expires by it)
+  // Opened by a SYN, the client's ACK not seen yet: in PacketLayer's oldest-first list.
+  bool half_open = false;
+  std::list<Flow*>::iterator half_open_at;
 
   bool fully_closed() const;
 };

@@ -270,10 +270,36 @@ void PacketLayer::replay_early(Flow& f) {
   }
 }
 
+// A SYN's flow is half-open until the client's ACK: a spoofed source never sends it. Bounded so
+// that a flood cannot take the table from real clients (Linux's SYN queue, without its cookies:
+// the kernel behind the TUN uses its own).
 Flow* PacketLayer::new_flow(const wire::TcpPacket& syn, TimePoint now) {
+  uint32_t source = syn.src().ip.v;
+  auto n = half_open_by_source_.find(source);
+  if (n != half_open_by_source_.end() && n->second >= s_.half_open_per_source) {
+    ++counters_.syns_over_source_cap;
+    return nullptr;
+  }
+  if (!half_open_.empty() &&
+      (half_open_.size() >= s_.max_half_open || by_client_.size() >= s_.max_flows)) {
+    ++counters_.half_open_evicted;
+    forget(*half_open_.front());
+  }
   Flow* f = insert_flow(ConnKey{syn.src().ip, syn.src().port, syn.tcp.seq().raw()}, syn.src(), now);
-  if (f) f->server_isn = SeqNum(s_.server_isn(f->key));
+  if (!f) return nullptr;
+  f->server_isn = SeqNum(s_.server_isn(f->key));
+  f->half_open = true;
+  f->half_open_at = half_open_.insert(half_open_.end(), f);
+  ++half_open_by_source_[source];
   return f;
+}
+
+void PacketLayer::leave_half_open(Flow& f) {
+  if (!f.half_open) return;
+  f.half_open = false;
+  half_open_.erase(f.half_open_at);
+  auto n = half_open_by_source_.find(f.client.ip.v);
+  if (n != half_open_by_source_.end() && --n->second == 0) half_open_by_source_.erase(n);
 }
 
 bool PacketLayer::pick_fake(Flow& f) {
@@ -324,6 +350,7 @@ void PacketLayer::client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn) {
       f.client_acked = ack;
       f.client_ack_seen = true;
     }
+    leave_half_open(f);
     f.client_window = p.tcp.window();
     // The client's window is scaled when both SYNs offered it (Linux kernels always do).
     uint8_t shift = f.client_wscale && f.kernel_isn_known ? *f.client_wscale : 0;
@@ -957,6 +984,7 @@ void PacketLayer::forget(Flow& f) {
 }
 
 void PacketLayer::drop_flow(Flow& f) {
+  leave_half_open(f);
   dirty_.erase(&f);
   awaiting_.erase(&f);
   resending_.erase(&f);

@@ -58,6 +58,11 @@ struct Settings {
   // SYN's); one with no packet either way this long too (a client that vanished).
   std::chrono::milliseconds half_open_timeout{5000};
   std::chrono::milliseconds flow_idle_timeout{600000};
+  // SYN floods: at most this many half-open flows (a SYN beyond it evicts the oldest, as the
+  // table being full does: a real client completes its handshake within a round trip, a spoofed
+  // one never), and at most this many from one source address (a SYN beyond it is dropped).
+  size_t max_half_open = 4096;
+  uint32_t half_open_per_source = 128;
 };
 
 struct Counters {
@@ -81,6 +86,8 @@ struct Counters {
   uint64_t challenge_acks = 0, challenge_acks_limited = 0;
   // Flows dropped by expire(): a handshake never completed, no packet either way for long.
   uint64_t half_open_expired = 0, idle_expired = 0;
+  // SYN floods: half-open flows evicted for a newer SYN; SYNs dropped over the per-source cap.
+  uint64_t half_open_evicted = 0, syns_over_source_cap = 0;
 };
 
 class PacketLayer {
@@ -149,6 +156,7 @@ class PacketLayer {
   const Flow* find_by_key(const ConnKey& key) const;
   size_t open_flows() const;
   size_t unprotected_flows() const;  // open flows marked by mark_unprotected
+  size_t half_open_flows() const { return half_open_.size(); }
   const Counters& counters() const { return counters_; }
 
  private:
@@ -187,6 +195,7 @@ class PacketLayer {
   void release_gate(Flow& f);
   void drop_flow(Flow& f);
   void forget(Flow& f);  // resets this kernel's socket for f, then drops f
+  void leave_half_open(Flow& f);
 
   Settings s_;
   Emitter& emit_;
@@ -200,6 +209,8 @@ class PacketLayer {
   std::deque<std::pair<TimePoint, std::vector<uint8_t>>> early_;
   std::unordered_set<Flow*> resending_;
   std::unordered_set<Flow*> awaiting_;  // handed to the peer, not confirmed yet
+  std::list<Flow*> half_open_;          // oldest first
+  std::unordered_map<uint32_t, uint32_t> half_open_by_source_;
   uint32_t next_fake_;
   TimePoint now_{};
   // Challenge ACKs left in the current one-second window of the per-node limit.

@@ -1694,5 +1694,109 @@ TEST_F(PacketLayerTest, PrimarySimplexManyFlows_ClientRstsInWindow_NodeLimit) {
   EXPECT_EQ(out.client.size(), 1001u);
 }
 
+// ---------------------------------------------------------------------------------------------
+// SYN floods: half-open flows are bounded (the oldest gives way) and capped per source.
+
+class SynFloodTest : public PacketLayerTest {
+ protected:
+  void start_bounded(size_t max_flows, size_t max_half_open, uint32_t per_source) {
+    role = Role::Primary;
+    mode = Mode::Simplex;
+    Settings s;
+    s.role = role;
+    s.advertised = kAdvertised;
+    s.listen = kListen;
+    s.fake_first = kFakeFirst;
+    s.server_isn = [](const ConnKey&) { return kServerIsn; };
+    s.mode = [this] { return mode; };
+    s.max_flows = max_flows;
+    s.max_half_open = max_half_open;
+    s.half_open_per_source = per_source;
+    pl = std::make_unique<PacketLayer>(std::move(s), out);
+  }
+  static Endpoint spoofed(uint32_t i) {
+    return Endpoint{Ipv4Addr(Ipv4Addr(198, 18, 128, 0).v + i), static_cast<uint16_t>(1024 + i)};
+  }
+  void spoofed_syn(uint32_t i) {
+    client(PacketBuilder().from(spoofed(i)).to(kAdvertised).seq(i).flags(tf::SYN).build());
+  }
+};
+
+TEST_F(SynFloodTest, PrimarySimplexHalfOpenFull_ClientSyn_EvictsTheOldest) {
+  start_bounded(100, 3, 8);
+  for (uint32_t i = 0; i < 3; ++i) spoofed_syn(i);
+  out.clear();
+  spoofed_syn(3);
+  // The oldest is forgotten (its kernel socket reset) for the new SYN.
+  const std::vector<uint8_t> rst =
+      PacketBuilder().from(Endpoint{kFakeFirst, 1024}).to(kListen).seq(1).flags(tf::RST);
+  ASSERT_EQ(out.kernel.size(), 2u);
+  test::expect_packets("to_kernel", {out.kernel[0]}, {rst});
+  out.clear();
+  EXPECT_EQ(pl->counters().half_open_evicted, 1u);
+  EXPECT_EQ(pl->half_open_flows(), 3u);
+  EXPECT_EQ(pl->find_by_key(ConnKey{spoofed(0).ip, spoofed(0).port, 0}), nullptr);
+  EXPECT_NE(pl->find_by_key(ConnKey{spoofed(3).ip, spoofed(3).port, 3}), nullptr);
+}
+
+// A real client completes its handshake within a round trip: from then on it is no longer
+// half-open and no flood evicts it.
+TEST_F(SynFloodTest, PrimarySimplexEstablishedDuringFlood_ClientSyns_Kept) {
+  start_bounded(100, 3, 8);
+  establish();
+  EXPECT_EQ(pl->half_open_flows(), 0u);
+  for (uint32_t i = 0; i < 50; ++i) spoofed_syn(i);
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->half_open_flows(), 3u);
+  EXPECT_EQ(pl->counters().half_open_evicted, 47u);
+  EXPECT_EQ(pl->counters().dropped_table_full, 0u);
+}
+
+// The table full of half-open flows: a new SYN takes the oldest one's place instead of being
+// refused (main refused every SYN once ~16k spoofed ones had filled it).
+TEST_F(SynFloodTest, PrimarySimplexTableFullOfHalfOpen_ClientSyn_Admitted) {
+  start_bounded(4, 100, 8);
+  for (uint32_t i = 0; i < 4; ++i) spoofed_syn(i);
+  client_syn_seen();
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().half_open_evicted, 1u);
+  EXPECT_EQ(pl->counters().dropped_table_full, 0u);
+}
+
+TEST_F(SynFloodTest, PrimarySimplexSourceAtItsCap_ClientSyn_Dropped) {
+  start_bounded(100, 100, 2);
+  for (uint16_t port = 1; port <= 3; ++port)
+    client(PacketBuilder()
+               .from(Endpoint{kClient.ip, port})
+               .to(kAdvertised)
+               .seq(port)
+               .flags(tf::SYN)
+               .build());
+  EXPECT_EQ(pl->counters().syns_over_source_cap, 1u);
+  EXPECT_EQ(pl->half_open_flows(), 2u);
+  EXPECT_EQ(pl->find_by_key(ConnKey{kClient.ip, 3, 3}), nullptr);
+  // Another source is not affected.
+  spoofed_syn(0);
+  EXPECT_EQ(pl->half_open_flows(), 3u);
+  // A handshake completed frees the source's slot.
+  kernel(PacketBuilder()
+             .from(kListen)
+             .to(Endpoint{kFakeFirst, 1})
+             .seq(K(0))
+             .ack(2)
+             .flags(tf::SYN)
+             .window(400));
+  client(PacketBuilder()
+             .from(Endpoint{kClient.ip, 1})
+             .to(kAdvertised)
+             .seq(2)
+             .ack(S(1))
+             .window(1000)
+             .build());
+  client(
+      PacketBuilder().from(Endpoint{kClient.ip, 3}).to(kAdvertised).seq(3).flags(tf::SYN).build());
+  EXPECT_NE(pl->find_by_key(ConnKey{kClient.ip, 3, 3}), nullptr);
+}
+
 }  // namespace
 }  // namespace us::packet
