@@ -41,7 +41,7 @@ const TableSchema kSchema[] = {
      {"max_connections", "request_cache_bytes", "replication_window_bytes", "idle_timeout_ms",
       "max_body_bytes", "request_buffer_bytes", "header_timeout_ms", "body_timeout_ms",
       "close_timeout_ms", "max_connections_per_source", "send_timeout_ms",
-      "request_buffer_total_bytes"}},
+      "request_buffer_total_bytes", "half_open_timeout_ms", "flow_idle_timeout_ms"}},
     {kLog, false, {"level"}},
 };
 
@@ -343,6 +343,10 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
     c.limits.send_timeout_ms = *v;
   if (auto v = r.integer(kLimits, "request_buffer_total_bytes", false, 1, kI64))
     c.limits.request_buffer_total_bytes = *v;
+  if (auto v = r.integer(kLimits, "half_open_timeout_ms", false, 100, kI64))
+    c.limits.half_open_timeout_ms = *v;
+  if (auto v = r.integer(kLimits, "flow_idle_timeout_ms", false, 1000, kI64))
+    c.limits.flow_idle_timeout_ms = *v;
 
   if (auto v = r.string(kLog, "level", false)) {
     if (auto level = parse_level(*v))
@@ -372,6 +376,13 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
                            "must be at least 2 x interval_ms (got " +
                                std::to_string(c.heartbeat.timeout_ms) + ", interval " +
                                std::to_string(c.heartbeat.interval_ms) + ")"}};
+  // A flow silent that long is dropped by the packet layer: a live connection must have been
+  // closed by the idle timeout (and its FIN retransmitted) well before.
+  if (c.limits.flow_idle_timeout_ms < 2 * c.limits.idle_timeout_ms)
+    return Err{ConfigError{"limits.flow_idle_timeout_ms",
+                           "must be at least 2 x idle_timeout_ms (got " +
+                               std::to_string(c.limits.flow_idle_timeout_ms) + ", idle timeout " +
+                               std::to_string(c.limits.idle_timeout_ms) + ")"}};
   // The TUN subnet is routed to us; overlapping the LAN or service would swallow real traffic.
   for (auto [name, addr] :
        {std::pair{"service.advertised", c.service.advertised.ip},
@@ -477,6 +488,9 @@ Result<Config, ConfigError> parse_config(std::string_view toml_text, const fs::p
 //                              other's apply after it takes over.
 //   limits.close_timeout_ms    each node ends its own copy of a closing connection; the client
 //                              has been told everything by then.
+//   limits.half_open_timeout_ms, limits.flow_idle_timeout_ms
+//                              each node's packet layer forgets its own flows; a client segment
+//                              of a flow one node forgot is dropped there, as any unknown one.
 //   limits.request_cache_bytes used by the backup only; the primary learns of a full cache
 //                              through the window edge in Has.
 // Keeping these per node lets an operator change them by a rolling restart (handover, rejoin).

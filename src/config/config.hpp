@@ -69,6 +69,8 @@ struct Config {
     // waiting (else reset); request bytes waiting for the web server, all connections together.
     uint64_t send_timeout_ms = 60000;
     uint64_t request_buffer_total_bytes = 268435456;
+    uint64_t half_open_timeout_ms = 5000;    // a flow whose handshake never completed is dropped
+    uint64_t flow_idle_timeout_ms = 600000;  // a flow with no packet either way is dropped
   } limits;
   struct Log {
     LogLevel level = LogLevel::Info;

@@ -1,5 +1,7 @@
 #include "node/layer_settings.hpp"
 
+#include <algorithm>
+
 namespace us::node {
 
 packet::Settings packet_settings(const config::Config& cfg) {
@@ -12,6 +14,10 @@ packet::Settings packet_settings(const config::Config& cfg) {
   uint32_t size = cfg.tun.prefix >= 32 ? 1 : (uint32_t{1} << (32 - cfg.tun.prefix));
   ps.fake_count = size > 512 ? size - 512 : 1;
   ps.max_flows = static_cast<size_t>(cfg.limits.max_connections);
+  ps.half_open_timeout = std::chrono::milliseconds(cfg.limits.half_open_timeout_ms);
+  ps.flow_idle_timeout = std::chrono::milliseconds(cfg.limits.flow_idle_timeout_ms);
+  // A quarter of the table for handshakes in progress: real ones last a round trip.
+  ps.max_half_open = std::max<size_t>(1, ps.max_flows / 4);
   return ps;
 }
 

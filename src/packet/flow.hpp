@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,6 +47,14 @@ struct Flow {
   bool client_sack_ok = false;
 
   // Client side.
+  // RFC 5961: the client's next seq as far as this node knows (the end of the highest in-order
+  // client segment; a RST must carry it, or the kernel's ACK number, exactly), the largest window
+  // it ever offered (scaled; an ACK further below client_acked is dropped, as Linux does) and
+  // when this flow last sent a challenge ACK.
+  wire::SeqNum client_nxt;
+  uint32_t client_max_window = 0;
+  std::optional<wire::SeqNum> client_right;  // client-facing: highest ack + window it offered
+  std::optional<TimePoint> last_challenge;
   bool client_ack_seen = false;
   wire::SeqNum client_acked;  // client-facing: highest ACK from the client
   uint16_t client_window = 0;
@@ -96,7 +105,11 @@ struct Flow {
   std::optional<wire::SeqNum> kernel_fin;  // client-facing seq of the FIN
   bool reset = false;
   std::optional<TimePoint> closed_at;
-  TimePoint last_seen;
+  TimePoint last_seen;    // the last packet either way
+  TimePoint last_client;  // the last client packet admitted (a half-open flow expires by it)
+  // Opened by a SYN, the client's ACK not seen yet: in PacketLayer's oldest-first list.
+  bool half_open = false;
+  std::list<Flow*>::iterator half_open_at;
 
   bool fully_closed() const;
 };

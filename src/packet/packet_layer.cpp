@@ -28,6 +28,12 @@ constexpr size_t kEarlyPackets = 256;
 constexpr std::chrono::milliseconds kEarlyAge{500};
 // About the window a fresh Linux connection offers (65535 before its first scaled update).
 constexpr uint32_t kFreshWindow = 64 * 1024;
+// RFC 5961 section 7: challenge ACKs at most one per flow per half second (Linux's
+// tcp_invalid_ratelimit) and this many per second per node, so a flood of guesses cannot make
+// the node a traffic source. The per-flow limit comes first: a node-wide count alone is the side
+// channel of CVE-2016-5696 (an off-path host counting challenge ACKs learns the 4-tuple).
+constexpr std::chrono::milliseconds kChallengeGap{500};
+constexpr uint32_t kChallengeAcksPerSecond = 1000;
 
 void apply_report(Flow& f, const HasReport& r) {
   if (!f.backup_has_known || r.has > f.backup_has) f.backup_has = r.has;
@@ -90,8 +96,13 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
   Flow* f = it == by_client_.end() ? nullptr : it->second.get();
   uint8_t fl = p.tcp.flags();
   bool syn = (fl & tf::SYN) && !(fl & tf::ACK) && !(fl & tf::RST);
-  // A SYN with another ISN starts a new connection, which is protected whatever the old one was.
-  bool unprotected = f && f->unprotected && !(syn && f->key.isn != p.tcp.seq().raw());
+  // RFC 5961 4.2: a SYN with another ISN starts a new connection only once the old one is closed;
+  // on a live flow it is a blind attacker's (or a rebooted client's: it answers the challenge ACK
+  // with an exact RST, then its SYN comes again). A new connection is protected whatever the old
+  // one was.
+  bool new_isn = syn && f && f->key.isn != p.tcp.seq().raw();
+  bool replaces = new_isn && (f->closed_at || f->fully_closed());
+  bool unprotected = f && f->unprotected && !replaces;
   if (source == Source::Lan) {
     if (!front()) {
       if (s_.role == Role::Primary && mode() == Mode::Duplex) {
@@ -115,7 +126,12 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
   }
 
   if (syn) {
-    if (f && f->key.isn != p.tcp.seq().raw()) {
+    if (new_isn && !replaces) {
+      ++counters_.syns_on_live_flow;
+      challenge_ack(*f);
+      return;
+    }
+    if (new_isn) {
       SPDLOG_INFO("packet: {} reuses its port for a new connection; old flow {} dropped",
                   client.to_string(), f->key.to_string());
       drop_flow(*f);
@@ -142,8 +158,94 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
     }
     return;
   }
+  if (!syn && !admit(*f, p)) return;
   f->last_seen = now;
+  f->last_client = now;
   client_to_kernel(*f, p, syn);
+}
+
+// RFC 5961 before a segment changes anything: the flow's ISNs are keyed hashes, so a blind
+// attacker knows the 4-tuple at most and guesses the numbers; Linux applies the same checks, but
+// only to what reaches its kernel, while this layer acts on client_acked and resets itself.
+bool PacketLayer::admit(Flow& f, const wire::TcpPacket& p) {
+  uint8_t fl = p.tcp.flags();
+  if (fl & tf::RST) {
+    SeqNum seq = p.tcp.seq();
+    if (rst_exact(f, seq)) return true;
+    ++counters_.rst_ignored;
+    // RFC 5961 3.2: in the window, a challenge ACK (a client that did reset answers it with an
+    // exact RST); outside it, silence.
+    SeqNum lo = f.client_nxt, hi = f.client_nxt;
+    uint32_t wnd = kFreshWindow;
+    if (f.kernel_isn_known) {
+      lo = SeqNum::min(lo, f.kernel_rcv_nxt);
+      hi = SeqNum::max(hi, f.kernel_rcv_nxt);
+      wnd = std::max(wnd, uint32_t{f.kernel_window} << f.window_shift);
+    }
+    if (seq >= lo && seq < hi + wnd) challenge_ack(f);
+    return false;
+  }
+  if (!(fl & tf::ACK)) return true;
+  SeqNum ack = p.tcp.ack();
+  // RFC 5961 5.2: an ACK of what was never sent is dropped (Linux drops it, data included). Let
+  // through, it would reach the kernel as a fake ACK for bytes the client never got.
+  if (ack > sent_bound(f)) {
+    ++counters_.acks_beyond_sent;
+    return false;
+  }
+  // Linux drops (and challenges) an ACK more than the largest window the client ever offered
+  // below what it acknowledged: no real client sends it.
+  uint32_t max_window = std::max<uint32_t>(f.client_max_window, 0xffff);
+  if (f.client_ack_seen && ack < f.client_acked - max_window) {
+    ++counters_.acks_too_old;
+    challenge_ack(f);
+    return false;
+  }
+  return true;
+}
+
+// The client's next seq, as any node holding the flow may know it: the end of its highest
+// in-order segment, this kernel's ACK number, the ACK this node sent last (the client answers a
+// segment or a challenge ACK of a connection it lost with a RST at that number), or on the
+// backup what it reported holding (what the primary acknowledges at most).
+bool PacketLayer::rst_exact(const Flow& f, SeqNum seq) const {
+  return seq == f.client_nxt || (f.kernel_isn_known && seq == f.kernel_rcv_nxt) ||
+         (f.ack_sent_known && seq == f.ack_sent) || (f.local_has_known && seq == f.local.has);
+}
+
+SeqNum PacketLayer::sent_bound(const Flow& f) const {
+  SeqNum bound = f.server_isn + 1;  // the SYN-ACK
+  if (f.kernel_isn_known) bound = SeqNum::max(bound, f.kernel_snd_nxt);
+  // A backup's kernel may lag the primary's (the fake-ACK case), and after a takeover the client
+  // may acknowledge what only the dead primary sent: the primary never sent beyond the window
+  // the client offered, and the backup saw every client segment first.
+  if (s_.role == Role::Backup && f.client_right) bound = SeqNum::max(bound, *f.client_right);
+  return bound;
+}
+
+void PacketLayer::challenge_ack(Flow& f) {
+  Mode m = effective_mode(f);
+  // Only the node that talks to the client for this flow answers: in duplex, the primary.
+  if (m == Mode::Starting || (m == Mode::Duplex && s_.role == Role::Backup)) return;
+  if (!f.kernel_isn_known || !f.ack_sent_known || f.held_syn_ack) return;
+  if (f.last_challenge && now_ - *f.last_challenge < kChallengeGap) {
+    ++counters_.challenge_acks_limited;
+    return;
+  }
+  if (now_ - challenge_window_start_ >= std::chrono::seconds(1)) {
+    challenge_window_start_ = now_;
+    challenge_budget_ = kChallengeAcksPerSecond;
+  }
+  if (challenge_budget_ == 0) {
+    ++counters_.challenge_acks_limited;
+    return;
+  }
+  --challenge_budget_;
+  f.last_challenge = now_;
+  // Nothing the client was not told already in duplex (I1); alone, what this kernel holds.
+  bool gated = m == Mode::Duplex && s_.role == Role::Primary;
+  send_ack_to_client(f, gated ? f.ack_sent : SeqNum::max(f.ack_sent, f.kernel_rcv_nxt));
+  ++counters_.challenge_acks;
 }
 
 void PacketLayer::remember_early(const wire::TcpPacket& p, TimePoint now) {
@@ -168,10 +270,36 @@ void PacketLayer::replay_early(Flow& f) {
   }
 }
 
+// A SYN's flow is half-open until the client's ACK: a spoofed source never sends it. Bounded so
+// that a flood cannot take the table from real clients (Linux's SYN queue, without its cookies:
+// the kernel behind the TUN uses its own).
 Flow* PacketLayer::new_flow(const wire::TcpPacket& syn, TimePoint now) {
+  uint32_t source = syn.src().ip.v;
+  auto n = half_open_by_source_.find(source);
+  if (n != half_open_by_source_.end() && n->second >= s_.half_open_per_source) {
+    ++counters_.syns_over_source_cap;
+    return nullptr;
+  }
+  if (!half_open_.empty() &&
+      (half_open_.size() >= s_.max_half_open || by_client_.size() >= s_.max_flows)) {
+    ++counters_.half_open_evicted;
+    forget(*half_open_.front());
+  }
   Flow* f = insert_flow(ConnKey{syn.src().ip, syn.src().port, syn.tcp.seq().raw()}, syn.src(), now);
-  if (f) f->server_isn = SeqNum(s_.server_isn(f->key));
+  if (!f) return nullptr;
+  f->server_isn = SeqNum(s_.server_isn(f->key));
+  f->half_open = true;
+  f->half_open_at = half_open_.insert(half_open_.end(), f);
+  ++half_open_by_source_[source];
   return f;
+}
+
+void PacketLayer::leave_half_open(Flow& f) {
+  if (!f.half_open) return;
+  f.half_open = false;
+  half_open_.erase(f.half_open_at);
+  auto n = half_open_by_source_.find(f.client.ip.v);
+  if (n != half_open_by_source_.end() && --n->second == 0) half_open_by_source_.erase(n);
 }
 
 bool PacketLayer::pick_fake(Flow& f) {
@@ -194,11 +322,13 @@ Flow* PacketLayer::insert_flow(const ConnKey& key, const Endpoint& client, TimeP
   f->client = client;
   f->key = key;
   f->client_start = SeqNum(key.isn + 1);
+  f->client_nxt = f->client_start;
   if (!pick_fake(*f)) {
     ++counters_.dropped_table_full;
     return nullptr;
   }
   f->last_seen = now;
+  f->last_client = now;
   if (auto e = early_has_.find(f->key); e != early_has_.end()) {
     apply_report(*f, e->second.first);
     early_has_.erase(e);
@@ -220,10 +350,21 @@ void PacketLayer::client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn) {
       f.client_acked = ack;
       f.client_ack_seen = true;
     }
+    leave_half_open(f);
     f.client_window = p.tcp.window();
+    // The client's window is scaled when both SYNs offered it (Linux kernels always do).
+    uint8_t shift = f.client_wscale && f.kernel_isn_known ? *f.client_wscale : 0;
+    uint32_t wnd = uint32_t{f.client_window} << shift;
+    f.client_max_window = std::max(f.client_max_window, wnd);
+    if (!f.client_right || ack + wnd > *f.client_right) f.client_right = ack + wnd;
     while (!f.retained.empty() && f.retained.front().end <= f.client_acked) f.retained.pop_front();
   }
   if (fl & tf::FIN) f.client_fin = p.tcp.seq() + static_cast<uint32_t>(p.tcp.payload().size());
+  if (!(fl & tf::RST)) {
+    // In order only: a segment beyond a gap does not tell where the client's stream ends.
+    SeqNum end = p.tcp.seq() + p.tcp.seg_len();
+    if (p.tcp.seq() <= f.client_nxt && end > f.client_nxt) f.client_nxt = end;
+  }
   if (fl & tf::RST) {
     f.reset = true;
     if (!f.closed_at) f.closed_at = now_;
@@ -237,6 +378,7 @@ void PacketLayer::client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn) {
       f.client_mss = opts->mss.value_or(536);
       f.client_sack_ok = opts->sack_permitted;
     }
+    f.client_max_window = std::max<uint32_t>(f.client_max_window, p.tcp.window());
   }
   // Timestamps are negotiated off (the SYN loses its TS option), so neither kernel's clock ever
   // reaches the client and PAWS cannot reject the backup after a takeover (DESIGN.md section 3).
@@ -685,6 +827,10 @@ bool PacketLayer::adopt(const Adoption& a, TimePoint now) {
   f->client_ack_seen = true;
   f->client_acked = a.server_next;
   f->client_window = a.client_window;
+  f->client_nxt = a.client_next + static_cast<uint32_t>(a.unread.size());
+  uint8_t shift = a.client_wscale ? *a.client_wscale : 0;
+  f->client_max_window = uint32_t{a.client_window} << shift;
+  f->client_right = a.server_next + f->client_max_window;
   f->ack_sent_known = true;
   f->ack_sent = a.client_next;
   if (s_.role == Role::Primary && !(f->backup_has_known && f->backup_has > a.client_next)) {
@@ -790,22 +936,55 @@ void PacketLayer::unprotect(const ConnKey& key, TimePoint now) {
 
 void PacketLayer::expire(TimePoint now) {
   now_ = now;
-  std::vector<Flow*> dead, stuck;
+  std::vector<Flow*> dead, stuck, half_open, idle;
   for (auto& [client, fp] : by_client_) {
     Flow& f = *fp;
     if (!f.closed_at && f.fully_closed()) f.closed_at = now;
     if (f.closed_at && now - *f.closed_at > s_.linger) {
       dead.push_back(&f);
-    } else if (f.adopting && now - f.adopt_started > kAdoptTimeout) {
-      stuck.push_back(&f);
+    } else if (f.adopting) {
+      if (now - f.adopt_started > kAdoptTimeout) stuck.push_back(&f);
+    } else if (f.closed_at) {
+      continue;  // lingers
+    } else if (!f.client_ack_seen && now - f.last_client > s_.half_open_timeout) {
+      // A SYN whose sender never completed the handshake: a spoofed source's, or a client that
+      // gave up (were it retrying, its SYN would have refreshed last_client; if it comes later
+      // it opens a fresh flow).
+      half_open.push_back(&f);
+    } else if (now - f.last_seen > s_.flow_idle_timeout) {
+      // Nothing either way for far longer than the idle timeout lets a connection live: its
+      // client vanished and this kernel gave up retransmitting to it.
+      idle.push_back(&f);
     }
   }
   for (Flow* f : dead) drop_flow(*f);
   for (Flow* f : stuck) refuse_adoption(*f, "this kernel never answered the made-up SYN");
+  for (Flow* f : half_open) {
+    ++counters_.half_open_expired;
+    forget(*f);
+  }
+  for (Flow* f : idle) {
+    SPDLOG_INFO("packet: {}: no packet for {} ms; forgotten", f->key.to_string(),
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - f->last_seen).count());
+    ++counters_.idle_expired;
+    forget(*f);
+  }
   std::erase_if(early_has_, [&](const auto& e) { return now - e.second.second > s_.linger; });
 }
 
+void PacketLayer::forget(Flow& f) {
+  // Frees this kernel's socket for it (a request socket of a half-open one) at once, at the
+  // sequence number it expects next, rather than after its own retransmissions give up.
+  wire::TcpSegmentSpec rst;
+  rst.seq = f.kernel_isn_known ? f.kernel_rcv_nxt : f.client_nxt;
+  rst.flags = tf::RST;
+  to_kernel_as_client(f, rst);
+  ++counters_.to_kernel;
+  drop_flow(f);
+}
+
 void PacketLayer::drop_flow(Flow& f) {
+  leave_half_open(f);
   dirty_.erase(&f);
   awaiting_.erase(&f);
   resending_.erase(&f);

@@ -54,6 +54,15 @@ struct Settings {
   std::function<uint32_t(const ConnKey&)> server_isn;  // keyed, identical on both nodes (I3)
   std::chrono::seconds linger{30};  // how long a closed flow absorbs stray packets
   size_t max_flows = 16384;
+  // A flow whose handshake the client never completed, silent this long, is dropped (a spoofed
+  // SYN's); one with no packet either way this long too (a client that vanished).
+  std::chrono::milliseconds half_open_timeout{5000};
+  std::chrono::milliseconds flow_idle_timeout{600000};
+  // SYN floods: at most this many half-open flows (a SYN beyond it evicts the oldest, as the
+  // table being full does: a real client completes its handshake within a round trip, a spoofed
+  // one never), and at most this many from one source address (a SYN beyond it is dropped).
+  size_t max_half_open = 4096;
+  uint32_t half_open_per_source = 128;
 };
 
 struct Counters {
@@ -69,6 +78,16 @@ struct Counters {
   uint64_t flows_handed = 0, flows_adopted = 0, adoptions_refused = 0;
   uint64_t early_replayed = 0;       // client packets that came before their flow's Adopt
   uint64_t resets_unknown_flow = 0;  // primary, simplex: a RST for a client segment of no flow
+  // RFC 5961, blind injection: a RST whose seq is not exactly the client's next (ignored, and
+  // challenged when in the window), a SYN with another ISN on a live flow (challenged), ACKs
+  // beyond what the client can have been sent or too far below what it acknowledged (dropped);
+  // challenge ACKs sent and those the rate limit held back.
+  uint64_t rst_ignored = 0, syns_on_live_flow = 0, acks_beyond_sent = 0, acks_too_old = 0;
+  uint64_t challenge_acks = 0, challenge_acks_limited = 0;
+  // Flows dropped by expire(): a handshake never completed, no packet either way for long.
+  uint64_t half_open_expired = 0, idle_expired = 0;
+  // SYN floods: half-open flows evicted for a newer SYN; SYNs dropped over the per-source cap.
+  uint64_t half_open_evicted = 0, syns_over_source_cap = 0;
 };
 
 class PacketLayer {
@@ -137,6 +156,7 @@ class PacketLayer {
   const Flow* find_by_key(const ConnKey& key) const;
   size_t open_flows() const;
   size_t unprotected_flows() const;  // open flows marked by mark_unprotected
+  size_t half_open_flows() const { return half_open_.size(); }
   const Counters& counters() const { return counters_; }
 
  private:
@@ -155,6 +175,13 @@ class PacketLayer {
   void remember_early(const wire::TcpPacket& p, TimePoint now);
   void replay_early(Flow& f);
   void client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn);
+  // RFC 5961: whether a client segment (not a SYN) may change the flow; if not it is counted,
+  // maybe answered with a challenge ACK, and must be dropped.
+  bool admit(Flow& f, const wire::TcpPacket& p);
+  bool rst_exact(const Flow& f, wire::SeqNum seq) const;
+  // The highest client-facing seq the client can have been sent by this node or the primary.
+  wire::SeqNum sent_bound(const Flow& f) const;
+  void challenge_ack(Flow& f);  // RFC 5961 section 7: rate-limited per flow and per node
   void kernel_to_client(Flow& f, wire::TcpPacket& p);
   void retain(Flow& f, wire::SeqNum seq, wire::SeqNum end, const wire::TcpPacket& p);
   void note_has(Flow& f, wire::SeqNum seq);
@@ -167,6 +194,8 @@ class PacketLayer {
   void send_ack_to_client(Flow& f, wire::SeqNum ack, std::optional<wire::SeqNum> seq = {});
   void release_gate(Flow& f);
   void drop_flow(Flow& f);
+  void forget(Flow& f);  // resets this kernel's socket for f, then drops f
+  void leave_half_open(Flow& f);
 
   Settings s_;
   Emitter& emit_;
@@ -180,8 +209,13 @@ class PacketLayer {
   std::deque<std::pair<TimePoint, std::vector<uint8_t>>> early_;
   std::unordered_set<Flow*> resending_;
   std::unordered_set<Flow*> awaiting_;  // handed to the peer, not confirmed yet
+  std::list<Flow*> half_open_;          // oldest first
+  std::unordered_map<uint32_t, uint32_t> half_open_by_source_;
   uint32_t next_fake_;
   TimePoint now_{};
+  // Challenge ACKs left in the current one-second window of the per-node limit.
+  TimePoint challenge_window_start_{};
+  uint32_t challenge_budget_ = 0;
 };
 
 }  // namespace us::packet

@@ -23,6 +23,10 @@ const std::set<std::string> kKeys = {
     "packet.takeover_resends", "packet.acks_fabricated", "packet.retained_sent",
     "packet.flows_opened", "packet.flows_handed", "packet.flows_adopted",
     "packet.adoptions_refused", "packet.early_replayed", "packet.resets_unknown_flow",
+    "packet.rst_ignored", "packet.syns_on_live_flow", "packet.acks_beyond_sent",
+    "packet.acks_too_old", "packet.challenge_acks", "packet.challenge_acks_limited",
+    "packet.half_open_expired", "packet.idle_expired", "packet.half_open_evicted",
+    "packet.syns_over_source_cap",
     // message layer
     "message.accepted", "message.requests", "message.replies", "message.bad_requests",
     "message.upstream_errors", "message.regenerated", "message.regen_mismatch", "message.aborted",

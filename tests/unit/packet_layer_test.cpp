@@ -46,7 +46,7 @@
 //   BackupDuplexEstablished_KernelPacketForUnknownFake = row
 //   BackupDuplexSynReceived_ClientSynRetransmitted = row
 //   Kept as tests (time, flow-table state, other ISNs), now checked with the same helpers:
-//   BackupTakeOver_ResendsTheOldestUnacknowledgedSegment, BackupDuplexEstablished_ClientSynNewIsn,
+//   BackupTakeOver_ResendsTheOldestUnacknowledgedSegment, BackupDuplexReset_ClientSynNewIsn,
 //   BackupDuplexEstablished_ClientRstThenExpire, BackupDuplexEstablished_FinExchangeThenExpire,
 //   BackupDuplexEstablished_ExpireKeepsOpenFlow, PrimaryDuplexClientIsnNearWrap_GateAcrossWrap,
 //   PrimarySimplexServerIsnNearWrap_TranslatesBothWays,
@@ -814,9 +814,12 @@ TEST_F(PacketLayerTest, BackupTakeOver_ResendsTheOldestUnacknowledgedSegment) {
   EXPECT_EQ(pl->counters().takeover_resends, 3u);
 }
 
-TEST_F(PacketLayerTest, BackupDuplexEstablished_ClientSynNewIsn) {
+// The client reset its connection (an exact RST), then reuses the port: a new flow.
+TEST_F(PacketLayerTest, BackupDuplexReset_ClientSynNewIsn) {
   start(Role::Backup, Mode::Duplex);
   establish();
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST), Source::Lan);
+  out.clear();
   const ConnKey old_key = key();
   client_isn = 0x12345678u;
   const Endpoint next_fake{Ipv4Addr(kFakeFirst.v + 1), kClient.port};
@@ -868,12 +871,78 @@ TEST_F(PacketLayerTest, BackupDuplexEstablished_FinExchangeThenExpire) {
   EXPECT_EQ(pl->find_by_key(key()), nullptr);
 }
 
+// An open flow with a packet either way within flow_idle_timeout (10 min) stays, however old.
 TEST_F(PacketLayerTest, BackupDuplexEstablished_ExpireKeepsOpenFlow) {
   start(Role::Backup, Mode::Duplex);
   establish();
-  pl->expire(t0 + 24h);
+  for (int minute = 9; minute < 24 * 60; minute += 9) {
+    now = t0 + std::chrono::minutes(minute);
+    kernel(from_kernel().seq(K(1)).ack(C(1)));  // e.g. a keep-alive probe's answer
+    pl->expire(now + 10min);
+  }
   EXPECT_NE(pl->find_by_key(key()), nullptr);
   EXPECT_EQ(pl->open_flows(), 1u);
+  EXPECT_EQ(pl->counters().idle_expired, 0u);
+}
+
+// Its client vanished, and the kernel gave up retransmitting: after flow_idle_timeout without a
+// packet either way the flow is forgotten and the kernel's socket (if any is left) reset.
+TEST_F(PacketLayerTest, BackupDuplexEstablishedSilent_Expire) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  client(from_client().seq(C(1)).ack(S(1)).data(10), Source::Lan);
+  kernel(from_kernel().seq(K(1)).ack(C(11)).flags(tf::FIN));  // the idle timeout's close
+  out.clear();
+  pl->expire(t0 + 10min);
+  expect_only({});
+  pl->expire(t0 + 10min + 1ms);
+  expect_only({.kernel = {to_kernel().seq(C(11)).flags(tf::RST)}});
+  EXPECT_EQ(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->find_by_fake(kFake), nullptr);
+  EXPECT_EQ(pl->counters().idle_expired, 1u);
+}
+
+// A SYN nobody completes (a spoofed source's): forgotten after half_open_timeout (5 s) without a
+// client packet, its kernel's request socket reset. A retransmitted SYN restarts the clock.
+TEST_F(PacketLayerTest, PrimarySimplexSynReceived_ExpireHalfOpen) {
+  start(Role::Primary, Mode::Simplex);
+  client_syn_seen();
+  kernel(kernel_syn_ack());
+  now = t0 + 3s;
+  client_syn_seen();         // the client retries
+  kernel(kernel_syn_ack());  // its kernel's SYN-ACK retransmission does not count
+  out.clear();
+  pl->expire(t0 + 8s);
+  expect_only({});
+  EXPECT_EQ(pl->open_flows(), 1u);
+  pl->expire(t0 + 8s + 1ms);
+  expect_only({.kernel = {to_kernel().seq(C(1)).flags(tf::RST)}});
+  EXPECT_EQ(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().half_open_expired, 1u);
+  // The client's SYN, if it comes again, opens a fresh flow.
+  client_syn_seen();
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+}
+
+// Established (the client's ACK came): the short half-open bound no longer applies.
+TEST_F(PacketLayerTest, PrimaryDuplexEstablished_ExpireAfterHalfOpenTimeout_Kept) {
+  start(Role::Primary, Mode::Duplex);
+  establish();
+  pl->expire(t0 + 60s);
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().half_open_expired, 0u);
+}
+
+// A flow that lingers after its close is dropped by the linger rule, without a RST.
+TEST_F(PacketLayerTest, PrimarySimplexReset_ExpireAfterLinger_NoRst) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST));
+  out.clear();
+  pl->expire(t0 + 31s);
+  expect_only({});
+  EXPECT_EQ(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().half_open_expired + pl->counters().idle_expired, 0u);
 }
 
 // Here the client-facing space wraps while the kernel's does not.
@@ -894,8 +963,11 @@ TEST_F(PacketLayerTest, PrimarySimplexServerIsnNearWrap_TranslatesBothWays) {
   expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(51)).window(1000).options(
                    sack({{K(151), K(201)}}))}});
 
-  client(from_client().seq(C(1)).ack(S(301)));  // beyond snd_nxt, across the wrap
+  client(from_client().seq(C(1)).ack(S(201)));  // snd_nxt, across the wrap
   expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(201)).window(1000)}});
+  client(from_client().seq(C(1)).ack(S(301)));  // beyond: never sent (RFC 5961 5.2)
+  expect_only({});
+  EXPECT_EQ(pl->counters().acks_beyond_sent, 1u);
 }
 
 TEST_F(PacketLayerTest, PrimaryDuplexClientIsnNearWrap_GateAcrossWrap) {
@@ -924,6 +996,7 @@ TEST_F(PacketLayerTest, PrimaryDuplexIdle_EarlyBackupHasSurvivesExpire) {
   now = t0 + 60s;
   pl->on_backup_has(key(), SeqNum(C(1)), now);  // arrives just now, ahead of the relayed SYN
   pl->expire(now);                              // the periodic timer fires in between
+  out.clear();  // it also forgot the other client's half-open flow (a RST into the kernel)
   client(client_syn(), Source::Relay);
   const Endpoint second_fake{Ipv4Addr(kFakeFirst.v + 1), kClient.port};  // the other took the first
   kernel(kernel_syn_ack(second_fake));
@@ -1030,8 +1103,10 @@ TEST_F(UnprotectedTest, PrimaryDuplexUnprotected_PeerLost_LeavesItAlone) {
 }
 
 // The client reuses its port for a new connection: the new flow is protected (relayed, reported).
-TEST_F(UnprotectedTest, BackupDuplexUnprotected_ClientSynNewIsn_IsProtected) {
+TEST_F(UnprotectedTest, BackupDuplexUnprotectedReset_ClientSynNewIsn_IsProtected) {
   survivor_with_flow(Role::Backup);
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST), Source::Lan);
+  out.clear();
   client_isn = 0x12345678u;
   const Endpoint next_fake{Ipv4Addr(kFakeFirst.v + 1), kClient.port};
   client(client_syn(client_isn), Source::Lan);
@@ -1432,6 +1507,295 @@ TEST_F(PacketLayerTest, PrimarySimplexResetFlowExpired_ClientAck) {
   client(kUnknownAck, Source::Lan);
   expect_only({.client = {to_client().seq(S(1)).flags(tf::RST)}});
   EXPECT_EQ(pl->counters().resets_unknown_flow, 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RFC 5961: a blind attacker who knows a connection's 4-tuple (not its numbers) sends a RST, a
+// SYN or an ACK. Nothing changes the flow unless its numbers are exact or plausible.
+
+// The challenge ACK a primary serving alone sends after establish(): its kernel's numbers.
+std::vector<uint8_t> challenge(uint32_t ack = C(1)) {
+  return to_client().seq(S(1)).ack(ack).window(65160 >> 7);
+}
+
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientRstInWindow_ChallengeAckOnly) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1000)).ack(S(1)).flags(tf::RST));
+  expect_only({.client = {challenge()}});
+  EXPECT_EQ(pl->open_flows(), 1u);
+  EXPECT_FALSE(flow().reset);
+  EXPECT_EQ(pl->counters().rst_ignored, 1u);
+  EXPECT_EQ(pl->counters().challenge_acks, 1u);
+
+  // Rate-limited per flow (RFC 5961 section 7): one per half second.
+  now = t0 + 499ms;
+  client(from_client().seq(C(2000)).ack(S(1)).flags(tf::RST));
+  expect_only({});
+  EXPECT_EQ(pl->counters().challenge_acks_limited, 1u);
+  now = t0 + 500ms;
+  client(from_client().seq(C(2000)).ack(S(1)).flags(tf::RST));
+  expect_only({.client = {challenge()}});
+  EXPECT_EQ(pl->counters().rst_ignored, 3u);
+
+  // The real client answers a challenge ACK with a RST at its number: that one resets.
+  client(from_client().seq(C(1)).ack(S(1)).flags(tf::RST));
+  expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(1)).flags(tf::RST).window(1000)}});
+  EXPECT_EQ(pl->open_flows(), 0u);
+}
+
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientRstOutOfWindow_Ignored) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1) + (1u << 30)).ack(S(1)).flags(tf::RST));
+  client(from_client().seq(C(0)).flags(tf::RST));  // just below
+  expect_only({});
+  EXPECT_EQ(pl->open_flows(), 1u);
+  EXPECT_EQ(pl->counters().rst_ignored, 2u);
+  EXPECT_EQ(pl->counters().challenge_acks, 0u);
+}
+
+// After in-order data the exact seq is the end of that data, also before the kernel acked it.
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientRstAfterData_ExactAtTheDataEnd) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1)).ack(S(1)).data(100));
+  client(from_client().seq(C(300)).ack(S(1)).data(100));  // beyond a gap: not the client's next
+  out.clear();
+  client(from_client().seq(C(101)).ack(S(1)).flags(tf::RST));
+  expect_only({.kernel = {to_kernel().seq(C(101)).ack(K(1)).flags(tf::RST).window(1000)}});
+  EXPECT_TRUE(flow().reset);
+}
+
+// The backup relays every client segment unchanged (the primary judges it too) but its own
+// kernel gets nothing, and it never answers: in duplex the primary talks to the client.
+TEST_F(PacketLayerTest, BackupDuplexEstablished_ClientRstInWindow_RelayedOnly) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  const std::vector<uint8_t> rst = from_client().seq(C(1000)).ack(S(1)).flags(tf::RST);
+  client(rst, Source::Lan);
+  expect_only({.primary = {rst}});
+  EXPECT_EQ(pl->open_flows(), 1u);
+  EXPECT_EQ(pl->counters().rst_ignored, 1u);
+  EXPECT_EQ(pl->counters().challenge_acks, 0u);
+}
+
+// The primary in duplex challenges with no more than it told the client already (I1).
+TEST_F(PacketLayerTest, PrimaryDuplexAckClamped_RelayedRstInWindow_ChallengeAtAckSent) {
+  start(Role::Primary, Mode::Duplex);
+  establish();
+  client(k1024);
+  kernel(kKernelAcks1024);  // the client is told C(1): the backup has nothing yet
+  out.clear();
+  client(from_client().seq(C(5000)).ack(S(1)).flags(tf::RST));
+  expect_only({.client = {to_client().seq(S(1)).ack(C(1)).window(400 + (1024 >> 7))}});
+  EXPECT_EQ(pl->counters().challenge_acks, 1u);
+  // Its kernel's ACK number is exact too (the client's next byte).
+  client(from_client().seq(C(1025)).ack(S(1)).flags(tf::RST));
+  EXPECT_TRUE(flow().reset);
+}
+
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientSynNewIsn_ChallengeAckThenReplaced) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  const ConnKey old_key = key();
+  client(client_syn(0x12345678u));
+  expect_only({.client = {challenge()}});
+  EXPECT_NE(pl->find_by_key(old_key), nullptr);
+  EXPECT_EQ(pl->counters().syns_on_live_flow, 1u);
+  EXPECT_EQ(pl->counters().flows_opened, 1u);
+  // A rebooted client answers the challenge ACK with a RST at its ACK number; then its SYN
+  // (retransmitted) opens the new connection.
+  client(from_client().seq(C(1)).flags(tf::RST));
+  client(client_syn(0x12345678u));
+  EXPECT_EQ(pl->find_by_key(old_key), nullptr);
+  client_isn = 0x12345678u;
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().flows_opened, 2u);
+}
+
+TEST_F(PacketLayerTest, BackupDuplexEstablished_ClientSynNewIsn_RelayedOnly) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  client(client_syn(0x12345678u), Source::Lan);
+  expect_only({.primary = {client_syn(0x12345678u)}});
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().syns_on_live_flow, 1u);
+}
+
+// The fake-ACK path must never tell a kernel the client got what it was never sent.
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientAckBeyondSent_DroppedWithItsData) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  kernel(from_kernel().seq(K(1)).ack(C(1)).data(100));
+  out.clear();
+  client(from_client().seq(C(1)).ack(S(102)).data(10));
+  client(from_client().seq(C(1)).ack(S(1) + (1u << 30)));
+  expect_only({});
+  EXPECT_EQ(pl->counters().acks_beyond_sent, 2u);
+  EXPECT_EQ(flow().client_acked, SeqNum(S(1)));
+  kernel(from_kernel().seq(K(101)).ack(C(1)).data(100));
+  expect_only({.client = {to_client().seq(S(101)).ack(C(1)).window(400).data(100)}});
+  EXPECT_EQ(pl->counters().fake_acks, 0u);
+}
+
+// The backup's kernel may lag the primary's: an ACK beyond it but inside the window the client
+// offered is the fake-ACK case (row BackupDuplexLagging_KernelSendsAckedData); beyond that window
+// the primary cannot have sent it.
+TEST_F(PacketLayerTest, BackupDuplexEstablished_ClientAckBeyondItsWindow_Dropped) {
+  start(Role::Backup, Mode::Duplex);
+  establish();  // the client acknowledged S(1) with a window of 1000 << 7
+  const std::vector<uint8_t> beyond = from_client().seq(C(1)).ack(S(1) + (1000u << 7) + 1);
+  client(beyond, Source::Lan);
+  expect_only({.primary = {beyond}});
+  EXPECT_EQ(pl->counters().acks_beyond_sent, 1u);
+  EXPECT_EQ(flow().client_acked, SeqNum(S(1)));
+  kernel(from_kernel().seq(K(1)).ack(C(1)).data(100));
+  expect_only({});  // kept, no fake ACK
+  EXPECT_EQ(pl->counters().fake_acks, 0u);
+  EXPECT_EQ(flow().retained.size(), 1u);
+  // At the window's edge: the primary may have sent that far.
+  const std::vector<uint8_t> edge = from_client().seq(C(1)).ack(S(1) + (1000u << 7));
+  client(edge, Source::Lan);
+  expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(101)).window(1000)}, .primary = {edge}});
+  EXPECT_EQ(flow().client_acked, SeqNum(S(1) + (1000u << 7)));
+}
+
+TEST_F(PacketLayerTest, PrimarySimplexEstablished_ClientAckTooOld_DroppedAndChallenged) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  client(from_client().seq(C(1)).ack(S(1) - (1000u << 7) - 1).data(10));
+  expect_only({.client = {challenge()}});
+  EXPECT_EQ(pl->counters().acks_too_old, 1u);
+  client(from_client().seq(C(1)).ack(S(1) - 100).data(10));  // old but within the window
+  expect_only({.kernel = {to_kernel().seq(C(1)).ack(K(1) - 100).window(1000).data(10)}});
+}
+
+// The per-node limit: 1000 challenge ACKs per second however many flows are probed.
+TEST_F(PacketLayerTest, PrimarySimplexManyFlows_ClientRstsInWindow_NodeLimit) {
+  start(Role::Primary, Mode::Simplex);
+  auto from = [](uint16_t port) {
+    return PacketBuilder().from(Endpoint{kClient.ip, port}).to(kAdvertised).window(1000);
+  };
+  for (uint16_t i = 0; i < 1001; ++i) {
+    const uint16_t port = static_cast<uint16_t>(20000 + i);
+    client(from(port).seq(C(0)).flags(tf::SYN));
+    const Endpoint fake{Ipv4Addr(kFakeFirst.v + i), port};
+    kernel(PacketBuilder().from(kListen).to(fake).seq(K(0)).ack(C(1)).flags(tf::SYN).window(400));
+    client(from(port).seq(C(1)).ack(S(1)));
+  }
+  out.clear();
+  for (uint16_t i = 0; i < 1001; ++i)
+    client(from(static_cast<uint16_t>(20000 + i)).seq(C(100)).ack(S(1)).flags(tf::RST));
+  EXPECT_EQ(out.client.size(), 1000u);
+  EXPECT_EQ(pl->counters().challenge_acks_limited, 1u);
+  now = t0 + 1s;
+  client(from(20000).seq(C(100)).ack(S(1)).flags(tf::RST));
+  EXPECT_EQ(out.client.size(), 1001u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SYN floods: half-open flows are bounded (the oldest gives way) and capped per source.
+
+class SynFloodTest : public PacketLayerTest {
+ protected:
+  void start_bounded(size_t max_flows, size_t max_half_open, uint32_t per_source) {
+    role = Role::Primary;
+    mode = Mode::Simplex;
+    Settings s;
+    s.role = role;
+    s.advertised = kAdvertised;
+    s.listen = kListen;
+    s.fake_first = kFakeFirst;
+    s.server_isn = [](const ConnKey&) { return kServerIsn; };
+    s.mode = [this] { return mode; };
+    s.max_flows = max_flows;
+    s.max_half_open = max_half_open;
+    s.half_open_per_source = per_source;
+    pl = std::make_unique<PacketLayer>(std::move(s), out);
+  }
+  static Endpoint spoofed(uint32_t i) {
+    return Endpoint{Ipv4Addr(Ipv4Addr(198, 18, 128, 0).v + i), static_cast<uint16_t>(1024 + i)};
+  }
+  void spoofed_syn(uint32_t i) {
+    client(PacketBuilder().from(spoofed(i)).to(kAdvertised).seq(i).flags(tf::SYN).build());
+  }
+};
+
+TEST_F(SynFloodTest, PrimarySimplexHalfOpenFull_ClientSyn_EvictsTheOldest) {
+  start_bounded(100, 3, 8);
+  for (uint32_t i = 0; i < 3; ++i) spoofed_syn(i);
+  out.clear();
+  spoofed_syn(3);
+  // The oldest is forgotten (its kernel socket reset) for the new SYN.
+  const std::vector<uint8_t> rst =
+      PacketBuilder().from(Endpoint{kFakeFirst, 1024}).to(kListen).seq(1).flags(tf::RST);
+  ASSERT_EQ(out.kernel.size(), 2u);
+  test::expect_packets("to_kernel", {out.kernel[0]}, {rst});
+  out.clear();
+  EXPECT_EQ(pl->counters().half_open_evicted, 1u);
+  EXPECT_EQ(pl->half_open_flows(), 3u);
+  EXPECT_EQ(pl->find_by_key(ConnKey{spoofed(0).ip, spoofed(0).port, 0}), nullptr);
+  EXPECT_NE(pl->find_by_key(ConnKey{spoofed(3).ip, spoofed(3).port, 3}), nullptr);
+}
+
+// A real client completes its handshake within a round trip: from then on it is no longer
+// half-open and no flood evicts it.
+TEST_F(SynFloodTest, PrimarySimplexEstablishedDuringFlood_ClientSyns_Kept) {
+  start_bounded(100, 3, 8);
+  establish();
+  EXPECT_EQ(pl->half_open_flows(), 0u);
+  for (uint32_t i = 0; i < 50; ++i) spoofed_syn(i);
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->half_open_flows(), 3u);
+  EXPECT_EQ(pl->counters().half_open_evicted, 47u);
+  EXPECT_EQ(pl->counters().dropped_table_full, 0u);
+}
+
+// The table full of half-open flows: a new SYN takes the oldest one's place instead of being
+// refused (main refused every SYN once ~16k spoofed ones had filled it).
+TEST_F(SynFloodTest, PrimarySimplexTableFullOfHalfOpen_ClientSyn_Admitted) {
+  start_bounded(4, 100, 8);
+  for (uint32_t i = 0; i < 4; ++i) spoofed_syn(i);
+  client_syn_seen();
+  EXPECT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().half_open_evicted, 1u);
+  EXPECT_EQ(pl->counters().dropped_table_full, 0u);
+}
+
+TEST_F(SynFloodTest, PrimarySimplexSourceAtItsCap_ClientSyn_Dropped) {
+  start_bounded(100, 100, 2);
+  for (uint16_t port = 1; port <= 3; ++port)
+    client(PacketBuilder()
+               .from(Endpoint{kClient.ip, port})
+               .to(kAdvertised)
+               .seq(port)
+               .flags(tf::SYN)
+               .build());
+  EXPECT_EQ(pl->counters().syns_over_source_cap, 1u);
+  EXPECT_EQ(pl->half_open_flows(), 2u);
+  EXPECT_EQ(pl->find_by_key(ConnKey{kClient.ip, 3, 3}), nullptr);
+  // Another source is not affected.
+  spoofed_syn(0);
+  EXPECT_EQ(pl->half_open_flows(), 3u);
+  // A handshake completed frees the source's slot.
+  kernel(PacketBuilder()
+             .from(kListen)
+             .to(Endpoint{kFakeFirst, 1})
+             .seq(K(0))
+             .ack(2)
+             .flags(tf::SYN)
+             .window(400));
+  client(PacketBuilder()
+             .from(Endpoint{kClient.ip, 1})
+             .to(kAdvertised)
+             .seq(2)
+             .ack(S(1))
+             .window(1000)
+             .build());
+  client(
+      PacketBuilder().from(Endpoint{kClient.ip, 3}).to(kAdvertised).seq(3).flags(tf::SYN).build());
+  EXPECT_NE(pl->find_by_key(ConnKey{kClient.ip, 3, 3}), nullptr);
 }
 
 }  // namespace
