@@ -261,6 +261,17 @@ Action ModeMachine::on_peer_unauthenticated(uint64_t count) {
                                 count));
 }
 
+Action ModeMachine::on_peer_hellos_refused(uint64_t count) {
+  if (stopped_ || mode_ != Mode::Starting || !last_heard_ || count < kUnauthenticatedToRefuse)
+    return Action::None;
+  return transition(mode_, Action::Refuse,
+                    fmt::format("the peer's heartbeats pass but its replication channel Hello "
+                                "fails authentication ({} so far): it runs another release of "
+                                "understudy, whose peer protocol differs; run the same release on "
+                                "both nodes",
+                                count));
+}
+
 Action ModeMachine::on_peer_config_mismatch(const PeerView& peer, const std::string& reason) {
   if (stopped_) return Action::None;
   if (mode_ == Mode::Starting) return transition(mode_, Action::Refuse, reason);

@@ -83,6 +83,10 @@ class ModeMachine {
   // Starting: datagrams from the peer's address keep failing authentication while none passes.
   // A node that cannot hear its peer would go simplex alone beside it (two fronts): Refuse.
   Action on_peer_unauthenticated(uint64_t count);
+  // Starting: the peer's heartbeats pass (same key) but its replication-channel Hellos keep
+  // failing authentication (`count` so far): it runs a release whose peer protocol differs.
+  // Waiting would leave it serving alone without telling anyone why: Refuse.
+  Action on_peer_hellos_refused(uint64_t count);
   // The channel's hello carried shared settings that differ from ours (config::settings_mismatch
   // gave `reason`); the node does not use that channel. Starting: Refuse (a pair that disagrees
   // must not form, and going simplex beside a serving peer would make two fronts). Serving

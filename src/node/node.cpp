@@ -235,7 +235,10 @@ Result<Ok, std::string> Node::Impl::init() {
 void Node::Impl::on_udp(bool drain) {
   auto now = sys::Clock::now();
   udp->receive(drain, [&](const peer::Datagram& d) { on_datagram(d, now); });
-  if (mm->mode() == Mode::Starting) act(mm->on_peer_unauthenticated(udp->unauthenticated()));
+  if (mm->mode() == Mode::Starting) {
+    act(mm->on_peer_unauthenticated(udp->unauthenticated()));
+    if (channel) act(mm->on_peer_hellos_refused(channel->hellos_refused()));
+  }
 }
 
 void Node::Impl::on_datagram(const peer::Datagram& d, sys::TimePoint now) {

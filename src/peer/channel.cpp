@@ -213,6 +213,7 @@ void Channel::on_hello(std::span<const uint8_t> frame) {
   auto opened = hello_auth_.open(frame);
   if (!opened || opened->type != static_cast<uint8_t>(Type::Hello)) {
     ++rejected_;
+    if (!opened) ++hellos_refused_;
     fail(std::string("bad hello: ") + (opened ? "not a hello" : crypto::to_string(opened.error())));
     return;
   }

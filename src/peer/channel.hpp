@@ -63,6 +63,9 @@ class Channel {
   void connect_now();
   size_t queued() const { return out_.size() - out_pos_; }
   uint64_t rejected() const { return rejected_; }
+  // Hellos that failed authentication: with the same key (the datagrams pass) this means the peer
+  // speaks another version of this protocol (the Hello's key is derived with a version label).
+  uint64_t hellos_refused() const { return hellos_refused_; }
 
  private:
   enum class State { Idle, Connecting, HelloSent, Confirming, Up, Closed };
@@ -91,7 +94,7 @@ class Channel {
   uint64_t send_counter_ = 0, recv_counter_ = 0;
   std::vector<uint8_t> in_, out_, scratch_;
   size_t out_pos_ = 0;
-  uint64_t rejected_ = 0;
+  uint64_t rejected_ = 0, hellos_refused_ = 0;
   bool ever_up_ = false;
   uint64_t attempt_ = 0;  // the backup's connect attempts, so a stale timeout is recognised
   TimePoint attempt_started_{};

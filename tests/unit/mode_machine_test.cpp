@@ -185,6 +185,18 @@ TEST(ModeMachine, starting_unauthenticated_after_a_good_heartbeat_is_ignored) {
   EXPECT_EQ(d.on_peer_unauthenticated(10), Action::None);
 }
 
+TEST(ModeMachine, starting_hellos_refused_while_the_peer_is_heard_refuses) {
+  ModeMachine m = starting(Role::Backup);
+  EXPECT_EQ(m.on_peer_hellos_refused(5), Action::None);  // nothing heard yet: a stranger's bytes
+  EXPECT_EQ(m.on_heartbeat(peer_of(Role::Backup, Mode::Simplex), kT0), Action::None);
+  EXPECT_EQ(m.on_peer_hellos_refused(2), Action::None);
+  EXPECT_EQ(m.on_peer_hellos_refused(3), Action::Refuse);
+  EXPECT_TRUE(m.stopped());
+  EXPECT_NE(m.refuse_reason().find("it runs another release of understudy"), std::string::npos);
+  ModeMachine d = duplex(Role::Backup);
+  EXPECT_EQ(d.on_peer_hellos_refused(10), Action::None);
+}
+
 TEST(ModeMachine, starting_same_role_refuses) {
   ModeMachine m = starting(Role::Primary);
   EXPECT_EQ(m.on_heartbeat(PeerView{Role::Primary, Mode::Starting, 7}, kT0), Action::Refuse);

@@ -219,6 +219,7 @@ TEST_F(PeerChannelTest, Idle_WrongKey_NeverComesUp) {
   EXPECT_FALSE(backup.channel->up());
   EXPECT_TRUE(primary.ups.empty());
   EXPECT_TRUE(backup.ups.empty());
+  EXPECT_GE(primary.channel->hellos_refused(), 2u);
   EXPECT_TRUE(primary.downs.empty()) << "down is for a channel that was up";
   EXPECT_TRUE(backup.downs.empty());
 }
