@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import unittest
 
+from tests.lab.client_scripts import RAW_IPV4, READ_TO_END
 from tests.lab.node_case import BINARY, NodeCase, ul
 
 ADV = ul.ADVERTISED_IP
@@ -56,36 +57,12 @@ try:
     s.sendall(req)
 except OSError as e:
     send_error = repr(e)
-while end is None:
-    try:
-        b = s.recv(65536)
-    except socket.timeout:
-        end = "timeout"; break
-    except ConnectionResetError:
-        end = "reset"; break
-    if not b:
-        end = "eof"; break
-    data += b
+""" + READ_TO_END + r"""
 print(json.dumps({"reply": data.decode("latin-1"), "end": end, "send_error": send_error}))
 """
 
 # Raw IPv4 packets (IPPROTO_RAW implies IP_HDRINCL: we build the IP header ourselves).
-RAW_COMMON = r"""
-import json, os, socket, struct, sys, time
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-
-def ip_header(src, dst, proto, payload_len, ident):
-    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, ident, 0x4000, 64, proto, 0,
-                    socket.inet_aton(src), socket.inet_aton(dst))
-    return h[:10] + struct.pack("!H", csum(h)) + h[12:]
-
+RAW_COMMON = RAW_IPV4 + r"""
 def send_ip(src, dst, proto, payload, ident=0):
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s.sendto(ip_header(src, dst, proto, len(payload), ident) + payload, (dst, 0))

@@ -21,6 +21,7 @@ import json
 import threading
 import time
 
+from tests.lab.client_scripts import READ_TO_END
 from tests.lab.node_case import NodeCase, ul
 
 ADV = ul.ADVERTISED_IP
@@ -45,16 +46,7 @@ except OSError as e:
     send_error = repr(e)
 s.shutdown(socket.SHUT_WR)
 data, end = b"", None
-while end is None:
-    try:
-        b = s.recv(65536)
-    except socket.timeout:
-        end = "timeout"; break
-    except ConnectionResetError:
-        end = "reset"; break
-    if not b:
-        end = "eof"; break
-    data += b
+""" + READ_TO_END + r"""
 print(json.dumps({"sent": sent, "reply": data.decode("latin-1"), "end": end,
                   "send_error": send_error}))
 """
@@ -80,16 +72,7 @@ while not os.path.exists(release) and time.monotonic() < deadline:
     time.sleep(0.05)
 s.settimeout(5)
 data, end = b"", None
-while end is None:
-    try:
-        b = s.recv(65536)
-    except socket.timeout:
-        end = "timeout"; break
-    except ConnectionResetError:
-        end = "reset"; break
-    if not b:
-        end = "eof"; break
-    data += b
+""" + READ_TO_END + r"""
 print(json.dumps({"sent": sent, "reply": data.decode("latin-1"), "end": end}))
 """
 

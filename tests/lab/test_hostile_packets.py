@@ -17,6 +17,7 @@ import json
 import subprocess
 import unittest
 
+from tests.lab.client_scripts import RAW_IPV4
 from tests.lab.node_case import NodeCase, ul
 
 ADV = ul.ADVERTISED_IP
@@ -26,16 +27,7 @@ CLIENT_IP = ul.NODE_IPS["client"]
 # Scripts run in the client namespace (python3 -c SCRIPT ARGS...).
 
 # Raw IPv4+TCP (IPPROTO_RAW implies IP_HDRINCL: we build the IP header ourselves).
-RAW_TCP = r"""
-import json, os, socket, struct, sys, time
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
+RAW_TCP = RAW_IPV4 + r"""
 
 RAW = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 
@@ -45,10 +37,7 @@ def tcp_packet(src, sport, dst, dport, seq, ack, flags, window=64240, opts=b"", 
                       flags, window, 0, 0) + opts + payload
     pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
     tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
-    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-    return ip + tcp
+    return ip_header(src, dst, 6, len(tcp), 0) + tcp
 
 def send_tcp(dst, *args, **kw):
     RAW.sendto(tcp_packet(*args, **kw), (dst, 0))
