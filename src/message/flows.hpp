@@ -17,6 +17,11 @@ class Flows {
   virtual std::optional<ConnKey> key_for(const wire::Endpoint& fake) const = 0;
   // Backup: the message layer holds the client's stream below `seq` (a FIN counts as a byte).
   virtual void local_has(const wire::Endpoint& fake, wire::SeqNum seq) = 0;
+  // Backup: the primary reset this connection (its Abort, or the close deadline both nodes
+  // keep): the flow ends here too. Without it
+  // the flow would outlive the client's socket (this kernel's own reset does not end a flow the
+  // primary may still serve), and a new connection from the same port would find it live.
+  virtual void peer_reset(const ConnKey& key) { (void)key; }
   // Whether the packet layer serves this connection alone (it was open when the peer rejoined;
   // docs/ARCHITECTURE.md, "Rejoin"). Its session must then serve alone too, however late it is
   // accepted: the peer will never replicate for it, nor ask for its replies.

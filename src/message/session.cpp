@@ -659,6 +659,7 @@ void Session::on_peer_message(const peer::ConnMessage& m, TimePoint now) {
       r.ack_pending = false;
       return;
     case peer::Type::Abort:
+      ctx_.flows.peer_reset(key_);
       end(true);
       return;
     default:
@@ -864,6 +865,10 @@ void Session::send_timed_out() {
 }
 
 void Session::close_expired() {
+  // Both nodes keep this deadline; the primary's reset tells the client, the backup's only its
+  // kernel, so the backup ends its flow as after an Abort.
+  if (ctx_.settings.role == Role::Backup && effective_mode() == Mode::Duplex)
+    ctx_.flows.peer_reset(key_);
   end(true, /*tell_peer=*/false);
 }
 

@@ -105,6 +105,10 @@ std::optional<ConnKey> PacketPath::key_for(const wire::Endpoint& fake) const {
   return f ? std::optional<ConnKey>(f->key) : std::nullopt;
 }
 
+void PacketPath::peer_reset(const ConnKey& key) {
+  pl_.peer_reset(key);
+}
+
 void PacketPath::local_has(const wire::Endpoint& fake, wire::SeqNum seq) {
   pl_.note_local_has(fake, seq);
 }

@@ -59,6 +59,7 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   void adopted(const ConnKey& key) override;
   // --- message::Flows
   std::optional<ConnKey> key_for(const wire::Endpoint& fake) const override;
+  void peer_reset(const ConnKey& key) override;
   bool unprotected(const wire::Endpoint& fake) const override;
   std::optional<wire::SeqNum> stream_start(const wire::Endpoint& fake) const override;
   void local_has(const wire::Endpoint& fake, wire::SeqNum seq) override;

@@ -597,6 +597,14 @@ void PacketLayer::note_local_has(const Endpoint& fake, SeqNum seq) {
   if (it != by_fake_.end()) note_has(*it->second, seq);
 }
 
+void PacketLayer::peer_reset(const ConnKey& key) {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return;
+  Flow& f = *it->second;
+  f.reset = true;
+  if (!f.closed_at) f.closed_at = now_;
+}
+
 void PacketLayer::on_backup_has(const ConnKey& key, const HasReport& report, TimePoint now) {
   now_ = now;
   auto it = by_key_.find(key);

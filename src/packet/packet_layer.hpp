@@ -109,6 +109,9 @@ class PacketLayer {
   }
   // Backup: the local message layer has read the client's stream up to `seq`.
   void note_local_has(const wire::Endpoint& fake, wire::SeqNum seq);
+  // Backup in duplex: the primary reset this connection and told the client (a replicated
+  // Abort). Ends the flow here too, so the client may reuse its port for a new connection.
+  void peer_reset(const ConnKey& key);
 
   // Backup: the primary died (the mode is already Simplex). Become the only node: send every kept segment now, acknowledge all
   // client data this node holds (Table 2, primary rows).

@@ -166,6 +166,33 @@ class MemoryWatch:
         return out
 
 
+# A GET of `big` on a connection that reads nothing, until the send deadline resets it (awaited
+# with poll: an error is reported whatever the mask), then a GET of `small` from the same address
+# and port at once, as a client's port allocator may do. Prints {"port", "first_error", "second"}.
+PORT_REUSE_AFTER_RESET = r"""
+import errno, hashlib, http.client, json, select, socket, sys
+host, source, big, small = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.bind((source, 0))
+port = s.getsockname()[1]
+s.connect((host, 80))
+s.sendall(f"GET {big} HTTP/1.1\r\nHost: lab\r\n\r\n".encode())
+poller = select.poll()
+poller.register(s, 0)
+if not poller.poll(60000):
+    sys.exit("no reset within 60 s")
+err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+s.close()
+c = http.client.HTTPConnection(host, 80, timeout=30, source_address=(source, port))
+c.request("GET", small, headers={"Connection": "close"})
+r = c.getresponse()
+body = r.read()
+print(json.dumps({"port": port, "first_error": errno.errorcode.get(err, str(err)),
+                  "second": {"status": r.status, "size": len(body),
+                             "sha256": hashlib.sha256(body).hexdigest()}}))
+"""
+
 class HostileClientTest(NodeCase):
     MAX_GROWTH_MIB = 32
 
@@ -359,6 +386,24 @@ class HostileClientTest(NodeCase):
         self.assertEqual((r.rc, r.status, r.size, r.sha256), (0, 200, size, sha), r.stderr)
         self.report("per_source_cap", memory=numbers, served=res["served"], refused=res["refused"],
                     other_source_served=1, failovers=0)
+
+    # ---- (e) clients that do not read what they asked for
+    def test_port_reused_after_a_send_deadline_reset_is_served(self):
+        # The primary resets a client that reads nothing; the backup follows its Abort. The
+        # client's next connection from the same port must open on both nodes alike.
+        for node in ("primary", "backup"):
+            self.lab.write_config(node, limits={"send_timeout_ms": 2000})
+        self.start_duplex()
+        res = self.py_result(self.client_py(PORT_REUSE_AFTER_RESET, ADV, ul.NODE_IPS["client"],
+                                            "/f/64m.bin", "/f/1m.bin"), timeout=120)
+        self.assertEqual(res["first_error"], "ECONNRESET", res)
+        self.assert_reply(res["second"], "/f/1m.bin")
+        p, b = self.message("primary"), self.message("backup")
+        self.assertEqual(p["send_timeouts"], 1, p)
+        self.assertEqual(b["aborted"], 1, b)
+        for node in ("primary", "backup"):
+            self.assertEqual(self.status(node)["packet"]["syns_on_live_flow"], 0, node)
+        self.assert_duplex_no_failover()
 
     # ---- (e) slowhttptest -X: clients that do not read what they asked for
     READERS = 200

@@ -77,7 +77,12 @@ struct FakeLink : peer::ConnSender {
 
 struct FakeFlows : Flows {
   std::vector<uint32_t> has;  // local_has seqs, raw
+  int peer_resets = 0;
   std::optional<ConnKey> key_for(const wire::Endpoint&) const override { return kKey; }
+  void peer_reset(const ConnKey& key) override {
+    EXPECT_EQ(key, kKey);
+    ++peer_resets;
+  }
   void local_has(const wire::Endpoint& fake, wire::SeqNum seq) override {
     EXPECT_EQ(fake, kFake);
     has.push_back(seq.raw());
@@ -292,7 +297,8 @@ TEST_F(SessionTest, BackupDuplex_AbortResetsWithoutEchoingIt) {
   EXPECT_TRUE(s->reset());
   EXPECT_EQ(counters.aborted, 1u);
   EXPECT_TRUE(link.sent.empty());
-  EXPECT_EQ(cache.bytes(), 0u);  // its cached request is released
+  EXPECT_EQ(cache.bytes(), 0u);     // its cached request is released
+  EXPECT_EQ(flows.peer_resets, 1);  // the packet layer ends the flow with it
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1138,6 +1144,23 @@ TEST_F(SessionTest, PrimarySimplex_ClientTricklesAfterOurFin_CloseExpiresWithARe
   EXPECT_TRUE(s->reset());
   EXPECT_EQ(counters.aborted, 0u);
   EXPECT_TRUE(link.sent.empty());
+  EXPECT_EQ(flows.peer_resets, 0);  // its kernel's reset reaches the client and ends the flow
+}
+
+// The backup keeps the same deadline from the replicated Close; its kernel's reset alone would
+// leave its flow open after the client's socket is gone.
+TEST_F(SessionTest, BackupDuplex_CloseDeadlinePasses_ResetEndsTheFlowToo) {
+  settings.close_timeout = 30s;
+  start(Role::Backup, Mode::Duplex);
+  client(get("/a"));
+  std::string r = reply("bye", "Sat, 29 Nov 2025 10:00:00 GMT", false);
+  peer(peer::Type::Reply, 0, 0, r);
+  peer(peer::Type::ReplyEnd, r.size(), 0);
+  peer(peer::Type::Close, r.size());
+  ASSERT_EQ(s->quiet(t0 + 31s), Session::Quiet::CloseExpired);
+  s->close_expired();
+  EXPECT_TRUE(s->reset());
+  EXPECT_EQ(flows.peer_resets, 1);
 }
 
 TEST_F(SessionTest, BackupDuplex_ClientBytesAfterTheClose_AreNotCached) {

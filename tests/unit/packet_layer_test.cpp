@@ -839,6 +839,34 @@ TEST_F(PacketLayerTest, BackupDuplexReset_ClientSynNewIsn) {
   EXPECT_EQ(pl->counters().dropped_kernel_unknown, 1u);
 }
 
+// The primary reset the connection (send deadline) and told the client; the backup's own kernel
+// reset does not end a flow, the replicated Abort does. The client may then reuse its port at
+// once, and the backup must open the new connection as the primary does (it relays the SYN; a
+// backup still holding the old flow would never report the new one's bytes, and the primary
+// would never acknowledge them: the CI failure of 255da56).
+TEST_F(PacketLayerTest, BackupDuplexEstablished_PeerResetThenClientSynNewIsn_NewFlow) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  kernel(from_kernel().seq(K(1)).ack(C(1)).flags(tf::RST));  // its session's reset, alone
+  EXPECT_FALSE(flow().reset);
+  const ConnKey old_key = key();
+  pl->peer_reset(old_key);
+  EXPECT_TRUE(flow().reset);
+  EXPECT_EQ(pl->open_flows(), 0u);
+  out.clear();
+  client_isn = 0x12345678u;
+  const Endpoint next_fake{Ipv4Addr(kFakeFirst.v + 1), kClient.port};
+  client(client_syn(client_isn), Source::Lan);
+  expect_only(
+      {.kernel = {kernel_side_syn(next_fake, client_isn)}, .primary = {client_syn(client_isn)}});
+  EXPECT_EQ(pl->find_by_key(old_key), nullptr);
+  ASSERT_NE(pl->find_by_key(key()), nullptr);
+  EXPECT_EQ(pl->counters().syns_on_live_flow, 0u);
+  EXPECT_EQ(pl->counters().flows_opened, 2u);
+  pl->peer_reset(old_key);  // late or repeated: nothing to end
+  EXPECT_FALSE(pl->find_by_key(key())->reset);
+}
+
 TEST_F(PacketLayerTest, BackupDuplexEstablished_ClientRstThenExpire) {
   start(Role::Backup, Mode::Duplex);
   establish();
