@@ -41,7 +41,8 @@ const TableSchema kSchema[] = {
      {"max_connections", "request_cache_bytes", "replication_window_bytes", "idle_timeout_ms",
       "max_body_bytes", "request_buffer_bytes", "header_timeout_ms", "body_timeout_ms",
       "close_timeout_ms", "max_connections_per_source", "send_timeout_ms",
-      "request_buffer_total_bytes", "half_open_timeout_ms", "flow_idle_timeout_ms"}},
+      "request_buffer_total_bytes", "half_open_timeout_ms", "flow_idle_timeout_ms",
+      "syn_cookie_threshold"}},
     {kLog, false, {"level"}},
 };
 
@@ -347,6 +348,8 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
     c.limits.half_open_timeout_ms = *v;
   if (auto v = r.integer(kLimits, "flow_idle_timeout_ms", false, 1000, kI64))
     c.limits.flow_idle_timeout_ms = *v;
+  if (auto v = r.integer(kLimits, "syn_cookie_threshold", false, 0, kI64))
+    c.limits.syn_cookie_threshold = *v;
 
   if (auto v = r.string(kLog, "level", false)) {
     if (auto level = parse_level(*v))

@@ -71,6 +71,8 @@ struct Config {
     uint64_t request_buffer_total_bytes = 268435456;
     uint64_t half_open_timeout_ms = 5000;    // a flow whose handshake never completed is dropped
     uint64_t flow_idle_timeout_ms = 600000;  // a flow with no packet either way is dropped
+    // Half-open flows from which the front answers SYNs with SYN cookies (0: always).
+    uint64_t syn_cookie_threshold = 256;
   } limits;
   struct Log {
     LogLevel level = LogLevel::Info;

@@ -16,9 +16,11 @@ class ServerIsn {
   // The key is derived from the pre-shared master key, so both nodes hold the same one.
   ServerIsn(const Key& master, wire::Endpoint advertised);
 
-  // First 4 bytes, big-endian, of HMAC-SHA256(derive_key(master, "understudy isn v1"),
-  // ip || port || isn || (advertised ip ^ advertised port)), each a 32-bit big-endian word.
-  uint32_t operator()(const ConnKey& k) const;
+  // The first 3 bytes, big-endian, of HMAC-SHA256(derive_key(master, "understudy isn v2"),
+  // ip || port || isn || (advertised ip ^ advertised port) || low), each a 32-bit big-endian
+  // word, then `low`: what the client's SYN offered (packet/syn_offer.hpp), so that the ISN is a
+  // SYN cookie the client's ACK returns. 24 bits of MAC: a blind guess succeeds once in 2^24.
+  uint32_t operator()(const ConnKey& k, uint8_t low) const;
 
  private:
   Key key_;

@@ -18,6 +18,7 @@ packet::Settings packet_settings(const config::Config& cfg) {
   ps.flow_idle_timeout = std::chrono::milliseconds(cfg.limits.flow_idle_timeout_ms);
   // A quarter of the table for handshakes in progress: real ones last a round trip.
   ps.max_half_open = std::max<size_t>(1, ps.max_flows / 4);
+  ps.syn_cookie_threshold = static_cast<size_t>(cfg.limits.syn_cookie_threshold);
   return ps;
 }
 

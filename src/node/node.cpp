@@ -151,7 +151,7 @@ Result<Ok, std::string> Node::Impl::init() {
 
   packet::Settings ps = packet_settings(cfg);
   ps.mode = [this] { return mm->mode(); };
-  ps.server_isn = [this](const ConnKey& k) { return (*server_isn)(k); };
+  ps.server_isn = [this](const ConnKey& k, uint8_t offer) { return (*server_isn)(k, offer); };
   ps.fake_start = std::random_device{}();
   packets.emplace(ps, PacketPath::Ports{dev->tap, dev->raw, dev->tun, *udp, *replication},
                   fault_point);
@@ -308,6 +308,7 @@ void Node::Impl::tick() {
   if (now - last_expire >= 1s) {
     last_expire = now;
     pl->expire(now);
+    if (!pl->kernel_syn_ack_known()) pl->probe_kernel();
     ml->sweep();
   }
 }
@@ -443,6 +444,7 @@ nlohmann::json Node::Impl::status() const {
       // Handed to the peer but not yet confirmed held there: still this node's alone.
       .connections_unprotected = ml->unprotected_connections() + pl->awaiting_adoption(),
       .flows = pl->open_flows(),
+      .syn_cookies_ready = pl->kernel_syn_ack_known(),
       .failovers = mm->failovers(),
       .boot_id = boot_id,
       .advertised = cfg.service.advertised.to_string(),

@@ -24,7 +24,8 @@ struct StatusInputs {
   // Of those, the ones open before a rejoin, which only this node serves (docs/ARCHITECTURE.md,
   // "Rejoin"); the rest are protected.
   size_t connections_unprotected = 0;
-  size_t flows = 0;  // the packet layer's
+  size_t flows = 0;                // the packet layer's
+  bool syn_cookies_ready = false;  // it knows the SYN-ACK its kernel sends (PacketLayer)
   uint64_t failovers = 0;
   uint64_t boot_id = 0;
   std::string advertised;  // "ip:port"

@@ -95,6 +95,9 @@ struct Flow {
   // that kernel drops.
   std::optional<wire::SeqNum> handover_right;
   bool adopting = false;
+  // Made from a client's ACK that returned a SYN cookie (PacketLayer::flow_from_cookie): its
+  // kernel gets a made-up SYN as for an adoption, then the client's packets kept meanwhile.
+  bool from_cookie = false;
   uint8_t adopt_shift = 0;
   int adopt_tries = 0;
   TimePoint adopt_started{};

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "packet/syn_offer.hpp"
 #include "wire/tcp_options.hpp"
 
 namespace us::packet {
@@ -33,6 +34,9 @@ constexpr uint32_t kFreshWindow = 64 * 1024;
 // the node a traffic source. The per-flow limit comes first: a node-wide count alone is the side
 // channel of CVE-2016-5696 (an off-path host counting challenge ACKs learns the 4-tuple).
 constexpr std::chrono::milliseconds kChallengeGap{500};
+// The kernel probe (probe_kernel): from port 1 of a made-up address, which no client uses.
+constexpr uint16_t kProbePort = 1;
+constexpr uint32_t kProbeIsn = 0x5eed0001u;
 constexpr uint32_t kChallengeAcksPerSecond = 1000;
 
 void apply_report(Flow& f, const HasReport& r) {
@@ -102,7 +106,13 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
   // one was.
   bool new_isn = syn && f && f->key.isn != p.tcp.seq().raw();
   bool replaces = new_isn && (f->closed_at || f->fully_closed());
-  bool unprotected = f && f->unprotected && !replaces;
+  // An ACK that no flow here can take may return a SYN cookie (this node's, or the front's):
+  // a new connection, perhaps from the port of one this node still holds.
+  bool cookie_candidate =
+      !syn && (fl & tf::ACK) && !(fl & (tf::SYN | tf::RST)) &&
+      (!f || (f->key.isn != (p.tcp.seq() - 1).raw() &&
+              (f->closed_at || f->fully_closed() || p.tcp.ack() > sent_bound(*f))));
+  bool unprotected = f && f->unprotected && !replaces && !cookie_candidate;
   if (source == Source::Lan) {
     if (!front()) {
       if (s_.role == Role::Primary && mode() == Mode::Duplex) {
@@ -112,6 +122,12 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
         return;
       }
       ++counters_.dropped_not_front;
+      return;
+    }
+    if (syn && (!f || replaces) && cookie_wanted(client.ip.v)) {
+      // Nothing kept, nothing relayed: a spoofed source never returns the cookie.
+      if (f) drop_flow(*f);
+      send_cookie(p);
       return;
     }
     if (s_.role == Role::Backup && mode() == Mode::Duplex && !unprotected) {
@@ -125,6 +141,15 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
     return;
   }
 
+  if (cookie_candidate && valid_cookie(p)) {
+    if (f) {
+      SPDLOG_INFO("packet: {} reuses its port for a new connection; old flow {} dropped",
+                  client.to_string(), f->key.to_string());
+      drop_flow(*f);
+    }
+    if (flow_from_cookie(p, now)) remember_early(p, now);  // replayed once the kernel answers
+    return;
+  }
   if (syn) {
     if (new_isn && !replaces) {
       ++counters_.syns_on_live_flow;
@@ -142,7 +167,7 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
   } else if (!f || f->adopting) {
     // In duplex this may be a survivor's connection whose Adopt is on its way: kept a moment,
     // so its kernel gets the bytes without waiting for the client's retransmission timer.
-    if (mode() == Mode::Duplex) remember_early(p, now);
+    if (mode() == Mode::Duplex || (f && f->from_cookie)) remember_early(p, now);
     if (f) return;
     ++counters_.dropped_unknown_flow;
     // The primary serving alone is the node that keeps serving whatever happens next (after a
@@ -270,6 +295,124 @@ void PacketLayer::replay_early(Flow& f) {
   }
 }
 
+// A SYN-ACK to a SYN that offered window scaling and SACK: what a cookie may promise.
+void PacketLayer::learn_syn_ack(const wire::TcpPacket& syn_ack) {
+  auto opts = wire::parse_options(syn_ack.tcp.options());
+  if (!opts) return;
+  kernel_syn_ack_ = KernelSynAck{syn_ack.tcp.window(), opts->mss.value_or(536), opts->wscale,
+                                 opts->sack_permitted};
+}
+
+void PacketLayer::probe_kernel() {
+  if (kernel_syn_ack_) return;
+  for (uint32_t tries = 0; tries < s_.fake_count; ++tries) {
+    Endpoint fake{wire::Ipv4Addr(s_.fake_first.v + (next_fake_++ % s_.fake_count)), kProbePort};
+    if (by_fake_.contains(fake)) continue;
+    probe_ = fake;
+    wire::TcpOptions o;
+    o.mss = 1460;
+    o.wscale = 7;
+    o.sack_permitted = true;
+    auto opts = wire::encode_options(o);
+    wire::TcpSegmentSpec spec;
+    spec.src = fake;
+    spec.dst = s_.listen;
+    spec.seq = SeqNum(kProbeIsn);
+    spec.flags = tf::SYN;
+    spec.window = 0xffff;
+    spec.options = opts;
+    emit_.to_kernel(wire::build_tcp_packet(spec));
+    ++counters_.to_kernel;
+    return;
+  }
+}
+
+void PacketLayer::on_probe_answer(const wire::TcpPacket& p) {
+  uint8_t fl = p.tcp.flags();
+  if ((fl & tf::SYN) && (fl & tf::ACK) && p.tcp.ack() == SeqNum(kProbeIsn + 1)) {
+    learn_syn_ack(p);
+    wire::TcpSegmentSpec rst;
+    rst.src = *probe_;
+    rst.dst = s_.listen;
+    rst.seq = SeqNum(kProbeIsn + 1);
+    rst.flags = tf::RST;
+    emit_.to_kernel(wire::build_tcp_packet(rst));
+    ++counters_.to_kernel;
+  }
+  probe_.reset();  // anything else (a RST: no listener yet): asked again later
+}
+
+bool PacketLayer::cookie_wanted(uint32_t source) const {
+  if (!kernel_syn_ack_) return false;
+  if (half_open_.size() >= s_.syn_cookie_threshold) return true;
+  auto n = half_open_by_source_.find(source);
+  return n != half_open_by_source_.end() && n->second >= s_.half_open_per_source;
+}
+
+// The SYN-ACK this node's kernel would send (its window, MSS, scale and SACK, as learnt), under
+// the ISN every node gives this connection: the client cannot tell it from the kernel's.
+void PacketLayer::send_cookie(const wire::TcpPacket& syn) {
+  auto opts = wire::parse_options(syn.tcp.options());
+  SynOffer offer = offer_of(opts ? std::optional(*opts) : std::nullopt);
+  ConnKey key{syn.src().ip, syn.src().port, syn.tcp.seq().raw()};
+  const KernelSynAck& k = *kernel_syn_ack_;
+  wire::TcpOptions o;
+  o.mss = k.mss;
+  if (offer.wscale) o.wscale = k.wscale;  // RFC 7323 2.2: only if the client offered it
+  o.sack_permitted = offer.sack && k.sack;
+  auto encoded = wire::encode_options(o);
+  wire::TcpSegmentSpec spec;
+  spec.src = s_.advertised;
+  spec.dst = syn.src();
+  spec.seq = SeqNum(s_.server_isn(key, encode_offer(offer)));
+  spec.ack = syn.tcp.seq() + 1;
+  spec.flags = tf::SYN | tf::ACK;
+  spec.window = k.window;
+  spec.options = encoded;
+  emit_.to_client(wire::build_tcp_packet(spec));
+  ++counters_.to_client;
+  ++counters_.syn_cookies_sent;
+}
+
+// The ACK's seq is the client's ISN + 1 and its ack our ISN + 1 (also when the handshake's ACK
+// was lost and this is the first data): the ISN must be the keyed hash of that connection and the
+// offer in its low bits. A blind guess passes once in 2^24 (crypto/isn.hpp).
+bool PacketLayer::valid_cookie(const wire::TcpPacket& p) const {
+  ConnKey key{p.src().ip, p.src().port, (p.tcp.seq() - 1).raw()};
+  uint32_t isn = (p.tcp.ack() - 1).raw();
+  return s_.server_isn(key, static_cast<uint8_t>(isn & kOfferMask)) == isn;
+}
+
+Flow* PacketLayer::flow_from_cookie(const wire::TcpPacket& p, TimePoint now) {
+  ConnKey key{p.src().ip, p.src().port, (p.tcp.seq() - 1).raw()};
+  Flow* f = insert_flow(key, p.src(), now);
+  if (!f) return nullptr;
+  f->server_isn = p.tcp.ack() - 1;
+  SynOffer offer = decode_offer(static_cast<uint8_t>(f->server_isn.raw() & kOfferMask));
+  f->client_offered_wscale = offer.wscale.has_value();
+  f->client_wscale = offer.wscale;
+  f->client_mss = offer.mss;
+  f->client_sack_ok = offer.sack;
+  f->from_cookie = true;
+  f->adopting = true;
+  f->adopt_started = now;
+  if (s_.role == Role::Primary) {
+    // The client holds a SYN-ACK already (the front's), and the backup has the SYN: it relayed
+    // this ACK, which carries it.
+    f->ack_sent_known = true;
+    f->ack_sent = f->client_start;
+    if (!(f->backup_has_known && f->backup_has > f->client_start)) {
+      f->backup_has_known = true;
+      f->backup_has = f->client_start;
+    }
+  }
+  ++counters_.syn_cookie_flows;
+  SPDLOG_DEBUG("packet: {}: SYN cookie returned; new flow as {}", key.to_string(),
+               f->fake.to_string());
+  send_made_up_syn(*f);
+  return f;
+}
+
 // A SYN's flow is half-open until the client's ACK: a spoofed source never sends it. Bounded so
 // that a flood cannot take the table from real clients (Linux's SYN queue, without its cookies:
 // the kernel behind the TUN uses its own).
@@ -287,7 +430,9 @@ Flow* PacketLayer::new_flow(const wire::TcpPacket& syn, TimePoint now) {
   }
   Flow* f = insert_flow(ConnKey{syn.src().ip, syn.src().port, syn.tcp.seq().raw()}, syn.src(), now);
   if (!f) return nullptr;
-  f->server_isn = SeqNum(s_.server_isn(f->key));
+  auto opts = wire::parse_options(syn.tcp.options());
+  f->server_isn = SeqNum(
+      s_.server_isn(f->key, encode_offer(offer_of(opts ? std::optional(*opts) : std::nullopt))));
   f->half_open = true;
   f->half_open_at = half_open_.insert(half_open_.end(), f);
   ++half_open_by_source_[source];
@@ -305,7 +450,7 @@ void PacketLayer::leave_half_open(Flow& f) {
 bool PacketLayer::pick_fake(Flow& f) {
   for (uint32_t tries = 0; tries < s_.fake_count; ++tries) {
     Endpoint fake{wire::Ipv4Addr(s_.fake_first.v + (next_fake_++ % s_.fake_count)), f.client.port};
-    if (!by_fake_.contains(fake)) {
+    if (!by_fake_.contains(fake) && fake != probe_) {
       f.fake = fake;
       return true;
     }
@@ -421,6 +566,7 @@ void PacketLayer::on_kernel_packet(std::span<uint8_t> bytes, TimePoint now) {
     ++counters_.dropped_kernel_unknown;
     return;
   }
+  if (probe_ && p.dst() == *probe_) return on_probe_answer(p);
   auto it = by_fake_.find(p.dst());
   if (it == by_fake_.end()) {
     ++counters_.dropped_kernel_unknown;
@@ -451,6 +597,7 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
     auto opts = wire::parse_options(p.tcp.options());
     // RFC 7323 2.2: scaling applies only if both SYNs carried the option.
     f.window_shift = (f.client_offered_wscale && opts && opts->wscale) ? *opts->wscale : 0;
+    if (!f.adopting && f.client_offered_wscale && f.client_sack_ok) learn_syn_ack(p);
     f.kernel_snd_nxt = f.server_isn;
     f.kernel_rcv_nxt = p.tcp.ack();
     f.kernel_window = static_cast<uint16_t>(p.tcp.window() >> f.window_shift);
@@ -873,6 +1020,12 @@ void PacketLayer::to_kernel_as_client(const Flow& f, wire::TcpSegmentSpec spec) 
 }
 
 void PacketLayer::refuse_adoption(Flow& f, std::string_view why) {
+  if (f.from_cookie) {
+    // Nobody else is waiting for it: the client's next packet returns the cookie again.
+    spdlog::warn("packet: {} (SYN cookie): {}; dropped", f.key.to_string(), why);
+    drop_flow(f);
+    return;
+  }
   spdlog::warn("packet: adopt {}: {}; refused", f.key.to_string(), why);
   ++counters_.adoptions_refused;
   emit_.adoption_refused(f.key);
@@ -884,6 +1037,11 @@ void PacketLayer::refuse_adoption(Flow& f, std::string_view why) {
 // behalf. Its window must mean what the client reads in it: the same scale as the survivor's.
 void PacketLayer::finish_adoption(Flow& f) {
   f.adopting = false;
+  if (f.from_cookie) {
+    // The client's ACK, and whatever came with or after it, completes this kernel's handshake.
+    replay_early(f);
+    return;
+  }
   if (f.window_shift != f.adopt_shift) {
     wire::TcpSegmentSpec rst;
     rst.seq = f.kernel_rcv_nxt;

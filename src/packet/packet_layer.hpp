@@ -51,7 +51,9 @@ struct Settings {
   // predecessor left behind (FIN-WAIT, for minutes) still use its first addresses, and one that
   // met an adopted connection's made-up SYN would take it instead of the listener.
   uint32_t fake_start = 0;
-  std::function<uint32_t(const ConnKey&)> server_isn;  // keyed, identical on both nodes (I3)
+  // The client-facing ISN of a connection whose SYN offered `offer` (syn_offer.hpp): keyed,
+  // identical on both nodes (I3), with `offer` in its low 8 bits (a SYN cookie).
+  std::function<uint32_t(const ConnKey&, uint8_t offer)> server_isn;
   std::chrono::seconds linger{30};  // how long a closed flow absorbs stray packets
   size_t max_flows = 16384;
   // A flow whose handshake the client never completed, silent this long, is dropped (a spoofed
@@ -63,6 +65,9 @@ struct Settings {
   // one never), and at most this many from one source address (a SYN beyond it is dropped).
   size_t max_half_open = 4096;
   uint32_t half_open_per_source = 128;
+  // From this many half-open flows on (0: always), and for a source at its cap, the front answers
+  // a SYN with a SYN cookie and keeps nothing: the flow is made when the client's ACK returns it.
+  size_t syn_cookie_threshold = 256;
 };
 
 struct Counters {
@@ -88,6 +93,8 @@ struct Counters {
   uint64_t half_open_expired = 0, idle_expired = 0;
   // SYN floods: half-open flows evicted for a newer SYN; SYNs dropped over the per-source cap.
   uint64_t half_open_evicted = 0, syns_over_source_cap = 0;
+  // SYN-ACKs sent as SYN cookies, and flows made from a client's ACK that returned one.
+  uint64_t syn_cookies_sent = 0, syn_cookie_flows = 0;
 };
 
 class PacketLayer {
@@ -152,6 +159,13 @@ class PacketLayer {
   // fresh timer (call it often, e.g. every few ms).
   void resend_due(TimePoint now);
 
+  // SYN cookies promise what this kernel answers a SYN; until a handshake has taught it, the node
+  // asks: a made-up SYN (offering scaling and SACK) from an address no flow uses, whose SYN-ACK
+  // is learnt from and reset at once. Call it now and then (the node: every second) until
+  // kernel_syn_ack_known().
+  void probe_kernel();
+  bool kernel_syn_ack_known() const { return kernel_syn_ack_.has_value(); }
+
   void flush();  // emit coalesced backup_has notices
   void expire(TimePoint now);
 
@@ -170,6 +184,13 @@ class PacketLayer {
   void serve_alone(Flow& f, TimePoint now);  // backup, the peer gone: send what was kept
   void stop_gating(Flow& f);                 // primary, the peer gone
   void finish_adoption(Flow& f);
+  // SYN cookies (syn_offer.hpp): whether a SYN from `source` is answered with one now; the
+  // answer; and, for a client ACK that returns a valid one, the flow, its kernel's handshake
+  // under way as for an adoption (nullptr: not a cookie, or no room).
+  bool cookie_wanted(uint32_t source) const;
+  void send_cookie(const wire::TcpPacket& syn);
+  bool valid_cookie(const wire::TcpPacket& p) const;
+  Flow* flow_from_cookie(const wire::TcpPacket& p, TimePoint now);
   bool pick_fake(Flow& f);  // a made-up address no flow uses; false if none is left
   void send_made_up_syn(Flow& f);
   // A segment made up on the client's behalf, from its made-up address into this node's kernel.
@@ -215,6 +236,18 @@ class PacketLayer {
   std::list<Flow*> half_open_;          // oldest first
   std::unordered_map<uint32_t, uint32_t> half_open_by_source_;
   uint32_t next_fake_;
+  // This kernel's SYN-ACK to a client that offered window scaling and SACK (learnt from each
+  // such handshake): a SYN cookie must promise what the kernel will do. No cookie before it.
+  struct KernelSynAck {
+    uint16_t window = 0;
+    uint16_t mss = 536;
+    std::optional<uint8_t> wscale;
+    bool sack = false;
+  };
+  std::optional<KernelSynAck> kernel_syn_ack_;
+  std::optional<wire::Endpoint> probe_;  // the made-up address of the probe awaiting its answer
+  void learn_syn_ack(const wire::TcpPacket& syn_ack);
+  void on_probe_answer(const wire::TcpPacket& p);
   TimePoint now_{};
   // Challenge ACKs left in the current one-second window of the per-node limit.
   TimePoint challenge_window_start_{};

@@ -3,4 +3,5 @@
 understudy_lab_tests(test_hostile_packets hostile_packets BlindInjectionTest
   test_rst_syn_and_ack_on_a_live_connection_change_nothing)
 understudy_lab_tests(test_hostile_packets hostile_packets SynFloodTest
-  test_spoofed_syn_flood_does_not_stop_new_clients)
+  test_spoofed_syn_flood_at_full_speed_is_answered_with_cookies
+  test_spoofed_syn_flood_without_cookies_is_bounded)

@@ -68,6 +68,7 @@ include(${CMAKE_CURRENT_LIST_DIR}/guards.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/handover.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/privileges.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/hostile_packets.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/syn_cookies.cmake OPTIONAL)
 understudy_lab_tests(test_node_lifecycle lifecycle NodeLifecycleTest
   test_sigterm_stops_cleanly
   test_restarted_primary_rejoins

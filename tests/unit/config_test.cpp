@@ -105,6 +105,7 @@ TEST_F(ConfigTest, DefaultsFilled) {
   EXPECT_EQ(c.limits.max_connections_per_source, 512u);
   EXPECT_EQ(c.limits.send_timeout_ms, 60000u);
   EXPECT_EQ(c.limits.request_buffer_total_bytes, 268435456u);
+  EXPECT_EQ(c.limits.syn_cookie_threshold, 256u);
   EXPECT_EQ(c.log.level, LogLevel::Info);
   EXPECT_TRUE(c.source.empty());
 }
@@ -339,6 +340,8 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"RequestBufferTotalZero", kHb, "[limits]\nrequest_buffer_total_bytes = 0\n" + kHb,
              "limits.request_buffer_total_bytes",
              "must be between 1 and 9223372036854775807 (got 0)"},
+        Case{"SynCookieThresholdNegative", kHb, "[limits]\nsyn_cookie_threshold = -1\n" + kHb,
+             "limits.syn_cookie_threshold", "must be between 0 and 9223372036854775807 (got -1)"},
         Case{"HalfOpenTimeoutTooShort", kHb, "[limits]\nhalf_open_timeout_ms = 99\n" + kHb,
              "limits.half_open_timeout_ms", "must be between 100 and 9223372036854775807 (got 99)"},
         Case{"FlowIdleBelowTwiceTheIdleTimeout", kHb,
@@ -450,6 +453,7 @@ close_timeout_ms = 700
 max_connections_per_source = 3
 send_timeout_ms = 900
 request_buffer_total_bytes = 5000
+syn_cookie_threshold = 0
 [log]
 level = "debug"
 )";

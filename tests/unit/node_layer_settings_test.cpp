@@ -16,6 +16,7 @@ config::Config sample() {
   c.limits.replication_window_bytes = 65536;
   c.limits.request_cache_bytes = 1 << 20;
   c.limits.idle_timeout_ms = 5000;
+  c.limits.syn_cookie_threshold = 7;
   return c;
 }
 
@@ -29,6 +30,8 @@ TEST(LayerSettings, PacketLayerFromConfig) {
   EXPECT_EQ(ps.fake_first, wire::Ipv4Addr(198, 19, 1, 1));
   EXPECT_EQ(ps.fake_count, 65536u - 512u);
   EXPECT_EQ(ps.max_flows, 1000u);
+  EXPECT_EQ(ps.max_half_open, 250u);
+  EXPECT_EQ(ps.syn_cookie_threshold, 7u);
   EXPECT_FALSE(ps.mode);  // the node's to give
   EXPECT_FALSE(ps.server_isn);
 }

@@ -15,6 +15,8 @@ const std::set<std::string> kKeys = {
     "uptime_ms", "fault_armed", "channel_up",
     // added with rejoin (issue 9)
     "connections_protected", "connections_unprotected",
+    // added with SYN cookies (issue 10)
+    "syn_cookies_ready",
     // packet layer
     "packet.client_packets", "packet.relayed", "packet.to_kernel", "packet.to_client",
     "packet.dropped_malformed", "packet.dropped_bad_checksum", "packet.dropped_unknown_flow",
@@ -26,7 +28,7 @@ const std::set<std::string> kKeys = {
     "packet.rst_ignored", "packet.syns_on_live_flow", "packet.acks_beyond_sent",
     "packet.acks_too_old", "packet.challenge_acks", "packet.challenge_acks_limited",
     "packet.half_open_expired", "packet.idle_expired", "packet.half_open_evicted",
-    "packet.syns_over_source_cap",
+    "packet.syns_over_source_cap", "packet.syn_cookies_sent", "packet.syn_cookie_flows",
     // message layer
     "message.accepted", "message.requests", "message.replies", "message.bad_requests",
     "message.upstream_errors", "message.regenerated", "message.regen_mismatch", "message.aborted",
@@ -66,6 +68,7 @@ StatusInputs sample() {
   in.connections = 3;
   in.connections_unprotected = 1;
   in.flows = 4;
+  in.syn_cookies_ready = true;
   in.failovers = 5;
   in.boot_id = 1700000000123456;
   in.advertised = "198.18.0.1:80";
@@ -109,6 +112,7 @@ TEST(NodeStatus, ValuesLandUnderTheirKeys) {
   EXPECT_EQ(j["connections_protected"], 2);
   EXPECT_EQ(j["connections_unprotected"], 1);
   EXPECT_EQ(j["flows"], 4);
+  EXPECT_EQ(j["syn_cookies_ready"], true);
   EXPECT_EQ(j["failovers"], 5);
   EXPECT_EQ(j["boot_id"], 1700000000123456u);
   EXPECT_EQ(j["advertised"], "198.18.0.1:80");

@@ -56,12 +56,15 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "golden_packets.hpp"
 #include "packet/packet_layer.hpp"
+#include "packet/syn_offer.hpp"
 #include "packet_builder.hpp"
 #include "wire/tcp.hpp"
 #include "wire/tcp_options.hpp"
@@ -212,15 +215,27 @@ class PacketLayerTest : public ::testing::Test {
   uint32_t K(uint32_t n) const { return kernel_isn + n; }
   ConnKey key() const { return ConnKey{kClient.ip, kClient.port, client_isn}; }
 
+  // `server_isn` for this fixture's own SYN's offer (syn_offer.hpp), another ISN for any other:
+  // an ACK is taken for a returned SYN cookie only where a test means it (CookieTest).
+  virtual std::function<uint32_t(const ConnKey&, uint8_t)> isn_function() const {
+    uint32_t isn = server_isn;
+    uint8_t own = encode_offer(offer_of(client_syn_options(wscale)));
+    return [isn, own](const ConnKey&, uint8_t offer) {
+      return offer == own ? isn : ((isn ^ 0x5a000000u) & ~kOfferMask) | offer;
+    };
+  }
+
+  size_t syn_cookie_threshold = 256;
+
   void start(Role r, Mode m) {
     role = r;
     Settings s;
+    s.syn_cookie_threshold = syn_cookie_threshold;
     s.role = r;
     s.advertised = kAdvertised;
     s.listen = kListen;
     s.fake_first = kFakeFirst;
-    uint32_t isn = server_isn;
-    s.server_isn = [isn](const ConnKey&) { return isn; };
+    s.server_isn = isn_function();
     mode = m;
     s.mode = [this] { return mode; };
     pl = std::make_unique<PacketLayer>(std::move(s), out);
@@ -1723,6 +1738,271 @@ TEST_F(PacketLayerTest, PrimarySimplexManyFlows_ClientRstsInWindow_NodeLimit) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// SYN cookies: past the threshold the front answers a SYN with the SYN-ACK its kernel would send,
+// keeps nothing and relays nothing; the client's ACK returns the ISN, which names the connection
+// and what its SYN offered (syn_offer.hpp), and the flow is made then, its kernel's handshake
+// done with a made-up SYN as for an adoption. Here the ISN function is the real shape: a hash of
+// the connection in the high 24 bits, the offer in the low 8.
+
+TEST(SynOffer, RoundTripsWhatLinuxOffers) {
+  wire::TcpOptions o;
+  o.mss = 1460;
+  o.wscale = 7;
+  o.sack_permitted = true;
+  SynOffer offer = offer_of(o);
+  EXPECT_EQ(offer, (SynOffer{1460, uint8_t{7}, true}));
+  EXPECT_EQ(decode_offer(encode_offer(offer)), offer);
+  o.wscale = 20;  // RFC 7323 2.3: used as 14
+  EXPECT_EQ(decode_offer(encode_offer(offer_of(o))).wscale, uint8_t{14});
+}
+
+TEST(SynOffer, MssRoundsDownAndMissingOptionsAreDefaults) {
+  wire::TcpOptions o;
+  o.mss = 1410;
+  EXPECT_EQ(offer_of(o).mss, 1400);
+  o.mss = 9000;
+  EXPECT_EQ(offer_of(o).mss, 1460);
+  o.mss = 100;  // below every entry: RFC 9293's default, as Linux's cookies do
+  EXPECT_EQ(offer_of(o).mss, 536);
+  EXPECT_EQ(offer_of(std::nullopt), (SynOffer{536, std::nullopt, false}));
+  EXPECT_EQ(decode_offer(encode_offer(SynOffer{})), SynOffer{});
+  for (unsigned bits = 0; bits < 256; ++bits)  // every byte is some offer, and only one
+    EXPECT_EQ(encode_offer(decode_offer(static_cast<uint8_t>(bits))), bits);
+}
+
+class CookieTest : public PacketLayerTest {
+ protected:
+  static constexpr uint32_t kNewIsn = 0x22334455u;  // the second client's ISN
+  const Endpoint kSecond{kClient.ip, 40001};
+
+  std::function<uint32_t(const ConnKey&, uint8_t)> isn_function() const override {
+    return [](const ConnKey& k, uint8_t offer) { return cookie_hash(k) | offer; };
+  }
+  static uint32_t cookie_hash(const ConnKey& k) {
+    return ((k.isn * 2654435761u) ^ (uint32_t{k.port} << 8) ^ 0x3c000000u) & ~kOfferMask;
+  }
+  // The ISN of the second client's connection, whose SYN offers what Linux does.
+  static uint32_t second_isn() {
+    return cookie_hash(ConnKey{kClient.ip, 40001, kNewIsn}) |
+           encode_offer(offer_of(client_syn_options(true)));
+  }
+  PacketBuilder from_second() { return PacketBuilder().from(kSecond).to(kAdvertised).window(1000); }
+  std::vector<uint8_t> second_syn() {
+    return from_second()
+        .seq(kNewIsn)
+        .flags(tf::SYN)
+        .window(64240)
+        .options(client_syn_options(true))
+        .build();
+  }
+  std::vector<uint8_t> second_ack() {
+    return from_second().seq(kNewIsn + 1).ack(second_isn() + 1).build();
+  }
+  // What the first handshake taught: the kernel's SYN-ACK, under the cookie's ISN.
+  std::vector<uint8_t> cookie_syn_ack() {
+    return PacketBuilder()
+        .from(kAdvertised)
+        .to(kSecond)
+        .seq(second_isn())
+        .ack(kNewIsn + 1)
+        .flags(tf::SYN | tf::ACK)
+        .window(65160)
+        .options(kernel_syn_ack_options(true))
+        .build();
+  }
+  const Endpoint kSecondFake{Ipv4Addr(kFakeFirst.v + 1), 40001};
+  std::vector<uint8_t> made_up_syn() {
+    wire::TcpOptions o;
+    o.mss = 1460;
+    o.wscale = 7;
+    o.sack_permitted = true;
+    return to_kernel(kSecondFake).seq(kNewIsn).flags(tf::SYN).window(0xffff).options(o).build();
+  }
+  static constexpr uint32_t kSecondKernelIsn = 0x70000000u;
+  std::vector<uint8_t> second_kernel_syn_ack() {
+    return from_kernel(kSecondFake)
+        .seq(kSecondKernelIsn)
+        .ack(kNewIsn + 1)
+        .flags(tf::SYN | tf::ACK)
+        .window(65160)
+        .options(kernel_syn_ack_options(true))
+        .build();
+  }
+  const Flow* second_flow() const { return pl->find_by_key(ConnKey{kClient.ip, 40001, kNewIsn}); }
+
+  // A first connection teaches the node its kernel's SYN-ACK; then cookies are always on.
+  void start_learnt(Role r, Mode m) {
+    syn_cookie_threshold = 0;
+    server_isn = cookie_hash(key()) | encode_offer(offer_of(client_syn_options(true)));
+    start(r, m);
+    establish();
+  }
+};
+
+TEST_F(CookieTest, PrimarySimplexNothingLearnt_ClientSyn_OpensAFlowAsUsual) {
+  syn_cookie_threshold = 0;
+  server_isn = cookie_hash(key()) | encode_offer(offer_of(client_syn_options(true)));
+  start(Role::Primary, Mode::Simplex);
+  client_syn_seen();
+  expect_only({.kernel = {kernel_side_syn()}});
+  EXPECT_EQ(pl->counters().syn_cookies_sent, 0u);
+  EXPECT_EQ(pl->half_open_flows(), 1u);
+}
+
+// A flood may come before any client: the node asks its kernel instead of waiting to learn.
+TEST_F(CookieTest, PrimarySimplexNothingLearnt_ProbeKernel_LearnsFromTheAnswerAndResetsIt) {
+  syn_cookie_threshold = 0;
+  start(Role::Primary, Mode::Simplex);
+  pl->probe_kernel();
+  const Endpoint probe{kFakeFirst, 1};
+  wire::TcpOptions offer;
+  offer.mss = 1460;
+  offer.wscale = 7;
+  offer.sack_permitted = true;
+  expect_only(
+      {.kernel = {to_kernel(probe).seq(0x5eed0001u).flags(tf::SYN).window(0xffff).options(offer)}});
+  EXPECT_FALSE(pl->kernel_syn_ack_known());
+  kernel(kernel_syn_ack(probe, kKernelIsn, 0x5eed0001u));
+  expect_only({.kernel = {to_kernel(probe).seq(0x5eed0002u).flags(tf::RST)}});
+  EXPECT_TRUE(pl->kernel_syn_ack_known());
+  EXPECT_EQ(pl->counters().dropped_kernel_unknown, 0u);
+  pl->probe_kernel();  // known: nothing more to ask
+  expect_only({});
+  client(second_syn(), Source::Lan);
+  expect_only({.client = {cookie_syn_ack()}});
+}
+
+// No listener yet (the kernel resets the probe): asked again on the next call.
+TEST_F(CookieTest, PrimarySimplexNothingLearnt_ProbeReset_AskedAgain) {
+  start(Role::Primary, Mode::Simplex);
+  pl->probe_kernel();
+  const Endpoint probe{kFakeFirst, 1};
+  kernel(from_kernel(probe).seq(0).ack(0x5eed0001u).flags(tf::RST | tf::ACK).window(0));
+  EXPECT_FALSE(pl->kernel_syn_ack_known());
+  out.clear();
+  pl->probe_kernel();
+  ASSERT_EQ(out.kernel.size(), 1u);  // from the next made-up address
+  EXPECT_FALSE(pl->kernel_syn_ack_known());
+}
+
+TEST_F(CookieTest, PrimarySimplexLearnt_ClientSyn_CookieSynAckAndNothingKept) {
+  start_learnt(Role::Primary, Mode::Simplex);
+  client(second_syn(), Source::Lan);
+  expect_only({.client = {cookie_syn_ack()}});
+  EXPECT_EQ(second_flow(), nullptr);
+  EXPECT_EQ(pl->half_open_flows(), 0u);
+  EXPECT_EQ(pl->counters().syn_cookies_sent, 1u);
+}
+
+TEST_F(CookieTest, PrimarySimplexCookieSent_ClientAck_FlowMadeAndHandshakeCompleted) {
+  start_learnt(Role::Primary, Mode::Simplex);
+  client(second_syn(), Source::Lan);
+  out.clear();
+  const std::vector<uint8_t> request =
+      from_second().seq(kNewIsn + 1).ack(second_isn() + 1).data(20);
+  client(second_ack(), Source::Lan);
+  client(request, Source::Lan);  // before this kernel answered: kept
+  expect_only({.kernel = {made_up_syn()}});
+  ASSERT_NE(second_flow(), nullptr);
+  EXPECT_TRUE(second_flow()->adopting);
+  EXPECT_EQ(pl->counters().syn_cookie_flows, 1u);
+  kernel(second_kernel_syn_ack());
+  // The kernel's SYN-ACK reaches nobody; the client's ACK and request follow it in.
+  expect_only(
+      {.kernel = {to_kernel(kSecondFake).seq(kNewIsn + 1).ack(kSecondKernelIsn + 1).window(1000),
+                  to_kernel(kSecondFake)
+                      .seq(kNewIsn + 1)
+                      .ack(kSecondKernelIsn + 1)
+                      .window(1000)
+                      .data(20)}});
+  EXPECT_FALSE(second_flow()->adopting);
+  EXPECT_EQ(second_flow()->window_shift, 7);
+  // From then on an ordinary flow: the kernel's reply goes out under the cookie's ISN.
+  kernel(from_kernel(kSecondFake).seq(kSecondKernelIsn + 1).ack(kNewIsn + 21).data(10));
+  expect_only({.client = {PacketBuilder()
+                              .from(kAdvertised)
+                              .to(kSecond)
+                              .seq(second_isn() + 1)
+                              .ack(kNewIsn + 21)
+                              .window(400)
+                              .data(10)}});
+}
+
+TEST_F(CookieTest, PrimarySimplex_AckWithAWrongCookie_UnknownFlowAsBefore) {
+  start_learnt(Role::Primary, Mode::Simplex);
+  const std::vector<uint8_t> forged =
+      from_second().seq(kNewIsn + 1).ack(second_isn() + 1 + 0x100);  // another hash
+  client(forged, Source::Lan);
+  EXPECT_EQ(second_flow(), nullptr);
+  EXPECT_EQ(pl->counters().syn_cookie_flows, 0u);
+  EXPECT_EQ(pl->counters().dropped_unknown_flow, 1u);
+  ASSERT_EQ(out.client.size(), 1u);  // the closed-port answer, as before
+  EXPECT_TRUE(out.kernel.empty());
+}
+
+// In duplex the backup is the front: it answers and relays nothing, so a spoofed SYN costs the
+// primary nothing; the returned ACK is relayed as every client packet, and both nodes make the
+// flow from it.
+TEST_F(CookieTest, BackupDuplexLearnt_ClientSynThenAck_CookieNotRelayedAckRelayed) {
+  start_learnt(Role::Backup, Mode::Duplex);
+  client(second_syn(), Source::Lan);
+  expect_only({.client = {cookie_syn_ack()}});
+  client(second_ack(), Source::Lan);
+  expect_only({.kernel = {made_up_syn()}, .primary = {second_ack()}});
+  kernel(second_kernel_syn_ack());
+  pl->flush();
+  expect_only(
+      {.kernel = {to_kernel(kSecondFake).seq(kNewIsn + 1).ack(kSecondKernelIsn + 1).window(1000)},
+       .has = {{ConnKey{kClient.ip, 40001, kNewIsn},
+                HasReport{SeqNum(kNewIsn + 1), SeqNum(kNewIsn + 1 + 65160)}}}});
+}
+
+// The primary learns of the connection from the relayed ACK alone; the client holds the backup's
+// SYN-ACK already, so what the primary tells it stays gated by the backup's Has (I1).
+TEST_F(CookieTest, PrimaryDuplexNoFlow_RelayedCookieAck_FlowMadeAndGated) {
+  start_learnt(Role::Primary, Mode::Duplex);
+  client(second_ack(), Source::Relay);
+  expect_only({.kernel = {made_up_syn()}});
+  kernel(second_kernel_syn_ack());
+  expect_only(
+      {.kernel = {to_kernel(kSecondFake).seq(kNewIsn + 1).ack(kSecondKernelIsn + 1).window(1000)}});
+  client(from_second().seq(kNewIsn + 1).ack(second_isn() + 1).data(20), Source::Relay);
+  out.clear();
+  kernel(from_kernel(kSecondFake).seq(kSecondKernelIsn + 1).ack(kNewIsn + 21).window(400));
+  // The backup has reported nothing beyond the SYN: the ACK is held at the client's ISN + 1.
+  expect_only({.client = {PacketBuilder()
+                              .from(kAdvertised)
+                              .to(kSecond)
+                              .seq(second_isn() + 1)
+                              .ack(kNewIsn + 1)
+                              .window(400 + (20 >> 7))}});
+  pl->on_backup_has(ConnKey{kClient.ip, 40001, kNewIsn}, SeqNum(kNewIsn + 21), now);
+  EXPECT_EQ(out.client.size(), 1u);
+}
+
+// A flow the backup still holds for the port (the client's socket is long gone) does not stand in
+// the way: the returned cookie proves a new handshake.
+TEST_F(CookieTest, BackupDuplexStaleFlowOnThePort_CookieAck_ReplacesIt) {
+  start_learnt(Role::Backup, Mode::Duplex);
+  // The stale flow: the second client's port, an older ISN, established.
+  const uint32_t old_isn = 0x01020304u;
+  client(from_second().seq(old_isn).flags(tf::SYN).window(64240).options(client_syn_options(true)),
+         Source::Lan);
+  EXPECT_EQ(pl->counters().syn_cookies_sent, 1u);  // cookies on: no flow from a SYN
+  // So make it through a returned cookie, then leave it live.
+  ConnKey old_key{kClient.ip, 40001, old_isn};
+  uint32_t old_server = cookie_hash(old_key) | encode_offer(offer_of(client_syn_options(true)));
+  client(from_second().seq(old_isn + 1).ack(old_server + 1), Source::Lan);
+  ASSERT_NE(pl->find_by_key(old_key), nullptr);
+  out.clear();
+  client(second_ack(), Source::Lan);
+  EXPECT_EQ(pl->find_by_key(old_key), nullptr);
+  ASSERT_NE(second_flow(), nullptr);
+  EXPECT_EQ(pl->counters().syn_cookie_flows, 2u);
+  EXPECT_EQ(out.primary.size(), 1u);  // relayed: the primary makes it too
+}
+
+// ---------------------------------------------------------------------------------------------
 // SYN floods: half-open flows are bounded (the oldest gives way) and capped per source.
 
 class SynFloodTest : public PacketLayerTest {
@@ -1735,8 +2015,9 @@ class SynFloodTest : public PacketLayerTest {
     s.advertised = kAdvertised;
     s.listen = kListen;
     s.fake_first = kFakeFirst;
-    s.server_isn = [](const ConnKey&) { return kServerIsn; };
+    s.server_isn = isn_function();
     s.mode = [this] { return mode; };
+    s.syn_cookie_threshold = SIZE_MAX;  // the bounds that hold without cookies
     s.max_flows = max_flows;
     s.max_half_open = max_half_open;
     s.half_open_per_source = per_source;
