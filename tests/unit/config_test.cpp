@@ -1,8 +1,10 @@
 #include "config/config.hpp"
 
 #include <gtest/gtest.h>
+
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
 
@@ -33,9 +35,12 @@ timeout_ms  = 100
 class ConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // A parameterised test's name has a '/' ("Rejected/MaxConnectionsZero"): one directory each,
+    // so that TearDown removes all it made.
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '_');
     dir_ = fs::temp_directory_path() /
-           ("understudy_config_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           ("understudy_config_test_" + std::to_string(::getpid()) + "_" + name);
     fs::create_directories(dir_);
     write("peer.key", std::string(kKeyHex) + "\n");
   }

@@ -41,9 +41,10 @@ def start_load_client(lab, cargs, ready):
 
 
 class ChaosLab(ul.Lab):
-    def __init__(self, *a, port80=False, **kw):
+    def __init__(self, *a, port80=False, limits=None, **kw):
         super().__init__(*a, **kw)
         self.port80 = port80   # nginx also on 0.0.0.0:80 (keepalived setups)
+        self.limits = dict(limits or {})  # [limits] keys for both daemons (chaos --limit)
 
     def nginx_conf(self, node):
         conf = super().nginx_conf(node)
@@ -123,7 +124,7 @@ vrrp_instance VI_1 {{
         """Key, configs, both daemons; returns once the pair is in duplex."""
         self.keygen()
         for node in ("primary", "backup"):
-            self.write_config(node)
+            self.write_config(node, limits=self.limits)
         self.start_node("primary")
         self.start_node("backup")
         self.wait_status("primary", mode="duplex", channel_up=True)

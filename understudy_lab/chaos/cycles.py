@@ -200,7 +200,7 @@ def run(args, outdir, meta, loadclient):
     n = args.cycles
     print(f"chaos: {n} cycles (crash -> rejoin, alternating, first {args.first_role}) under one "
           f"verified load; results in {outdir}", flush=True)
-    lab = ChaosLab(binary=args.binary)
+    lab = ChaosLab(binary=args.binary, limits=args.limits)
     cycles, load, error, client = [], None, None, None
     t_run = now()
     try:

@@ -58,7 +58,7 @@ def run_trial(plan, target, args, outdir):
     """Run one trial; return a result dict (never raises for trial-level problems)."""
     res = {"target": target, **plan, "ok": False, "error": None}
     role, survivor = plan["role"], OTHER[plan["role"]]
-    lab = ChaosLab(binary=args.binary, port80=(target != "understudy"))
+    lab = ChaosLab(binary=args.binary, port80=(target != "understudy"), limits=args.limits)
     t_trial = now()
     captures = []
     tdir = os.path.join(outdir, f"trial-{plan['seed']}-{target}")
@@ -238,6 +238,16 @@ def stop_captures(caps, keep_dir):
 
 # --------------------------------------------------------------------------- main
 
+def parse_limits(s):
+    out = {}
+    for item in parse_list(s):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value.isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r}: want KEY=N, e.g. syn_cookie_threshold=0")
+        out[key] = int(value)
+    return out
+
+
 def parse_list(s, conv=str):
     return [conv(x) for x in s.split(",") if x.strip()]
 
@@ -278,6 +288,9 @@ def main(argv=None):
                          "the captures are kept with the logs of a failing trial")
     ap.add_argument("--no-snapshot", action="store_true",
                     help="use --binary in place instead of a copy taken at the start")
+    ap.add_argument("--limits", default={}, type=parse_limits, metavar="KEY=N[,KEY=N...]",
+                    help="[limits] keys for both daemons, e.g. syn_cookie_threshold=0 (every "
+                         "connection made from a SYN cookie)")
     ap.add_argument("--ci", action="store_true", help="exit 77 (CTest: skipped) without root")
     cy = ap.add_argument_group("cycles mode (understudy_lab/chaos/cycles.py): one lab, one load, "
                                "N crash -> rejoin cycles alternating the crashed node")
@@ -311,7 +324,7 @@ def main(argv=None):
             a.default = saved[a.dest]
     cycles_only = {"first_role", "rotate", "conn_max_age", "dwell", "unprotected_wait"}
     both = {"seed", "out", "binary", "get", "post", "pipe", "client_timeout", "late",
-            "no_snapshot", "ci", "cycles", "help"}
+            "no_snapshot", "ci", "cycles", "help", "limits"}
     if args.cycles is not None:
         bad = sorted(given - cycles_only - both)
         if bad:
