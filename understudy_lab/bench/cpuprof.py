@@ -63,7 +63,7 @@ class PerfRecord:
     """``perf record -g`` on some pids, started disabled and enabled through its control pipe, so
     the samples cover exactly the window between ``start()`` and ``stop()``."""
 
-    def __init__(self, pids, out, freq=999, callgraph="fp"):
+    def __init__(self, pids, out, freq=999, callgraph="dwarf"):
         self.out = out
         cr, self._ctl = os.pipe()
         self._ack, aw = os.pipe()
@@ -129,7 +129,8 @@ def perf_script(data):
 
 
 _HEAD = re.compile(r"^(\S.*?)\s+\d+(?:/\d+)?\s*$")
-_FRAME = re.compile(r"^\s+[0-9a-f]+\s+(.*?)\s+\((.*)\)$")
+# the DSO is the last parenthesized group: C++ symbols hold " (" themselves
+_FRAME = re.compile(r"^\s+[0-9a-f]+\s+(.*)\s+\(([^()]*)\)$")
 
 
 def samples(text):
@@ -142,11 +143,15 @@ def samples(text):
     ...
     ... understudy 41
     ... \\t  99 sha256_block_data_order_avx2 (/usr/lib/x86_64-linux-gnu/libcrypto.so.3)
+    ... \\t  77 us::crypto::mac (inlined)
+    ... \\t  88 std::function<void (int)>::operator()(int) const (/tmp/x/understudy)
     ... ''')
     >>> s[0][1][:2]
     [('copy_user_generic', '[kernel.kallsyms]'), ('__libc_write', '/usr/lib/x86_64-linux-gnu/libc.so.6')]
     >>> len(s), s[1][0]
     (2, 'understudy')
+    >>> s[1][1][1:]
+    [('us::crypto::mac', '/tmp/x/understudy'), ('std::function<void (int)>::operator()(int) const', '/tmp/x/understudy')]
     """
     out = []
     cur = None
@@ -163,7 +168,18 @@ def samples(text):
         if h:
             cur = (h.group(1), [])
             out.append(cur)
-    return [s for s in out if s[1]]
+    return [(comm, _uninline(frames)) for comm, frames in out if frames]
+
+
+def _uninline(frames):
+    """An inlined frame (perf script --call-graph dwarf names its DSO "inlined") runs in the DSO
+    of the frame it was inlined into: the next one toward the root."""
+    dso = None
+    out = []
+    for sym, d in reversed(frames):
+        dso = dso if d == "inlined" and dso else d
+        out.append((sym, dso))
+    return out[::-1]
 
 
 def frame_name(sym, dso):

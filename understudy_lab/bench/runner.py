@@ -816,10 +816,11 @@ def main(argv):
     ap.add_argument("--handover-node", choices=("primary", "backup"), default="primary",
                     help="the node the handover scenario stops with SIGTERM (default: the primary)")
     ap.add_argument("--scale-n", type=int, help="connections for the scale test (default: 10000, smoke 200)")
-    ap.add_argument("--profile", nargs="?", const="fp", choices=("fp", "dwarf"),
-                    help="also profile both daemons with `perf record` during one duplex point "
-                         "(100 KiB, wrk -c16) and write DIR/profile/; the value is perf's call-graph "
-                         "mode (default fp; dwarf unwinds code built without frame pointers)")
+    ap.add_argument("--profile", nargs="?", const="dwarf", choices=("dwarf", "fp"),
+                    help="also profile both daemons with `perf record` during one extra duplex point "
+                         "(100 KiB, wrk -c16) and write OUT/profile/; the value is perf's call-graph "
+                         "mode (default dwarf: the build has no frame pointers, so fp, i.e. plain -g, "
+                         "loses the daemon's own frames)")
     ap.add_argument("--render", metavar="DIR", help="only rewrite the report and plots of DIR/results.json")
     a = ap.parse_args(argv)
     if a.render:
