@@ -120,8 +120,10 @@ class PerfRecord:
 
 
 def perf_script(data):
-    """The text of `perf script` for ``data`` (comm, tid, and per frame address, symbol, DSO)."""
-    cp = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,ip,sym,dso"],
+    """The text of `perf script` for ``data`` (comm, tid, and per frame address, symbol, DSO).
+    --no-inline: perf's inline frames have no DSO (it names them "inlined"), and some it reports
+    are libc's own functions, which would then count in the caller's DSO."""
+    cp = subprocess.run(["perf", "script", "--no-inline", "-i", data, "-F", "comm,tid,ip,sym,dso"],
                         capture_output=True, timeout=600)
     if cp.returncode != 0:
         raise RuntimeError(f"perf script: {cp.stderr.decode(errors='replace')[-400:]}")
@@ -143,15 +145,14 @@ def samples(text):
     ...
     ... understudy 41
     ... \\t  99 sha256_block_data_order_avx2 (/usr/lib/x86_64-linux-gnu/libcrypto.so.3)
-    ... \\t  77 us::crypto::mac (inlined)
     ... \\t  88 std::function<void (int)>::operator()(int) const (/tmp/x/understudy)
     ... ''')
     >>> s[0][1][:2]
     [('copy_user_generic', '[kernel.kallsyms]'), ('__libc_write', '/usr/lib/x86_64-linux-gnu/libc.so.6')]
     >>> len(s), s[1][0]
     (2, 'understudy')
-    >>> s[1][1][1:]
-    [('us::crypto::mac', '/tmp/x/understudy'), ('std::function<void (int)>::operator()(int) const', '/tmp/x/understudy')]
+    >>> s[1][1][1]
+    ('std::function<void (int)>::operator()(int) const', '/tmp/x/understudy')
     """
     out = []
     cur = None
@@ -168,18 +169,7 @@ def samples(text):
         if h:
             cur = (h.group(1), [])
             out.append(cur)
-    return [(comm, _uninline(frames)) for comm, frames in out if frames]
-
-
-def _uninline(frames):
-    """An inlined frame (perf script --call-graph dwarf names its DSO "inlined") runs in the DSO
-    of the frame it was inlined into: the next one toward the root."""
-    dso = None
-    out = []
-    for sym, d in reversed(frames):
-        dso = dso if d == "inlined" and dso else d
-        out.append((sym, dso))
-    return out[::-1]
+    return [s for s in out if s[1]]
 
 
 def frame_name(sym, dso):
