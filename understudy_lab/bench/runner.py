@@ -362,7 +362,7 @@ class Bench:
         if got:
             prof["rps"] = got[0]["rps"]
             prof["cpu"] = got[1]
-        what = f" (duplex, {size}, wrk -c{conc}, {secs} s, perf --call-graph {self.perf})"
+        what = f" ({mode}, {size}, wrk -c{conc}, {secs} s, perf --call-graph {self.perf})"
         for n in data:
             s = cpuprof.write_profile(data[n], outdir, n, what)
             os.unlink(data[n])
