@@ -6,7 +6,8 @@ import os
 from understudy_lab.bench.scenarios import MODE_ORDER, SIZE_LABEL, SIZE_ORDER
 
 EXPECTED_FILES = ["report.md", "results.json", "latency.csv", "latency_samples.csv", "throughput.csv",
-                  "breakdown.csv", "failover.csv", "handover.csv", "latency_series.png", "latency_vs_size.png",
+                  "breakdown.csv", "failover.csv", "handover.csv", "cpu.csv", "latency_series.png",
+                  "latency_vs_size.png",
                   "throughput.png", "breakdown.png", "failover.png"]
 
 # The paper's Table 3 and Table 5 ("Avg" column, ms; a new connection per request, 350 MHz
@@ -42,6 +43,9 @@ class R:
         self.timing = {}
         for t in res["timing"]:
             self.timing[(t["mode"], t["size"], t["conn"], t["node"])] = t
+        # (kind, mode, size, load, node, role) -> CPU row; load is "c16", "new" or "keep"
+        self.cpu = {(c["kind"], c["mode"], c["size"], c["load"], c["node"], c["role"]): c
+                    for c in res.get("cpu", [])}
 
     def lat_mean(self, mode, size, conn, key="mean"):
         r = self.lat.get((mode, size, conn))
@@ -65,6 +69,14 @@ class R:
             return None
         h = t["timing"].get(name)
         return h if h and h.get("count") else None
+
+    def cpu_us(self, mode, size, load, node=None, role=None, kind="throughput"):
+        """CPU µs per request of the processes of ``node`` and ``role`` (None: all) at a point."""
+        rows = [c for (k, m, s, ld, n, ro), c in self.cpu.items() if (k, m, s, ld) == (kind, mode, size, load)
+                and node in (None, n) and role in (None, ro)]
+        if not rows or not rows[0]["requests"]:
+            return None
+        return sum(c["user_s"] + c["sys_s"] for c in rows) * 1e6 / rows[0]["requests"]
 
     def breakdown(self, mode, size, conn):
         """Per request, ms: client, message layer (primary), server, replication, packet layer."""
@@ -126,6 +138,30 @@ def key_table(r):
         tgt = "≥ 0.5" if b == "nginx-proxy" else None
         add(f"{a} / {b}", "throughput req/s, 1 KiB, concurrency 16", x, None, None, tgt,
             None if (x is None or tgt is None) else x >= 0.5)
+    for size in ("1k", "100k"):
+        if r.cpu_us("direct", size, "c16") is None:
+            continue
+        for mode in ("null", "simplex", "duplex"):
+            us = [r.cpu_us(mode, size, "c16", n, "understudy") for n in ("primary", "backup")]
+            if us[0] is None:
+                continue
+            alls = r.cpu_us(mode, size, "c16")
+            who = " / ".join(f(x, 0) for x in us if x is not None)
+            share = f(100 * sum(x or 0 for x in us) / alls, 0) if alls else "—"
+            rows.append(f"| {mode} | CPU µs per request, {SIZE_LABEL[size]}, c=16: understudy "
+                        f"{'primary / backup' if us[1] is not None else 'primary'}; its share of all "
+                        f"measured CPU | {who}; {share}% | | — | — |")
+        x = r.cpu_us("duplex", size, "c16")
+        y = r.cpu_us("direct", size, "c16")
+        add("duplex / direct", f"CPU per request (understudy + nginx + haproxy, both nodes), "
+            f"{SIZE_LABEL[size]}, c=16", x / y if x and y else None)
+    prof = r.res.get("profile") or {}
+    for node, s in sorted((prof.get("nodes") or {}).items()):
+        sp = s["split_pct"]
+        rows.append(f"| profile, {node} | self time: kernel / libcrypto / libc / understudy / other (%), "
+                    f"{prof['mode']} {SIZE_LABEL[prof['size']]} c={prof['conc']} | "
+                    + " / ".join(f(sp[c], 0) for c in ("kernel", "libcrypto", "libc", "understudy", "other"))
+                    + " | | — | — |")
     fo = r.res.get("failover") or {}
     st = (fo.get("max_stall_ms") or {})
     if st.get("n"):
@@ -233,6 +269,54 @@ def breakdown_table(r):
                              f"{f(b['server'], 3)} | {f(b['replication'], 3)} | {f(b['packet'], 3)} | "
                              f"{f(b['packets_per_request'], 1)} | {f(b['packet_us_each'], 1)} |")
     return "\n".join(lines)
+
+
+CPU_COLS = [("primary", "understudy"), ("backup", "understudy"), ("primary", "nginx"), ("backup", "nginx"),
+            ("primary", "haproxy")]
+
+
+def cpu_table(r, kind="throughput"):
+    """CPU µs per request of each process group at every point of ``kind``."""
+    points = sorted({(m, s, ld) for (k, m, s, ld, _, _) in r.cpu if k == kind},
+                    key=lambda p: (SIZE_ORDER.index(p[1]), p[2], MODE_ORDER.index(p[0])))
+    lines = ["| mode | size | load | " + " | ".join(f"{ro} {n}" for n, ro in CPU_COLS) +
+             " | all | understudy share | primary understudy busy, system part |",
+             "|---|---|---|" + "---|" * (len(CPU_COLS) + 3)]
+    for mode, size, load in points:
+        cells = [f(r.cpu_us(mode, size, load, n, ro, kind), 0) for n, ro in CPU_COLS]
+        alls = r.cpu_us(mode, size, load, kind=kind)
+        daemon = r.cpu_us(mode, size, load, role="understudy", kind=kind)
+        c = r.cpu.get((kind, mode, size, load, "primary", "understudy"))
+        busy = "—"
+        if c and c["busy_pct"] is not None:
+            tot = c["user_s"] + c["sys_s"]
+            busy = f"{c['busy_pct']:.0f}% of a CPU, {f(100 * c['sys_s'] / tot if tot else None, 0)}% system"
+        share = f(100 * daemon / alls, 0) + "%" if daemon and alls else "—"
+        lines.append(f"| {mode} | {SIZE_LABEL[size]} | {load} | " + " | ".join(cells) +
+                     f" | {f(alls, 0)} | {share} | {busy} |")
+    return "\n".join(lines)
+
+
+def profile_text(r):
+    prof = r.res.get("profile")
+    if not prof:
+        return "Not profiled in this run (`bench/run --profile`)."
+    if prof.get("skipped"):
+        return f"Profile skipped: {prof['skipped']}"
+    classes = ("kernel", "libcrypto", "libc", "understudy", "other")
+    out = [f"`perf record --call-graph {prof['callgraph']}` on each daemon during one extra point: "
+           f"{prof['mode']}, {SIZE_LABEL[prof['size']]} replies, wrk -c{prof['conc']} for "
+           f"{prof['seconds']} s ({f(prof.get('rps'), 0)} req/s under perf). Self time (the sampled "
+           "frame) by DSO:", "",
+           "| node | samples | " + " | ".join(classes) + " |", "|---|---|" + "---|" * len(classes)]
+    for node, s in sorted(prof["nodes"].items()):
+        out.append(f"| {node} | {s['samples']} | " +
+                   " | ".join(f(s["split_pct"][c], 1) + "%" for c in classes) + " |")
+    for node, s in sorted(prof["nodes"].items()):
+        out += ["", f"{node}, top 10 symbols by self time (all 25: profile/{node}-summary.txt; flame graph "
+                f"input: profile/{node}.folded):", "", "| % | symbol | DSO |", "|---|---|---|"]
+        out += [f"| {t['pct']:.1f} | `{t['symbol']}` | {t['dso']} |" for t in s["top"][:10]]
+    return "\n".join(out)
 
 
 def table4(r):
@@ -366,11 +450,17 @@ def report_md(r, plots):
     else:
         out += ["The daemon under test does not report `timing` in `understudy status --json`; no breakdown.",
                 "", f"![breakdown]({plots['breakdown.png']})", ""]
+    out += ["### CPU per request (µs)", "",
+            "CPU time (utime + stime from /proc/<pid>/stat, all threads) each node's processes spent during "
+            "each wrk point, divided by the requests wrk completed. Softirq work the kernel does on another "
+            "task's time is not in any column; \"busy\" is the primary daemon's CPU time over the point's "
+            "wall time. Latency points: cpu.csv.", "", cpu_table(r), "",
+            "### perf profile", "", profile_text(r), ""]
     out += ["## Failover", "", failover_text(r), "", f"![failover]({plots['failover.png']})", "",
             "## Handover", "", failover_text(r, "handover"), "",
             "## Scale", "", scale_text(r), "",
             "Raw data: results.json (everything, including every latency sample), latency.csv, "
-            "latency_samples.csv, throughput.csv, breakdown.csv, failover.csv, handover.csv."]
+            "latency_samples.csv, throughput.csv, breakdown.csv, failover.csv, handover.csv, cpu.csv."]
     return "\n".join(out) + "\n"
 
 
@@ -407,6 +497,15 @@ def write_csvs(r, out):
             for name, h in sorted((t.get("timing") or {}).items()):
                 w.writerow([t["mode"], t["size"], t["conn"], t["node"], t["requests"], name, h.get("count"),
                             h.get("mean"), h.get("p50"), h.get("p99"), h.get("max")])
+    with open(os.path.join(out, "cpu.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["kind", "mode", "size", "load", "node", "process", "processes", "requests", "seconds",
+                    "user_s", "sys_s", "cpu_us_per_request", "busy_pct"])
+        for c in r.res.get("cpu", []) + (r.res.get("profile") or {}).get("cpu", []):
+            w.writerow([c["kind"], c["mode"], c["size"], c["load"], c["node"], c["role"], c["processes"],
+                        c["requests"], round(c["seconds"], 3), round(c["user_s"], 3), round(c["sys_s"], 3),
+                        None if c["us_per_req"] is None else round(c["us_per_req"], 1),
+                        None if c["busy_pct"] is None else round(c["busy_pct"], 1)])
     with open(os.path.join(out, "failover.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["run", "first_resumed_ms", "all_resumed_ms", "max_stall_ms", "max_stall_keep_ms",

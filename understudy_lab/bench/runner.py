@@ -17,6 +17,11 @@ Besides the modes: failover (the primary crashes under a keep-alive load), hando
 load, the primary -- or with --handover-node backup the backup -- stopped with SIGTERM: a planned
 handover), scale (how many duplex connections the nodes hold).
 
+CPU: every latency and throughput point also records the CPU time (utime + stime) that each
+node's daemon, nginx and (primary) HAProxy spent in it, per request (results.json "cpu", cpu.csv).
+With --profile, one extra duplex point (100 KiB, wrk -c16) runs under `perf record` on both daemons
+and writes profile/<node>.folded (flame graph input) and profile/<node>-summary.txt.
+
 All modes use the same client namespace, bridge and nginx (the primary's).
 """
 import argparse
@@ -36,10 +41,11 @@ import time
 import traceback
 
 from understudy_lab import lab as ul
-from understudy_lab.bench import report
+from understudy_lab.bench import cpuprof, report
 from understudy_lab.bench.benchlab import BenchLab, NginxTuning
 from understudy_lab.bench.scenarios import (DAEMON_MODES, HAPROXY_PORT, HEARTBEAT, MODE_ORDER, MODES,
-                                            NGINX_PROXY_PORT, PRIMARY_IP, PROFILES, SIZES)
+                                            NGINX_PROXY_PORT, PRIMARY_IP, PROFILE_POINT, PROFILES, SIZES)
+from understudy_lab.topology import ns_pids
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(ul.REPO_ROOT, "bench", "results")
@@ -67,8 +73,10 @@ class BenchError(RuntimeError):
 
 
 class Bench:
-    def __init__(self, profile, out, binary, keep_lab=False, only=None, handover_node="primary"):
+    def __init__(self, profile, out, binary, keep_lab=False, only=None, handover_node="primary",
+                 perf=None):
         self.only = only
+        self.perf = perf  # None, or the perf call-graph mode ("fp", "dwarf") of the --profile point
         self.handover_node = handover_node
         self.p = PROFILES[profile]
         self.profile = profile
@@ -76,7 +84,8 @@ class Bench:
         self.binary = binary
         self.keep_lab = keep_lab
         self.errors = []      # every failure: the run exits non-zero if any
-        self.res = {"latency": [], "throughput": [], "timing": [], "failover": {}, "handover": {}, "scale": {}}
+        self.res = {"latency": [], "throughput": [], "timing": [], "failover": {}, "handover": {}, "scale": {},
+                    "cpu": []}
         self.lab = None
         self.timing_ok = None  # does this daemon report "timing"? (None: not asked yet)
         self.mode_failovers = {}  # node -> failovers when the current mode was entered
@@ -129,6 +138,36 @@ class Bench:
                     m = re.search(r"\bmem (\d+)", line)
                     return int(m.group(1)) if m else None
         return None
+
+    # ------------------------------------------------------------------ CPU
+    def cpu_begin(self):
+        """Start a CPU window over every node's daemon, nginx and HAProxy processes."""
+        groups = {}
+        for node in ("primary", "backup"):
+            in_ns = ns_pids(self.lab.ns(node))
+            for role, pids in (("understudy", self.lab.daemon_pids(node)),
+                               ("nginx", cpuprof.ns_comm_pids(in_ns, "nginx")),
+                               ("haproxy", cpuprof.ns_comm_pids(in_ns, "haproxy"))):
+                if pids:
+                    groups[(node, role)] = pids
+        return groups, cpuprof.snapshot(groups), time.monotonic()
+
+    @staticmethod
+    def cpu_end(window):
+        """End a CPU window: ({(node, role): (user s, sys s)}, wall seconds, process counts)."""
+        groups, before, t0 = window
+        spent = cpuprof.delta(before, cpuprof.snapshot(groups))
+        return spent, time.monotonic() - t0, {k: len(v) for k, v in groups.items()}
+
+    @staticmethod
+    def cpu_rows(measured, point, requests):
+        """The results' CPU rows of a measured window; ``point`` names it."""
+        spent, secs, nproc = measured
+        return [{**point, "node": node, "role": role, "processes": nproc[(node, role)],
+                 "requests": requests, "seconds": secs, "user_s": u, "sys_s": s,
+                 "us_per_req": (u + s) * 1e6 / requests if requests else None,
+                 "busy_pct": 100.0 * (u + s) / secs if secs > 0 else None}
+                for (node, role), (u, s) in sorted(spent.items())]
 
     # ------------------------------------------------------------------ lab
     def up(self):
@@ -195,12 +234,16 @@ class Bench:
                               "--n", str(self.p["lat_n"]), "--conn", conn, "--sync"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         before = {}
+        cpu = None
         try:
             warm = p.stdout.readline()  # after the warm-up requests
             if warm.strip() == "WARM":
                 # zero the daemon's histograms: they then count exactly the measured requests
                 before = {n: self.status(n, reset=True) for n in nodes} if daemon else {}
+                cpu = self.cpu_begin()
             out, err = p.communicate("go\n" if warm.strip() == "WARM" else None, timeout=600)
+            if cpu is not None:
+                cpu = self.cpu_end(cpu)
         finally:
             if p.poll() is None:
                 p.kill()
@@ -217,6 +260,9 @@ class Bench:
                "ttfb_mean": summarize(r["ttfb_ms"])["mean"], "errors": len(r["errors"]),
                "samples_ms": r["lat_ms"]}
         self.res["latency"].append(row)
+        if cpu is not None:
+            self.res["cpu"] += self.cpu_rows(cpu, {"kind": "latency", "mode": mode, "size": size, "conn": conn,
+                                                   "load": conn}, len(r["lat_ms"]))
         if daemon:
             for n in nodes:
                 st = self.status(n)
@@ -236,22 +282,28 @@ class Bench:
             f"p99 {fmt(s['p99'])}" + (f", {len(r['errors'])} ERRORS" if r["errors"] else ""))
 
     # ------------------------------------------------------------------ throughput
-    def wrk_point(self, mode, size, conc):
+    def wrk_point(self, mode, size, conc, secs=None, kind="throughput"):
+        """One wrk run; recorded in the results' throughput and CPU rows, or with ``kind`` other than
+        "throughput" only returned: (throughput row, CPU rows), or None if wrk failed."""
         host, port = MODES[mode]
         path = SIZES[size]
         nbytes, _ = self.lab.manifest[path]
         threads = min(2, conc)
-        secs = self.p["wrk_seconds"]
+        secs = secs or self.p["wrk_seconds"]
+        cpu = self.cpu_begin()
         cp = self.lab.run_client(["wrk", f"-t{threads}", f"-c{conc}", f"-d{secs}s", "--latency",
                                   "--timeout", "30s", "-s", os.path.join(BENCH_DIR, "wrk_report.lua"),
                                   f"http://{host}:{port}{path}"], timeout=secs + 60)
+        cpu = self.cpu_end(cpu)
         text = cp.stdout.decode(errors="replace")
         m = re.search(r"^BENCHJSON (.*)$", text, re.M)
         if cp.returncode != 0 or not m:
             self.error(f"wrk {mode} {size} c{conc} failed (rc {cp.returncode}): "
                        f"{(text + cp.stderr.decode(errors='replace'))[-400:]}")
-            return
+            return None
         w = json.loads(m.group(1))
+        cpu = self.cpu_rows(cpu, {"kind": kind, "mode": mode, "size": size, "conc": conc,
+                                  "load": f"c{conc}"}, w["requests"])
         errs = sum(w["errors"].values())
         reqs = w["requests"]
         # every reply is one 200 with the file: no non-2xx (errors.status), and the bytes read are
@@ -263,12 +315,60 @@ class Bench:
             self.error(f"wrk {mode} {size} c{conc}: {reqs} requests, {w['bytes']} bytes "
                        f"(want {lo}..{hi}), errors {w['errors']}")
         rps = reqs / (w["duration_us"] / 1e6)
-        self.res["throughput"].append({"mode": mode, "size": size, "bytes": nbytes, "conc": conc,
-                                       "threads": threads, "seconds": secs, "requests": reqs,
-                                       "rps": rps, "mib_s": w["bytes"] / (w["duration_us"] / 1e6) / 2**20,
-                                       "lat_us": w["lat_us"], "errors": w["errors"]})
+        row = {"mode": mode, "size": size, "bytes": nbytes, "conc": conc,
+               "threads": threads, "seconds": secs, "requests": reqs,
+               "rps": rps, "mib_s": w["bytes"] / (w["duration_us"] / 1e6) / 2**20,
+               "lat_us": w["lat_us"], "errors": w["errors"]}
+        if kind == "throughput":
+            self.res["throughput"].append(row)
+            self.res["cpu"] += cpu
+        daemon_us = ", ".join(f"{c['node']} {c['us_per_req']:.0f}" for c in cpu
+                              if c["role"] == "understudy" and c["us_per_req"] is not None)
         log(f"wrk     {mode:11s} {size:>4s} c{conc:<3d}: {rps:9.0f} req/s, p99 {w['lat_us']['p99'] / 1000:.2f} ms"
+            + (f", understudy CPU µs/request: {daemon_us}" if daemon_us else "")
             + (f", errors {w['errors']}" if errs else ""))
+        return row, cpu
+
+    def profile_point(self):
+        """The --profile point: wrk on duplex under `perf record` on both daemons. A missing or
+        refused perf is noted and skipped, not an error of the run."""
+        mode, size, conc, secs = (PROFILE_POINT[k] for k in ("mode", "size", "conc", "seconds"))
+        prof = {"mode": mode, "size": size, "conc": conc, "seconds": secs, "callgraph": self.perf,
+                "nodes": {}}
+        self.res["profile"] = prof
+        if not shutil.which("perf"):
+            prof["skipped"] = "perf is not installed (Debian: linux-perf)"
+            log(f"profile: skipped: {prof['skipped']}")
+            return
+        outdir = os.path.join(self.out, "profile")
+        os.makedirs(outdir, exist_ok=True)
+        data = {n: os.path.join(self.lab.workdir, f"{n}.perf.data") for n in ("primary", "backup")}
+        recs = {}
+        try:
+            for n in data:
+                recs[n] = cpuprof.PerfRecord(self.lab.daemon_pids(n), data[n], callgraph=self.perf)
+            for rec in recs.values():
+                rec.start()  # returns once perf acknowledged: the samples start here
+            got = self.wrk_point(mode, size, conc, secs=secs, kind="profile")
+            for rec in recs.values():
+                rec.stop()
+        except RuntimeError as e:
+            prof["skipped"] = str(e)
+            log(f"profile: skipped: perf failed: {e}")
+            return
+        finally:
+            for rec in recs.values():
+                rec.close()
+        if got:
+            prof["rps"] = got[0]["rps"]
+            prof["cpu"] = got[1]
+        what = f" ({mode}, {size}, wrk -c{conc}, {secs} s, perf --call-graph {self.perf})"
+        for n in data:
+            s = cpuprof.write_profile(data[n], outdir, n, what)
+            os.unlink(data[n])
+            prof["nodes"][n] = s
+            log(f"profile {n}: {s['samples']} samples; self time " +
+                ", ".join(f"{c} {v:.1f}%" for c, v in s["split_pct"].items()))
 
     def run_mode(self, mode):
         log(f"--- mode {mode}")
@@ -282,10 +382,12 @@ class Bench:
                       for size in self.p["lat_sizes"] for conn in ("new", "keep")]
             points += [(f"wrk {mode} {size} c{conc}", self.wrk_point, (mode, size, conc), "throughput")
                        for size in self.p["wrk_sizes"] for conc in self.p["concurrency"]]
+            if self.perf and mode == PROFILE_POINT["mode"]:
+                points.append(("profile", self.profile_point, (), "profile"))
             for what, fn, args, kind in points:
                 self.guard(what, fn, *args)
                 if mode in DAEMON_MODES and not self.mode_intact(mode, what):
-                    if self.res[kind] and self.res[kind][-1]["mode"] == mode:
+                    if kind in ("latency", "throughput") and self.res[kind] and self.res[kind][-1]["mode"] == mode:
                         self.res[kind][-1]["mode_lost"] = True
                     # measure the remaining points in the mode they are meant for
                     self.stop_all()
@@ -714,6 +816,11 @@ def main(argv):
     ap.add_argument("--handover-node", choices=("primary", "backup"), default="primary",
                     help="the node the handover scenario stops with SIGTERM (default: the primary)")
     ap.add_argument("--scale-n", type=int, help="connections for the scale test (default: 10000, smoke 200)")
+    ap.add_argument("--profile", nargs="?", const="dwarf", choices=("dwarf", "fp"),
+                    help="also profile both daemons with `perf record` during one extra duplex point "
+                         "(100 KiB, wrk -c16) and write OUT/profile/; the value is perf's call-graph "
+                         "mode (default dwarf: the build has no frame pointers, so fp, i.e. plain -g, "
+                         "loses the daemon's own frames)")
     ap.add_argument("--render", metavar="DIR", help="only rewrite the report and plots of DIR/results.json")
     a = ap.parse_args(argv)
     if a.render:
@@ -745,7 +852,7 @@ def main(argv):
     binary = os.path.join(tmp, "understudy")
     shutil.copy2(a.binary, binary)
     b = Bench(profile, out, binary, keep_lab=a.keep_lab, only=set(a.only.split(",")) if a.only else None,
-              handover_node=a.handover_node)
+              handover_node=a.handover_node, perf=a.profile)
     if a.scale_n:
         b.p = dict(b.p, scale_n=a.scale_n)
     b_exc = None

@@ -39,3 +39,6 @@ PROFILES = {
 }
 
 HEARTBEAT = {"interval_ms": 20, "timeout_ms": 100}
+
+# bench/run --profile: the point run under `perf record` (issue 11's reference point)
+PROFILE_POINT = {"mode": "duplex", "size": "100k", "conc": 16, "seconds": 5}
