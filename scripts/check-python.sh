@@ -21,6 +21,9 @@ for m in pkgutil.walk_packages(understudy_lab.__path__, "understudy_lab."):
     if not m.name.endswith(".__main__"):
         print(m.name)')
 echo "check-python: $n modules import"
+# Doctests: the bench's perf-output parser and stack collapser (understudy_lab/bench/cpuprof.py).
+"$py" -m doctest understudy_lab/bench/cpuprof.py
+echo "check-python: doctests pass"
 if "$py" -c 'import pyflakes' 2>/dev/null; then
   "$py" -m pyflakes understudy_lab tests/lab fuzz
   echo "check-python: pyflakes clean"
