@@ -30,9 +30,15 @@ Result<Ok, std::string> DatagramSocket::open(sys::EventLoop& loop,
 }
 
 void DatagramSocket::send(peer::Type type, std::span<const uint8_t> payload) {
+  sockaddr_in to = sys::to_sockaddr(peer_, port_);
+  if (type == peer::Type::Relay || type == peer::Type::Stray) {
+    queue_.push_built(fd_.get(), to,
+                      [&](std::vector<uint8_t>& out) { proto_.seal(out, type, payload); });
+    return;
+  }
+  flush();
   out_.clear();
   proto_.seal(out_, type, payload);
-  sockaddr_in to = sys::to_sockaddr(peer_, port_);
   ::sendto(fd_.get(), out_.data(), out_.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
 }
 

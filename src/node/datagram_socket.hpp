@@ -13,6 +13,7 @@
 #include "peer/datagram.hpp"
 #include "sys/event_loop.hpp"
 #include "sys/fd.hpp"
+#include "sys/send_queue.hpp"
 #include "wire/address.hpp"
 
 namespace us::node {
@@ -23,7 +24,11 @@ class DatagramSocket {
                  uint16_t port, uint64_t boot_id);
   // Fails with "node.address: bind <ip>:<port>: <errno text>". on_readable runs in the loop.
   Result<Ok, std::string> open(sys::EventLoop& loop, std::function<void()> on_readable);
+  // Relays and strays (client packets) are queued and sent together by flush(), at the end of
+  // the batch that made them; any other type goes at once, after what is queued (a heartbeat
+  // must not wait for a busy batch).
   void send(peer::Type type, std::span<const uint8_t> payload);
+  void flush() { queue_.flush(fd_.get()); }
   // Reads up to 256 datagrams, or until none is left when `drain`; calls on_datagram for each one
   // accepted. An unauthenticated one is logged (the 1st, 101st, ...).
   void receive(bool drain, const std::function<void(const peer::Datagram&)>& on_datagram);
@@ -37,6 +42,7 @@ class DatagramSocket {
   uint16_t port_;
   sys::Fd fd_;
   std::vector<uint8_t> rx_, out_;
+  sys::SendQueue queue_;
   uint64_t unauthenticated_ = 0;
 };
 

@@ -14,7 +14,12 @@ std::string g_point;
 uint64_t g_nth = 0;
 uint64_t g_hits = 0;
 std::string g_interface;
+std::function<void()> g_before_crash;
 }  // namespace
+
+void before_crash(std::function<void()> fn) {
+  g_before_crash = std::move(fn);
+}
 
 void arm(std::string point, uint64_t nth) {
   g_point = std::move(point);
@@ -62,6 +67,7 @@ void hit(std::string_view point) {
 void crash_now(std::string_view why) {
   spdlog::critical("fault: {} reached: taking {} down and dying", why, g_interface);
   spdlog::default_logger()->flush();
+  if (g_before_crash) g_before_crash();
   if (!g_interface.empty()) sys::set_link_down(g_interface);
   ::kill(::getpid(), SIGKILL);
   for (;;) ::pause();

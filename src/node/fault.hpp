@@ -4,6 +4,7 @@
 // they reach are listed in docs/FAULTS.md.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -18,6 +19,9 @@ bool arm_from_spec(std::string_view spec);
 // Arms from UNDERSTUDY_FAULT if it is set and not empty. Fails with a line naming the variable.
 Result<Ok, std::string> arm_from_environment();
 void set_interface(std::string ifname);
+// Runs first when the node dies at a fault point: it sends what the packet path queued in the
+// batch so far, as a host that dies has already put on the wire what it sent before.
+void before_crash(std::function<void()> fn);
 std::string armed();
 void hit(std::string_view point);
 // Dies now, as at a fault point (the control command `crash`).

@@ -209,7 +209,9 @@ Result<Ok, std::string> Node::Impl::init() {
     // After a handover this node's kernel must not reach the client any more.
     if (!mm->handed_over()) packets->on_tun(sys::Clock::now());
   });
+  fault::before_crash([this] { packets->flush_io(); });
   loop.on_idle([this] {
+    packets->flush_io();  // what timers emitted (a takeover's resends, challenge ACKs)
     pl->flush();
     ml->flush();
     channel->flush();
@@ -235,6 +237,7 @@ Result<Ok, std::string> Node::Impl::init() {
 void Node::Impl::on_udp(bool drain) {
   auto now = sys::Clock::now();
   udp->receive(drain, [&](const peer::Datagram& d) { on_datagram(d, now); });
+  packets->flush_io();
   if (mm->mode() == Mode::Starting) {
     act(mm->on_peer_unauthenticated(udp->unauthenticated()));
     if (channel) act(mm->on_peer_hellos_refused(channel->hellos_refused()));
@@ -473,6 +476,7 @@ Result<Ok, std::string> Node::init() {
 }
 int Node::run() {
   impl_->loop.run();
+  impl_->packets->flush_io();  // what the last batch queued (a handover's last relays)
   return impl_->exit_code;
 }
 

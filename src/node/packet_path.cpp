@@ -5,6 +5,8 @@
 namespace us::node {
 
 namespace {
+constexpr size_t kMaxBatch = 256;  // packets read per readable event
+constexpr size_t kLanBatch = 32;   // per recvmmsg
 // Whether an IPv4+TCP packet carries payload bytes (fault points aim at data, not handshakes).
 // Parsing only reads the bytes; the packets here were already accepted by a packet layer.
 bool carries_data(std::span<const uint8_t> p) {
@@ -15,7 +17,12 @@ bool carries_data(std::span<const uint8_t> p) {
 }  // namespace
 
 PacketPath::PacketPath(const packet::Settings& s, Ports ports, FaultHook fault)
-    : role_(s.role), io_(ports), fault_(std::move(fault)), pl_(s, *this), rx_(65536) {}
+    : role_(s.role),
+      io_(ports),
+      fault_(std::move(fault)),
+      pl_(s, *this),
+      rx_(65536),
+      lan_batch_(kLanBatch, 65536) {}
 
 void PacketPath::client_packet(std::span<uint8_t> p, packet::Source source, TimePoint now) {
   auto t0 = Clock::now();
@@ -24,29 +31,39 @@ void PacketPath::client_packet(std::span<uint8_t> p, packet::Source source, Time
 }
 
 void PacketPath::on_lan(TimePoint now) {
-  for (int i = 0; i < 256; ++i) {
-    auto pkt = io_.tap.recv_ip(rx_);
-    if (pkt.empty()) return;
-    client_packet(pkt, packet::Source::Lan, now);
+  for (size_t read = 0; read < kMaxBatch;) {
+    size_t n = io_.tap.recv_ip_batch(lan_batch_);
+    if (n == 0) break;
+    read += n;
+    for (size_t i = 0; i < lan_batch_.size(); ++i)
+      client_packet(lan_batch_.packet(i), packet::Source::Lan, now);
   }
+  flush_io();
+}
+
+void PacketPath::flush_io() {
+  io_.raw.flush();
+  io_.peer.flush();
 }
 
 void PacketPath::forward_lan_to_peer() {
-  for (int i = 0; i < 256; ++i) {
+  for (size_t i = 0; i < kMaxBatch; ++i) {
     auto pkt = io_.tap.recv_ip(rx_);
-    if (pkt.empty()) return;
+    if (pkt.empty()) break;
     io_.peer.send(peer::Type::Stray, pkt);
   }
+  flush_io();
 }
 
 void PacketPath::on_tun(TimePoint now) {
-  for (int i = 0; i < 256; ++i) {
+  for (size_t i = 0; i < kMaxBatch; ++i) {
     auto pkt = io_.tun.read(rx_);
-    if (pkt.empty()) return;
+    if (pkt.empty()) break;
     auto t0 = Clock::now();
     pl_.on_kernel_packet(pkt, now);
     packet_time_.add(Clock::now() - t0);
   }
+  flush_io();
 }
 
 void PacketPath::on_relay(std::span<const uint8_t> packet, TimePoint now) {
@@ -66,7 +83,7 @@ void PacketPath::to_kernel(std::span<const uint8_t> p) {
 }
 
 void PacketPath::to_client(std::span<const uint8_t> p) {
-  io_.raw.send(p);
+  io_.raw.queue(p);
 }
 
 void PacketPath::to_primary(std::span<const uint8_t> p) {

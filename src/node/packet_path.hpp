@@ -33,9 +33,13 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   packet::PacketLayer& layer() { return pl_; }
   const packet::PacketLayer& layer() const { return pl_; }
 
-  // Read what the LAN tap or the TUN holds, at most 256 packets a call.
+  // Read what the LAN tap or the TUN holds, at most 256 packets a call; then flush_io().
   void on_lan(TimePoint now);
   void on_tun(TimePoint now);
+  // Sends what the packet layer emitted to the client (raw socket) and the peer (relays and
+  // strays) since the last call, a system call per 64 packets: called at the end of every batch
+  // (the node also calls it when the loop goes idle, and before dying at a fault point).
+  void flush_io();
   // A node that handed over: client packets that still reach it (the client's ARP entry is not
   // updated yet) go to the peer unchanged, as strays, instead of through this packet layer.
   void forward_lan_to_peer();
@@ -72,6 +76,7 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   FaultHook fault_;
   packet::PacketLayer pl_;
   std::vector<uint8_t> rx_, copy_;
+  sys::RecvBatch lan_batch_;
   Histogram packet_time_;
 };
 

@@ -140,6 +140,34 @@ std::span<uint8_t> LanTap::recv_ip(std::vector<uint8_t>& buf) {
   }
 }
 
+RecvBatch::RecvBatch(size_t packets, size_t packet_bytes)
+    : bufs_(packets, std::vector<uint8_t>(packet_bytes)),
+      lens_(packets, 0),
+      msgs_(packets),
+      iov_(packets),
+      from_(packets) {}
+
+size_t LanTap::recv_ip_batch(RecvBatch& b) {
+  const size_t cap = b.capacity();
+  for (size_t i = 0; i < cap; ++i) {
+    b.iov_[i] = {b.bufs_[i].data(), b.bufs_[i].size()};
+    b.msgs_[i] = mmsghdr{};
+    b.msgs_[i].msg_hdr.msg_iov = &b.iov_[i];
+    b.msgs_[i].msg_hdr.msg_iovlen = 1;
+    b.msgs_[i].msg_hdr.msg_name = &b.from_[i];
+    b.msgs_[i].msg_hdr.msg_namelen = sizeof b.from_[i];
+  }
+  int n = ::recvmmsg(ip_.get(), b.msgs_.data(), static_cast<unsigned>(cap), 0, nullptr);
+  b.size_ = 0;
+  for (int i = 0; i < n; ++i) {
+    if (b.from_[i].sll_pkttype != PACKET_HOST) continue;
+    // Compacted: packet k of the batch is in buffer k.
+    if (b.size_ != static_cast<size_t>(i)) std::swap(b.bufs_[b.size_], b.bufs_[i]);
+    b.lens_[b.size_++] = b.msgs_[i].msg_len;
+  }
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
 std::span<uint8_t> LanTap::recv_arp(std::vector<uint8_t>& buf) {
   for (;;) {
     sockaddr_ll from{};
@@ -179,6 +207,14 @@ bool RawSender::send(std::span<const uint8_t> packet) {
   std::memcpy(&to.sin_addr, packet.data() + 16, 4);
   return ::sendto(fd_.get(), packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to),
                   sizeof to) == static_cast<ssize_t>(packet.size());
+}
+
+void RawSender::queue(std::span<const uint8_t> packet) {
+  if (packet.size() < 20) return;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  std::memcpy(&to.sin_addr, packet.data() + 16, 4);
+  queue_.push(fd_.get(), packet, to);
 }
 
 Result<Tun, std::string> Tun::open(const std::string& name, wire::Ipv4Addr address, int prefix,

@@ -2,6 +2,9 @@
 // socket to send as the advertised address) and the TUN device that hands packets to the local
 // kernel's TCP stack (DESIGN.md section 4).
 #pragma once
+#include <linux/if_packet.h>
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -9,6 +12,7 @@
 
 #include "common/result.hpp"
 #include "sys/fd.hpp"
+#include "sys/send_queue.hpp"
 #include "wire/address.hpp"
 
 namespace us::sys {
@@ -37,6 +41,9 @@ class LanTap {
   // Next client packet (IP header first, padding trimmed later by the parser); empty when drained.
   // Frames not addressed to this host's MAC are skipped: the non-front node must not act on them.
   std::span<uint8_t> recv_ip(std::vector<uint8_t>& buf);
+  // Up to batch.capacity() frames with one recvmmsg(2); returns how many were read (0: drained).
+  // The batch keeps those addressed to this host (recv_ip's rule).
+  size_t recv_ip_batch(class RecvBatch& batch);
   std::span<uint8_t> recv_arp(std::vector<uint8_t>& buf);
   bool send_arp_frame(std::span<const uint8_t> frame);
 
@@ -45,14 +52,37 @@ class LanTap {
   int ifindex_ = 0;
 };
 
-// Sends complete IPv4 packets (header included) with any source address.
+// Buffers for LanTap::recv_ip_batch: packet(i) of the last batch, i < size().
+class RecvBatch {
+ public:
+  RecvBatch(size_t packets, size_t packet_bytes);
+  size_t capacity() const { return bufs_.size(); }
+  size_t size() const { return size_; }
+  std::span<uint8_t> packet(size_t i) { return {bufs_[i].data(), lens_[i]}; }
+
+ private:
+  friend class LanTap;
+  std::vector<std::vector<uint8_t>> bufs_;
+  std::vector<size_t> lens_;
+  size_t size_ = 0;
+  std::vector<mmsghdr> msgs_;
+  std::vector<iovec> iov_;
+  std::vector<sockaddr_ll> from_;
+};
+
+// Sends complete IPv4 packets (header included) with any source address: at once (send), or
+// queued and sent together by flush() (the packet path's batches).
 class RawSender {
  public:
   static Result<RawSender, std::string> open();
   bool send(std::span<const uint8_t> packet);
+  void queue(std::span<const uint8_t> packet);
+  void flush() { queue_.flush(fd_.get()); }
+  const SendQueue& send_queue() const { return queue_; }
 
  private:
   Fd fd_;
+  SendQueue queue_;
 };
 
 class Tun {

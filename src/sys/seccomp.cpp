@@ -28,7 +28,8 @@ constexpr std::string_view kAllowed[] = {
     "epoll_pwait", "epoll_ctl", "poll", "ppoll",
     // sockets already open, and TCP/UDP ones to the server and the peer (socket() below)
     "bind", "connect", "listen", "accept", "accept4", "shutdown", "setsockopt", "getsockopt",
-    "getsockname", "getpeername", "sendto", "recvfrom", "sendmsg", "recvmsg",
+    "getsockname", "getpeername", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
+    "recvmmsg",
     // memory (mmap below: never executable)
     "brk", "munmap", "mremap", "madvise",
     // time, randomness (channel nonces), locks
