@@ -25,6 +25,7 @@ struct RetainedSegment {
   wire::SeqNum seq;
   wire::SeqNum end;
   std::vector<uint8_t> packet;
+  TimePoint kept_at{};  // when this node's kernel wrote it (the primary sent its copy about then)
 };
 
 struct Flow {
@@ -76,10 +77,15 @@ struct Flow {
   std::optional<HasReport> local_reported;
   std::deque<RetainedSegment> retained;
   wire::SeqNum retained_end;
-  // After a takeover: when to send the oldest unacknowledged segment again, and how often more.
+  // Smoothed time from keeping a segment to the client's ACK of it (RFC 6298 weights): the
+  // client's round trip plus the replication lag, so a takeover resends on the client's time
+  // rather than a fresh connection's.
+  std::optional<std::chrono::microseconds> kept_to_ack;
+  // After a takeover: when to send the oldest unacknowledged segment again, at doubling gaps,
+  // until resend_until.
   std::optional<TimePoint> resend_at;
-  std::chrono::milliseconds resend_gap{0};
-  int resends_left = 0;
+  std::chrono::microseconds resend_gap{0};
+  TimePoint resend_until{};
 
   // Open on a survivor when its peer rejoined (PacketLayer::mark_unprotected): the peer never saw
   // it, so it is served by this node alone, as in simplex, until it reaches a request boundary

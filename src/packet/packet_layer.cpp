@@ -17,10 +17,14 @@ namespace tf = wire::tcp_flags;
 namespace {
 // Below this a window counts as (nearly) closed: its reopening is worth an ACK of its own.
 constexpr uint32_t kSmallWindow = 4 * 1460;
-// The first resend after a takeover comes when a fresh TCP connection would retransmit (Linux's
-// minimum RTO), then at doubling gaps: 0.2, 0.6, 1.4, 3 s after the takeover.
+// After a takeover the oldest segment the client has not acknowledged is sent again at doubling
+// gaps for kTakeoverResendFor. The first gap is twice the flow's measured keep-to-ACK time,
+// within [kTakeoverRtoMin, kTakeoverRto]; with no measurement it is kTakeoverRto, when a fresh
+// TCP connection would retransmit (Linux's minimum RTO): 0.2, 0.6, 1.4, 3 s after the takeover.
+// Too early costs one duplicate segment, which the client answers with an ACK at once.
 constexpr std::chrono::milliseconds kTakeoverRto{200};
-constexpr int kTakeoverResends = 4;
+constexpr std::chrono::milliseconds kTakeoverRtoMin{10};
+constexpr std::chrono::milliseconds kTakeoverResendFor{3000};
 // An adopted connection's made-up SYN: addresses tried, and how long its answer may take.
 constexpr int kAdoptTries = 4;
 constexpr std::chrono::seconds kAdoptTimeout{1};
@@ -502,7 +506,12 @@ void PacketLayer::client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn) {
     uint32_t wnd = uint32_t{f.client_window} << shift;
     f.client_max_window = std::max(f.client_max_window, wnd);
     if (!f.client_right || ack + wnd > *f.client_right) f.client_right = ack + wnd;
-    while (!f.retained.empty() && f.retained.front().end <= f.client_acked) f.retained.pop_front();
+    std::optional<TimePoint> newest_acked;
+    while (!f.retained.empty() && f.retained.front().end <= f.client_acked) {
+      newest_acked = f.retained.front().kept_at;
+      f.retained.pop_front();
+    }
+    if (newest_acked) note_kept_to_ack(f, now_ - *newest_acked);
   }
   if (fl & tf::FIN) f.client_fin = p.tcp.seq() + static_cast<uint32_t>(p.tcp.payload().size());
   if (!(fl & tf::RST)) {
@@ -695,8 +704,16 @@ void PacketLayer::retain(Flow& f, SeqNum seq, SeqNum end, const wire::TcpPacket&
   if (f.client_ack_seen && end <= f.client_acked) return;
   if (!f.retained.empty() && end <= f.retained_end) return;  // a retransmission of bytes we hold
   auto bytes = p.ip.bytes();
-  f.retained.push_back(RetainedSegment{seq, end, std::vector<uint8_t>(bytes.begin(), bytes.end())});
+  f.retained.push_back(
+      RetainedSegment{seq, end, std::vector<uint8_t>(bytes.begin(), bytes.end()), now_});
   f.retained_end = end;
+}
+
+void PacketLayer::note_kept_to_ack(Flow& f, std::chrono::nanoseconds sample) {
+  using std::chrono::microseconds;
+  if (sample.count() < 0) return;  // the clock stepped back: no measurement
+  auto us = std::chrono::duration_cast<microseconds>(sample);
+  f.kept_to_ack = f.kept_to_ack ? (*f.kept_to_ack * 7 + us) / 8 : us;
 }
 
 void PacketLayer::maybe_fake_ack(Flow& f) {
@@ -834,9 +851,12 @@ void PacketLayer::serve_alone(Flow& f, TimePoint now) {
   // the wire; if the burst above is lost too, the client (with nothing to send) would wait for
   // it, seconds. Resend the oldest unacknowledged segment on a fresh timer for a while.
   if (!f.retained.empty()) {
-    f.resend_gap = kTakeoverRto;
-    f.resend_at = now + f.resend_gap;
-    f.resends_left = kTakeoverResends;
+    std::chrono::microseconds gap = kTakeoverRto;
+    if (f.kept_to_ack)
+      gap = std::max<std::chrono::microseconds>(kTakeoverRtoMin, std::min(gap, 2 * *f.kept_to_ack));
+    f.resend_gap = gap;
+    f.resend_at = now + gap;
+    f.resend_until = now + kTakeoverResendFor;
     resending_.insert(&f);
   }
 }
@@ -845,7 +865,7 @@ void PacketLayer::resend_due(TimePoint now) {
   now_ = now;
   for (auto it = resending_.begin(); it != resending_.end();) {
     Flow& f = **it;
-    if (f.retained.empty() || f.resends_left <= 0 || f.reset) {
+    if (f.retained.empty() || *f.resend_at > f.resend_until || f.reset) {
       f.resend_at.reset();
       it = resending_.erase(it);
       continue;
@@ -854,7 +874,6 @@ void PacketLayer::resend_due(TimePoint now) {
       emit_.to_client(f.retained.front().packet);
       ++counters_.takeover_resends;
       ++counters_.to_client;
-      --f.resends_left;
       f.resend_gap *= 2;
       f.resend_at = now + f.resend_gap;
     }

@@ -208,6 +208,8 @@ class PacketLayer {
   void challenge_ack(Flow& f);  // RFC 5961 section 7: rate-limited per flow and per node
   void kernel_to_client(Flow& f, wire::TcpPacket& p);
   void retain(Flow& f, wire::SeqNum seq, wire::SeqNum end, const wire::TcpPacket& p);
+  // A client ACK covered kept segments: the newest of them was kept `sample` ago.
+  void note_kept_to_ack(Flow& f, std::chrono::nanoseconds sample);
   void note_has(Flow& f, wire::SeqNum seq);
   void note_kernel_window(Flow& f, const wire::TcpPacket& p, bool syn_ack);
   void mark_dirty(Flow& f);

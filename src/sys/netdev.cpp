@@ -19,6 +19,10 @@
 namespace us::sys {
 namespace {
 
+// Packets the TUN device queues from the kernel to the daemon (Linux's default is 500): room for
+// the windows of a few dozen busy connections at once, a few MiB at most.
+constexpr int kTunQueuePackets = 4096;
+
 Result<Fd, std::string> ioctl_socket() {
   Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!s) return Err{errno_text("socket")};
@@ -240,6 +244,14 @@ Result<Tun, std::string> Tun::open(const std::string& name, wire::Ipv4Addr addre
   fill_ifr(ifr, name);
   ifr.ifr_mtu = mtu;
   if (::ioctl(s->get(), SIOCSIFMTU, &ifr) != 0) return Err{errno_text("SIOCSIFMTU")};
+  // The kernel writes a whole congestion window into this queue within one system call (a reply
+  // write, or the ACK that opens the window), and TUN drops what does not fit. At a takeover the
+  // survivor's sockets, their windows grown in duplex, overflowed the default 500 packets; a
+  // lost one-segment reply or SYN-ACK then waited for the kernel's 200 ms RTO (or the client's
+  // 1 s SYN timer): the failover stall p99 of issue 11.
+  fill_ifr(ifr, name);
+  ifr.ifr_qlen = kTunQueuePackets;
+  if (::ioctl(s->get(), SIOCSIFTXQLEN, &ifr) != 0) return Err{errno_text("SIOCSIFTXQLEN")};
   fill_ifr(ifr, name);
   if (::ioctl(s->get(), SIOCGIFFLAGS, &ifr) != 0) return Err{errno_text("SIOCGIFFLAGS")};
   ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);

@@ -797,10 +797,14 @@ INSTANTIATE_TEST_SUITE_P(Table, PacketGolden, ::testing::ValuesIn(kGolden),
 
 // Chaos seed 1344475903: the only reply segment sent at the takeover was lost, and the kernel's
 // backed-off timer would have resent it after the client had given up. The packet layer resends
-// the oldest unacknowledged segment at 0.2, 0.6, 1.4 and 3 s, until the client acknowledges it.
+// the oldest unacknowledged segment until the client acknowledges it; for a client this slow (its
+// handshake ACK came 150 ms after the SYN-ACK was kept) at 0.2, 0.6, 1.4 and 3 s.
 TEST_F(PacketLayerTest, BackupTakeOver_ResendsTheOldestUnacknowledgedSegment) {
   start(Role::Backup, Mode::Duplex);
-  establish();
+  client_syn_seen();
+  kernel(kernel_syn_ack(kFake, kernel_isn, client_isn, wscale));
+  now += 150ms;
+  client(from_client().seq(C(1)).ack(S(1)).build());
   kernel(from_kernel().seq(K(1)).ack(C(1)).data(100, 'a'));
   kernel(from_kernel().seq(K(101)).ack(C(1)).data(100, 'b'));
   run(step::take_over());
@@ -827,6 +831,84 @@ TEST_F(PacketLayerTest, BackupTakeOver_ResendsTheOldestUnacknowledgedSegment) {
   pl->resend_due(now + 3000ms);
   expect_only({});
   EXPECT_EQ(pl->counters().takeover_resends, 3u);
+}
+
+// Issue 11: a LAN client acknowledges within a millisecond; waiting 200 ms (a fresh connection's
+// RTO) to resend a segment lost in the takeover burst was most of a failover's stall. Here a
+// kept segment is acknowledged 8 ms after it was kept (the handshake, at one instant, gave 0):
+// smoothed 1 ms, the first resend comes at the 10 ms floor, then at doubling gaps.
+TEST_F(PacketLayerTest, BackupTakeOver_ResendsAtTwiceTheKeepToAckTime) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  kernel(from_kernel().seq(K(1)).ack(C(1)).data(100, 'a'));
+  now += 8ms;
+  client(from_client().seq(C(1)).ack(S(101)), Source::Lan);
+  ASSERT_TRUE(flow().kept_to_ack.has_value());
+  EXPECT_EQ(*flow().kept_to_ack, 1ms);
+  kernel(from_kernel().seq(K(101)).ack(C(1)).data(100, 'b'));
+  run(step::take_over());
+  out.clear();
+  const std::vector<uint8_t> b = to_client().seq(S(101)).ack(C(1)).window(400).data(100, 'b');
+
+  pl->resend_due(now + 9ms);
+  expect_only({});
+  pl->resend_due(now + 10ms);
+  expect_only({.client = {b}});
+  pl->resend_due(now + 29ms);
+  expect_only({});
+  pl->resend_due(now + 30ms);
+  expect_only({.client = {b}});
+  EXPECT_EQ(pl->counters().takeover_resends, 2u);
+}
+
+// A client whose ACKs come slowly (a far one, or one delaying them) is resent to at twice its
+// smoothed keep-to-ACK time: 8 samples of 40 ms after the handshake's 0 smooth to 26.3 ms.
+TEST_F(PacketLayerTest, BackupTakeOver_SlowClient_ResendsLater) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  for (uint32_t i = 0; i < 8; ++i) {
+    kernel(from_kernel().seq(K(1 + 10 * i)).ack(C(1)).data(10, 'a'));
+    now += 40ms;
+    client(from_client().seq(C(1)).ack(S(11 + 10 * i)), Source::Lan);
+  }
+  ASSERT_TRUE(flow().kept_to_ack.has_value());
+  const auto gap = 2 * *flow().kept_to_ack;
+  EXPECT_GT(gap, 50ms);
+  EXPECT_LT(gap, 55ms);
+  kernel(from_kernel().seq(K(81)).ack(C(1)).data(10, 'b'));
+  run(step::take_over());
+  out.clear();
+  const std::vector<uint8_t> b = to_client().seq(S(81)).ack(C(1)).window(400).data(10, 'b');
+
+  pl->resend_due(now + gap - 1us);
+  expect_only({});
+  pl->resend_due(now + gap);
+  expect_only({.client = {b}});
+}
+
+// Nothing measured for a segment the client acknowledged before this node's kernel wrote it (a
+// lagging backup keeps no such segment), and the resends stop 3 s after the takeover even when
+// the client never answers: 10, 30, 70, 150, 310, 630, 1270, 2550 ms, then no more.
+TEST_F(PacketLayerTest, BackupTakeOver_SilentClient_ResendsForThreeSeconds) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  client(from_client().seq(C(1)).ack(S(11)), Source::Lan);  // ahead of this kernel
+  now += 50ms;
+  kernel(from_kernel().seq(K(1)).ack(C(1)).data(10, 'a'));  // already acknowledged: not kept
+  EXPECT_EQ(*flow().kept_to_ack, 0ms);
+  kernel(from_kernel().seq(K(11)).ack(C(1)).data(10, 'b'));
+  run(step::take_over());
+  out.clear();
+  const std::vector<uint8_t> b = to_client().seq(S(11)).ack(C(1)).window(400).data(10, 'b');
+  for (auto at : {10ms, 30ms, 70ms, 150ms, 310ms, 630ms, 1270ms, 2550ms}) {
+    pl->resend_due(now + at);
+    expect_only({.client = {b}});
+  }
+  pl->resend_due(now + 5110ms);
+  expect_only({});
+  pl->resend_due(now + 10s);
+  expect_only({});
+  EXPECT_EQ(pl->counters().takeover_resends, 8u);
 }
 
 // The client reset its connection (an exact RST), then reuses the port: a new flow.
