@@ -35,9 +35,13 @@ void PacketPath::on_lan(TimePoint now) {
     size_t n = io_.tap.recv_ip_batch(lan_batch_);
     if (n == 0) break;
     read += n;
+    // A lone packet (a quiet moment): its relay goes at once, ahead of this kernel's copy, as
+    // the primary's work waits for it; batches are for when packets queue up.
+    eager_relay_ = n == 1;
     for (size_t i = 0; i < lan_batch_.size(); ++i)
       client_packet(lan_batch_.packet(i), packet::Source::Lan, now);
   }
+  eager_relay_ = false;
   flush_io();
 }
 
@@ -89,6 +93,7 @@ void PacketPath::to_client(std::span<const uint8_t> p) {
 void PacketPath::to_primary(std::span<const uint8_t> p) {
   if (carries_data(p)) fault_("backup.before_relay");
   io_.peer.send(peer::Type::Relay, p);
+  if (eager_relay_) io_.peer.flush();
 }
 
 void PacketPath::to_front(std::span<const uint8_t> p) {

@@ -77,6 +77,7 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   packet::PacketLayer pl_;
   std::vector<uint8_t> rx_, copy_;
   sys::RecvBatch lan_batch_;
+  bool eager_relay_ = false;
   Histogram packet_time_;
 };
 
