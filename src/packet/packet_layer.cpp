@@ -15,6 +15,15 @@ using wire::SeqOffset;
 namespace tf = wire::tcp_flags;
 
 namespace {
+// What a SYN offered, as the ISN's low bits carry it (syn_offer.hpp).
+SynOffer offer_in(const wire::TcpPacket& syn) {
+  auto opts = wire::parse_options(syn.tcp.options());
+  return offer_of(opts ? std::optional(*opts) : std::nullopt);
+}
+// The connection an ACK that returns a SYN cookie completes: its seq is the client's ISN + 1.
+ConnKey returned_key(const wire::TcpPacket& ack) {
+  return ConnKey{ack.src().ip, ack.src().port, (ack.tcp.seq() - 1).raw()};
+}
 // Below this a window counts as (nearly) closed: its reopening is worth an ACK of its own.
 constexpr uint32_t kSmallWindow = 4 * 1460;
 // After a takeover the oldest segment the client has not acknowledged is sent again at doubling
@@ -356,8 +365,7 @@ bool PacketLayer::cookie_wanted(uint32_t source) const {
 // The SYN-ACK this node's kernel would send (its window, MSS, scale and SACK, as learnt), under
 // the ISN every node gives this connection: the client cannot tell it from the kernel's.
 void PacketLayer::send_cookie(const wire::TcpPacket& syn) {
-  auto opts = wire::parse_options(syn.tcp.options());
-  SynOffer offer = offer_of(opts ? std::optional(*opts) : std::nullopt);
+  SynOffer offer = offer_in(syn);
   ConnKey key{syn.src().ip, syn.src().port, syn.tcp.seq().raw()};
   const KernelSynAck& k = *kernel_syn_ack_;
   wire::TcpOptions o;
@@ -382,13 +390,13 @@ void PacketLayer::send_cookie(const wire::TcpPacket& syn) {
 // was lost and this is the first data): the ISN must be the keyed hash of that connection and the
 // offer in its low bits. A blind guess passes once in 2^24 (crypto/isn.hpp).
 bool PacketLayer::valid_cookie(const wire::TcpPacket& p) const {
-  ConnKey key{p.src().ip, p.src().port, (p.tcp.seq() - 1).raw()};
+  ConnKey key = returned_key(p);
   uint32_t isn = (p.tcp.ack() - 1).raw();
   return s_.server_isn(key, static_cast<uint8_t>(isn & kOfferMask)) == isn;
 }
 
 Flow* PacketLayer::flow_from_cookie(const wire::TcpPacket& p, TimePoint now) {
-  ConnKey key{p.src().ip, p.src().port, (p.tcp.seq() - 1).raw()};
+  ConnKey key = returned_key(p);
   Flow* f = insert_flow(key, p.src(), now);
   if (!f) return nullptr;
   f->server_isn = p.tcp.ack() - 1;
@@ -434,9 +442,7 @@ Flow* PacketLayer::new_flow(const wire::TcpPacket& syn, TimePoint now) {
   }
   Flow* f = insert_flow(ConnKey{syn.src().ip, syn.src().port, syn.tcp.seq().raw()}, syn.src(), now);
   if (!f) return nullptr;
-  auto opts = wire::parse_options(syn.tcp.options());
-  f->server_isn = SeqNum(
-      s_.server_isn(f->key, encode_offer(offer_of(opts ? std::optional(*opts) : std::nullopt))));
+  f->server_isn = SeqNum(s_.server_isn(f->key, encode_offer(offer_in(syn))));
   f->half_open = true;
   f->half_open_at = half_open_.insert(half_open_.end(), f);
   ++half_open_by_source_[source];
