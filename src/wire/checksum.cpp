@@ -1,5 +1,8 @@
 #include "wire/checksum.hpp"
 
+#include <bit>
+#include <cstring>
+
 namespace us::wire {
 
 namespace {
@@ -13,11 +16,25 @@ uint32_t fold_to_16(uint64_t sum) {
 }  // namespace
 
 uint32_t csum_accumulate(std::span<const uint8_t> data, uint32_t sum) {
-  // 64-bit accumulator: no carry can be lost even for a 64 KiB packet on top of a large sum.
-  uint64_t acc = sum;
-  size_t i = 0;
-  for (; i + 1 < data.size(); i += 2) acc += (uint32_t{data[i]} << 8) | data[i + 1];
-  if (i < data.size()) acc += uint32_t{data[i]} << 8;
+  // The bulk is summed as native 32-bit words (two accumulators, eight bytes a step): the sum
+  // folds to the same 16 bits as one of 16-bit words, byte-swapped on a little-endian host
+  // (RFC 1071 section 2(B)). At a few GB/s it lets the TUN's 64 KiB segments be split and
+  // checksummed here (netdev.hpp) for less than the per-packet reads they replace.
+  const uint8_t* p = data.data();
+  size_t n = data.size();
+  uint64_t a = 0, b = 0;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint32_t w[2];
+    std::memcpy(w, p, 8);
+    a += w[0];
+    b += w[1];
+  }
+  uint32_t native = fold_to_16(a + b);
+  if constexpr (std::endian::native == std::endian::little)
+    native = ((native & 0xff) << 8) | (native >> 8);
+  uint64_t acc = uint64_t{sum} + native;
+  for (; n >= 2; n -= 2, p += 2) acc += (uint32_t{p[0]} << 8) | p[1];
+  if (n) acc += uint32_t{p[0]} << 8;
   return fold_to_16(acc);
 }
 

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "wire/checksum.hpp"
@@ -103,6 +104,41 @@ TEST(Checksum, Replace32MatchesFullRecomputation) {
 TEST(Checksum, ReplaceWithSameValueIsIdentity) {
   EXPECT_EQ(csum_replace16(0x1234, 0xabcd, 0xabcd), 0x1234);
   EXPECT_EQ(csum_replace32(0x1234, 0xdeadbeef, 0xdeadbeef), 0x1234);
+}
+
+// The definition, one big-endian 16-bit word at a time: what the word-at-a-time sum must equal.
+uint32_t reference_accumulate(std::span<const uint8_t> d, uint32_t sum) {
+  uint64_t acc = sum;
+  size_t i = 0;
+  for (; i + 1 < d.size(); i += 2) acc += (uint32_t{d[i]} << 8) | d[i + 1];
+  if (i < d.size()) acc += uint32_t{d[i]} << 8;
+  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  return static_cast<uint32_t>(acc);
+}
+
+TEST(Checksum, WordAtATimeEqualsTheDefinitionAtEveryLengthAndAlignment) {
+  std::mt19937 rng(7);
+  std::vector<uint8_t> buf(4000);
+  for (auto& b : buf) b = static_cast<uint8_t>(rng());
+  for (size_t len = 0; len < 80; ++len)
+    for (size_t off = 0; off < 8; ++off)
+      for (uint32_t start : {0u, 1u, 0xfffeu, 0xffffu, 0x1234u}) {
+        std::span<const uint8_t> d(buf.data() + off, len);
+        ASSERT_EQ(csum_accumulate(d, start), reference_accumulate(d, start))
+            << "len " << len << " off " << off << " start " << start;
+      }
+  for (int i = 0; i < 2000; ++i) {
+    size_t off = rng() % 16, len = rng() % (buf.size() - 16);
+    uint32_t start = rng() & 0xffff;
+    std::span<const uint8_t> d(buf.data() + off, len);
+    ASSERT_EQ(csum_accumulate(d, start), reference_accumulate(d, start)) << len;
+  }
+  // Sums that fold to 0xffff (one's-complement zero) and all-ones data.
+  std::vector<uint8_t> ones(1500, 0xff);
+  EXPECT_EQ(csum_accumulate(ones), reference_accumulate(ones, 0));
+  std::vector<uint8_t> zeros(1500, 0);
+  EXPECT_EQ(csum_accumulate(zeros), 0u);
+  EXPECT_EQ(internet_checksum(zeros), 0xffff);
 }
 
 }  // namespace
