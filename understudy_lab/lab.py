@@ -52,6 +52,10 @@ class LabOptions:
     keep_workdir: bool | None = None  # None: $UNDERSTUDY_LAB_KEEP
     persistent: bool = False        # CLI labs: survive the creating process
     nginx_workers: int = 2
+    # True: every veth keeps the kernel's default offloads (TSO, GSO, checksum; the daemon cuts
+    # super-segments itself). False: GRO, TSO, GSO, sg and tx checksum off on both ends, as the
+    # daemon needed before issue 11.
+    offloads: bool = True
 
 
 # --------------------------------------------------------------------------- global cleanup
@@ -123,7 +127,7 @@ class Lab:
             os.environ.get("UNDERSTUDY_LAB_KEEP", "") not in ("", "0")
         self.persistent = o.persistent
         self.nginx_workers = o.nginx_workers
-        self.net = Network(o.prefix or fresh_prefix())
+        self.net = Network(o.prefix or fresh_prefix(), offloads=o.offloads)
         self.files = Layout(os.path.abspath(o.workdir) if o.workdir else None)
         self.processes = Processes(self.net, self.files,
                                    binary if os.path.isabs(binary) else os.path.join(REPO_ROOT, binary))

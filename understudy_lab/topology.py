@@ -195,8 +195,9 @@ class Network:
     """The namespaces of one lab: a client, a primary and a backup joined by a bridge in a lan
     namespace, and the loss rules on that bridge."""
 
-    def __init__(self, prefix):
+    def __init__(self, prefix, offloads=True):
         self.prefix = prefix
+        self.offloads = offloads
         self._loss_seq = 0
 
     def ns(self, node):
@@ -229,8 +230,9 @@ class Network:
             sh(["ip", "-n", lan, "link", "add", port, "mtu", str(MTU), "type", "veth",
                 "peer", "name", "eth0", "mtu", str(MTU), "netns", self.ns(node)])
             sh(["ip", "-n", lan, "link", "set", port, "master", "br0"])
-            self.nsexec("lan", ["ethtool", "-K", port] + OFFLOADS)
-            self.nsexec(node, ["ethtool", "-K", "eth0"] + OFFLOADS)
+            if not self.offloads:
+                self.nsexec("lan", ["ethtool", "-K", port] + OFFLOADS)
+                self.nsexec(node, ["ethtool", "-K", "eth0"] + OFFLOADS)
             sh(["ip", "-n", self.ns(node), "addr", "add", f"{NODE_IPS[node]}/{PREFIXLEN}", "dev", "eth0"])
             sh(["ip", "-n", lan, "link", "set", port, "up"])
             sh(["ip", "-n", self.ns(node), "link", "set", "eth0", "up"])

@@ -21,8 +21,8 @@ PacketPath::PacketPath(const packet::Settings& s, Ports ports, FaultHook fault)
       io_(ports),
       fault_(std::move(fault)),
       pl_(s, *this),
-      rx_(65536),
-      lan_batch_(kLanBatch, 65536) {}
+      rx_(sys::kFrameBytes),
+      lan_batch_(kLanBatch, sys::kFrameBytes) {}
 
 void PacketPath::client_packet(std::span<uint8_t> p, packet::Source source, TimePoint now) {
   auto t0 = Clock::now();
@@ -30,16 +30,32 @@ void PacketPath::client_packet(std::span<uint8_t> p, packet::Source source, Time
   packet_time_.add(Clock::now() - t0);
 }
 
+bool PacketPath::split(std::span<uint8_t> frame, bool from_kernel) {
+  auto outcome = segmenter_.split(frame, from_kernel ? 0 : sys::kEthernetHeader);
+  if (outcome != wire::Segmenter::Outcome::Ok) {
+    ++offload_.frames_refused;
+    return false;
+  }
+  size_t n = segmenter_.packets().size();
+  if (n > 1) {
+    ++(from_kernel ? offload_.kernel_super_segments : offload_.lan_super_segments);
+    offload_.segments_cut += n;
+  }
+  return true;
+}
+
 void PacketPath::on_lan(TimePoint now) {
   for (size_t read = 0; read < kMaxBatch;) {
-    size_t n = io_.tap.recv_ip_batch(lan_batch_);
+    size_t n = io_.tap.recv_frame_batch(lan_batch_);
     if (n == 0) break;
     read += n;
     // A lone packet (a quiet moment): its relay goes at once, ahead of this kernel's copy, as
     // the primary's work waits for it; batches are for when packets queue up.
     eager_relay_ = n == 1;
-    for (size_t i = 0; i < lan_batch_.size(); ++i)
-      client_packet(lan_batch_.packet(i), packet::Source::Lan, now);
+    for (size_t i = 0; i < lan_batch_.size(); ++i) {
+      if (!split(lan_batch_.frame(i), /*from_kernel=*/false)) continue;
+      for (auto p : segmenter_.packets()) client_packet(p, packet::Source::Lan, now);
+    }
   }
   eager_relay_ = false;
   flush_io();
@@ -52,20 +68,24 @@ void PacketPath::flush_io() {
 
 void PacketPath::forward_lan_to_peer() {
   for (size_t i = 0; i < kMaxBatch; ++i) {
-    auto pkt = io_.tap.recv_ip(rx_);
-    if (pkt.empty()) break;
-    io_.peer.send(peer::Type::Stray, pkt);
+    auto frame = io_.tap.recv_frame(rx_);
+    if (frame.empty()) break;
+    if (!split(frame, /*from_kernel=*/false)) continue;
+    for (auto p : segmenter_.packets()) io_.peer.send(peer::Type::Stray, p);
   }
   flush_io();
 }
 
 void PacketPath::on_tun(TimePoint now) {
   for (size_t i = 0; i < kMaxBatch; ++i) {
-    auto pkt = io_.tun.read(rx_);
-    if (pkt.empty()) break;
-    auto t0 = Clock::now();
-    pl_.on_kernel_packet(pkt, now);
-    packet_time_.add(Clock::now() - t0);
+    auto frame = io_.tun.read(rx_);
+    if (frame.empty()) break;
+    if (!split(frame, /*from_kernel=*/true)) continue;
+    for (auto p : segmenter_.packets()) {
+      auto t0 = Clock::now();
+      pl_.on_kernel_packet(p, now);
+      packet_time_.add(Clock::now() - t0);
+    }
   }
   flush_io();
 }

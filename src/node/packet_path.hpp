@@ -16,6 +16,7 @@
 #include "packet/packet_layer.hpp"
 #include "peer/replication.hpp"
 #include "sys/netdev.hpp"
+#include "wire/offload.hpp"
 
 namespace us::node {
 
@@ -49,6 +50,15 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   void on_relay(std::span<const uint8_t> packet, TimePoint now);
   void on_stray(std::span<const uint8_t> packet, TimePoint now);
 
+  // Frames the kernels handed over whole, to be cut here (wire::Segmenter): super-segments from
+  // this node's kernel (TUN) and from the LAN (GRO, or a peer's TSO), the segments cut from them,
+  // and frames refused (malformed, or a GSO type other than TCP over IPv4).
+  struct OffloadCounters {
+    uint64_t kernel_super_segments = 0, lan_super_segments = 0, segments_cut = 0;
+    uint64_t frames_refused = 0;
+  };
+  const OffloadCounters& offload() const { return offload_; }
+
   // Per packet through the packet layer, microseconds.
   const Histogram& packet_time() const { return packet_time_; }
   void reset_timing() { packet_time_.reset(); }
@@ -70,6 +80,8 @@ class PacketPath final : public packet::Emitter, public message::Flows {
 
  private:
   void client_packet(std::span<uint8_t> p, packet::Source source, TimePoint now);
+  // Cuts a frame of the tap or the TUN into segmenter_.packets(); false if refused (counted).
+  bool split(std::span<uint8_t> frame, bool from_kernel);
 
   Role role_;
   Ports io_;
@@ -77,6 +89,8 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   packet::PacketLayer pl_;
   std::vector<uint8_t> rx_, copy_;
   sys::RecvBatch lan_batch_;
+  wire::Segmenter segmenter_;
+  OffloadCounters offload_;
   bool eager_relay_ = false;
   Histogram packet_time_;
 };

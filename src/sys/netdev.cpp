@@ -13,8 +13,11 @@
 #include <netinet/ip.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cstring>
+
+#include "wire/offload.hpp"
 
 namespace us::sys {
 namespace {
@@ -62,8 +65,6 @@ std::vector<std::string> enabled_offloads(const std::string& ifname) {
     uint32_t cmd;
     const char* name;
   };
-  // Receive-side merging (GRO) and transmit checksum offload both hand AF_PACKET packets we cannot
-  // relay as they are.
   for (auto q : {Query{ETHTOOL_GGRO, "gro"}, Query{ETHTOOL_GTXCSUM, "tx-checksum"},
                  Query{ETHTOOL_GTSO, "tso"}, Query{ETHTOOL_GGSO, "gso"}}) {
     ethtool_value ev{};
@@ -89,21 +90,23 @@ void set_link_down(const std::string& ifname) {
 Result<LanTap, std::string> LanTap::open(const LinkInfo& link, wire::Endpoint advertised) {
   LanTap tap;
   tap.ifindex_ = link.index;
-  tap.ip_.reset(::socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_IP)));
+  // SOCK_RAW (Ethernet header included): PACKET_VNET_HDR is refused on SOCK_DGRAM.
+  tap.ip_.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_IP)));
   if (!tap.ip_) return Err{errno_text("AF_PACKET socket (needs root)")};
   // Classic BPF over the IP header: dst == advertised ip, proto TCP, dst port == advertised port.
   uint32_t ip = advertised.ip.v;
   uint32_t port = advertised.port;
+  constexpr uint32_t l2 = kEthernetHeader;
   sock_filter code[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, l2 + 16),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ip, 0, 8),
-      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, l2 + 9),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_TCP, 0, 6),
       BPF_STMT(BPF_LD | BPF_H | BPF_ABS,
-               6),  // fragments carry no TCP header: let user space count them
+               l2 + 6),  // fragments carry no TCP header: let user space count them
       BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 3, 0),
-      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),
-      BPF_STMT(BPF_LD | BPF_H | BPF_IND, 2),
+      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, l2),
+      BPF_STMT(BPF_LD | BPF_H | BPF_IND, l2 + 2),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, port, 0, 1),
       BPF_STMT(BPF_RET | BPF_K, 0x40000),
       BPF_STMT(BPF_RET | BPF_K, 0),
@@ -114,6 +117,8 @@ Result<LanTap, std::string> LanTap::open(const LinkInfo& link, wire::Endpoint ad
     return Err{errno_text("SO_ATTACH_FILTER")};
   int one = 1;
   ::setsockopt(tap.ip_.get(), SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
+  if (::setsockopt(tap.ip_.get(), SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) != 0)
+    return Err{errno_text("PACKET_VNET_HDR")};
   sockaddr_ll sll{};
   sll.sll_family = AF_PACKET;
   sll.sll_protocol = htons(ETH_P_IP);
@@ -132,7 +137,7 @@ Result<LanTap, std::string> LanTap::open(const LinkInfo& link, wire::Endpoint ad
   return tap;
 }
 
-std::span<uint8_t> LanTap::recv_ip(std::vector<uint8_t>& buf) {
+std::span<uint8_t> LanTap::recv_frame(std::vector<uint8_t>& buf) {
   for (;;) {
     sockaddr_ll from{};
     socklen_t len = sizeof from;
@@ -151,7 +156,7 @@ RecvBatch::RecvBatch(size_t packets, size_t packet_bytes)
       iov_(packets),
       from_(packets) {}
 
-size_t LanTap::recv_ip_batch(RecvBatch& b) {
+size_t LanTap::recv_frame_batch(RecvBatch& b) {
   const size_t cap = b.capacity();
   for (size_t i = 0; i < cap; ++i) {
     b.iov_[i] = {b.bufs_[i].data(), b.bufs_[i].size()};
@@ -228,8 +233,12 @@ Result<Tun, std::string> Tun::open(const std::string& name, wire::Ipv4Addr addre
   if (!t.fd_) return Err{errno_text("/dev/net/tun")};
   ifreq ifr;
   fill_ifr(ifr, name);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_VNET_HDR;
   if (::ioctl(t.fd_.get(), TUNSETIFF, &ifr) != 0) return Err{errno_text("TUNSETIFF")};
+  // Checksums and TCP segmentation (with ECN) are left to this side: the kernel's stack then
+  // builds 64 KiB segments, as it does for a NIC with TSO, instead of one per MSS.
+  if (::ioctl(t.fd_.get(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN) != 0)
+    return Err{errno_text("TUNSETOFFLOAD")};
   auto s = ioctl_socket();
   if (!s) return Err{s.error()};
   fill_ifr(ifr, name);
@@ -266,7 +275,11 @@ std::span<uint8_t> Tun::read(std::vector<uint8_t>& buf) {
 }
 
 bool Tun::write(std::span<const uint8_t> packet) {
-  return ::write(fd_.get(), packet.data(), packet.size()) == static_cast<ssize_t>(packet.size());
+  // No GSO, and no claim about the checksum: the kernel still verifies it, as before offloads.
+  static const uint8_t none[wire::VnetHeader::kLen] = {};
+  iovec iov[2] = {{const_cast<uint8_t*>(none), sizeof none},
+                  {const_cast<uint8_t*>(packet.data()), packet.size()}};
+  return ::writev(fd_.get(), iov, 2) == static_cast<ssize_t>(sizeof none + packet.size());
 }
 
 }  // namespace us::sys

@@ -24,26 +24,36 @@ struct LinkInfo {
 };
 Result<LinkInfo, std::string> link_info(const std::string& ifname);
 
-// Offloads that make AF_PACKET see merged, checksum-less super-packets. The daemon refuses to run
-// with them on (the lab turns them off; see docs/ARCHITECTURE.md).
+// Offloads on an interface (GRO, TSO, GSO, transmit checksum) that make AF_PACKET see merged
+// or checksum-less super-packets: the tap reads them with a virtio_net_hdr and cuts them
+// (wire/offload.hpp). Logged at start, so a reader of the log knows which path is in use.
 std::vector<std::string> enabled_offloads(const std::string& ifname);
+
+// The tap reads Ethernet frames (the ARP responder assumes Ethernet too).
+inline constexpr size_t kEthernetHeader = 14;
+
+// Room for one frame of the tap or the TUN: a virtio_net_hdr and an IPv4 packet of up to 64 KiB.
+inline constexpr size_t kFrameBytes = 65536 + 64;
 
 // Takes the interface down: how a fault point makes this node fall silent like a dead host.
 void set_link_down(const std::string& ifname);
 
 // Receives IPv4 packets addressed to the advertised endpoint (a BPF filter drops all else in the
-// kernel) and ARP frames; sends ARP frames.
+// kernel), each after a virtio_net_hdr (PACKET_VNET_HDR: with the interface's offloads on, a
+// packet may be a GRO super-segment or lack its checksum), and ARP frames; sends ARP frames.
 class LanTap {
  public:
   static Result<LanTap, std::string> open(const LinkInfo& link, wire::Endpoint advertised);
   int ip_fd() const { return ip_.get(); }
   int arp_fd() const { return arp_.get(); }
-  // Next client packet (IP header first, padding trimmed later by the parser); empty when drained.
-  // Frames not addressed to this host's MAC are skipped: the non-front node must not act on them.
-  std::span<uint8_t> recv_ip(std::vector<uint8_t>& buf);
+  // Next client frame (virtio_net_hdr, Ethernet header, IP packet; padding trimmed later by the
+  // parser);
+  // empty when drained. Frames not addressed to this host's MAC are skipped: the non-front node
+  // must not act on them.
+  std::span<uint8_t> recv_frame(std::vector<uint8_t>& buf);
   // Up to batch.capacity() frames with one recvmmsg(2); returns how many were read (0: drained).
-  // The batch keeps those addressed to this host (recv_ip's rule).
-  size_t recv_ip_batch(class RecvBatch& batch);
+  // The batch keeps those addressed to this host (recv_frame's rule).
+  size_t recv_frame_batch(class RecvBatch& batch);
   std::span<uint8_t> recv_arp(std::vector<uint8_t>& buf);
   bool send_arp_frame(std::span<const uint8_t> frame);
 
@@ -52,13 +62,13 @@ class LanTap {
   int ifindex_ = 0;
 };
 
-// Buffers for LanTap::recv_ip_batch: packet(i) of the last batch, i < size().
+// Buffers for LanTap::recv_frame_batch: frame(i) of the last batch, i < size().
 class RecvBatch {
  public:
   RecvBatch(size_t packets, size_t packet_bytes);
   size_t capacity() const { return bufs_.size(); }
   size_t size() const { return size_; }
-  std::span<uint8_t> packet(size_t i) { return {bufs_[i].data(), lens_[i]}; }
+  std::span<uint8_t> frame(size_t i) { return {bufs_[i].data(), lens_[i]}; }
 
  private:
   friend class LanTap;
@@ -85,13 +95,18 @@ class RawSender {
   SendQueue queue_;
 };
 
+// The local kernel's side of the packet path. With IFF_VNET_HDR and TCP segmentation and
+// checksum offload on, the kernel writes up to 64 KiB of a reply in one frame (one read here
+// instead of one per segment) and leaves its checksum to us (wire::Segmenter).
 class Tun {
  public:
   // Creates (or attaches to) a TUN device, assigns address/prefix and MTU and brings it up.
   static Result<Tun, std::string> open(const std::string& name, wire::Ipv4Addr address, int prefix,
                                        int mtu);
   int fd() const { return fd_.get(); }
+  // Next frame: a virtio_net_hdr, then the packet; empty when drained.
   std::span<uint8_t> read(std::vector<uint8_t>& buf);
+  // One whole, checksummed packet (the virtio_net_hdr in front is added here).
   bool write(std::span<const uint8_t> packet);
 
  private:

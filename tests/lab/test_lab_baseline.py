@@ -153,7 +153,9 @@ class BaselineTest(unittest.TestCase):
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertIn(b"dev eth0", cp.stdout)
 
-    def test_offloads_off_on_both_ends(self):
+    def test_offloads_left_on_at_both_ends(self):
+        # The daemon runs with the kernel's defaults (issue 11): a veth segments and checksums
+        # nothing itself, so the nodes' taps see TSO super-segments with partial checksums.
         ends = [("lan", f"v-{n}") for n in ul.NODES] + [(n, "eth0") for n in ul.NODES]
         for node, ifname in ends:
             with self.subTest(node=node, ifname=ifname):
@@ -161,8 +163,8 @@ class BaselineTest(unittest.TestCase):
                 feats = dict(l.strip().split(": ", 1) for l in cp.stdout.decode().splitlines()
                              if ": " in l)
                 for f in ("tx-checksumming", "tcp-segmentation-offload", "generic-segmentation-offload",
-                          "scatter-gather", "generic-receive-offload"):
-                    self.assertTrue(feats[f].startswith("off"), f"{f}: {feats[f]}")
+                          "scatter-gather"):
+                    self.assertTrue(feats[f].startswith("on"), f"{f}: {feats[f]}")
 
     def test_config_format(self):
         wd = self.lab.workdir

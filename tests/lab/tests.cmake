@@ -40,7 +40,7 @@ understudy_lab_tests(test_lab_baseline baseline BaselineTest
   test_drop_once_with_tcp_flag_match
   test_drop_random_and_clear
   test_isolation_and_addresses
-  test_offloads_off_on_both_ends
+  test_offloads_left_on_at_both_ends
   test_config_format
   test_daemon_helpers_fail_clearly_without_binary
   test_wait_for_reports_clearly)

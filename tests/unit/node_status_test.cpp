@@ -38,6 +38,9 @@ const std::set<std::string> kKeys = {
     // peer and ARP
     "peer_channel.rejected_frames", "peer_channel.rejected_datagrams", "arp.replies",
     "arp.gratuitous",
+    // added with offloads (issue 11)
+    "offload.kernel_super_segments", "offload.lan_super_segments", "offload.segments_cut",
+    "offload.frames_refused",
     // timing histograms, microseconds
     "timing.packet_us.count", "timing.packet_us.mean", "timing.packet_us.p50",
     "timing.packet_us.p99", "timing.packet_us.max", "timing.request_us.count",
@@ -89,6 +92,8 @@ StatusInputs sample() {
   in.rejected_datagrams = 302;
   in.arp_replies = 401;
   in.gratuitous_arps = 402;
+  in.segments_cut = 501;
+  in.frames_refused = 502;
   Histogram h;
   h.add(10.0);
   h.add(30.0);
@@ -134,6 +139,8 @@ TEST(NodeStatus, ValuesLandUnderTheirKeys) {
   EXPECT_EQ(j["peer_channel"]["rejected_datagrams"], 302);
   EXPECT_EQ(j["arp"]["replies"], 401);
   EXPECT_EQ(j["arp"]["gratuitous"], 402);
+  EXPECT_EQ(j["offload"]["segments_cut"], 501);
+  EXPECT_EQ(j["offload"]["frames_refused"], 502);
   EXPECT_EQ(j["timing"]["server_us"]["count"], 2);
   EXPECT_EQ(j["timing"]["server_us"]["mean"], 20.0);
   EXPECT_EQ(j["timing"]["server_us"]["max"], 30.0);
