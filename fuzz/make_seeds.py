@@ -76,6 +76,19 @@ WIRE = {
     "eth-gratuitous-arp": garp_frame + b"\0" * 18,  # padded to 60 bytes as on the wire
 }
 
+
+def vnet(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset):
+    # struct virtio_net_hdr in the host's byte order (little-endian here), as TUN and AF_PACKET
+    # hand it with offloads on (src/wire/offload.hpp).
+    return struct.pack("<BBHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+
+
+# A TSO super-segment from the TUN (3 segments of 1000) and a tap frame whose checksum the
+# sender left partial: the Segmenter's two jobs.
+BIG = tcp_packet(SERVER, CLIENT, 80, 40000, 7001, 1029, PSH | ACK, TS_OPTS, bytes(range(256)) * 10)
+WIRE["vnet-tso"] = vnet(1, 1, 52, 1000, 20, 16) + BIG
+WIRE["vnet-eth-partial"] = vnet(1, 0, 0, 0, 14 + 20, 16) + ETH_IP + WIRE["request"]
+
 REQUESTS = [
     GET,
     b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
