@@ -23,9 +23,10 @@ class NodeCase(unittest.TestCase):
     """setUp: lab up, key, configs. start_duplex() starts both daemons and waits for duplex."""
 
     config_overrides = {}
+    lab_options = {}  # LabOptions fields, e.g. offloads=False
 
     def setUp(self):
-        self.lab = ul.Lab(binary=BINARY)
+        self.lab = ul.Lab(binary=BINARY, **self.lab_options)
         self.addCleanup(self.lab.down)
         self.lab.up()
         if os.environ.get("UNDERSTUDY_LAB_KEEP"):

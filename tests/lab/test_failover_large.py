@@ -29,6 +29,23 @@ class LargeReplyFailoverTest(NodeCase):
     def test_backup_crash_mid_64m(self):
         self.crash_mid_reply("backup", "primary")
 
+    def test_upload_reaches_the_tap_as_super_segments_only_with_offloads_on(self):
+        # The client's TSO hands the front (the backup) 64 KiB segments unless offloads are off;
+        # both ways the echo must see the body byte-exact.
+        body, sha = self.lab.make_body(4 << 20)
+        self.start_duplex()
+        cp = self.lab.run_client(["curl", "-sS", "--max-time", "60", "--data-binary", "@" + body,
+                                  URL + "/echo"], timeout=90)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        got = json.loads(cp.stdout)
+        self.assertEqual((got["length"], got["sha256"]), (4 << 20, sha))
+        cut = self.status("backup")["offload"]
+        self.assertEqual(cut["frames_refused"], 0)
+        if self.lab_options.get("offloads", True):
+            self.assertGreater(cut["lan_super_segments"], 0, cut)
+        else:
+            self.assertEqual(cut["lan_super_segments"], 0, cut)
+
     def upload_64m_across_crash(self, victim, survivor, point):
         body, sha = self.lab.make_body(64 << 20)
         self.start_duplex()
@@ -51,6 +68,13 @@ class LargeReplyFailoverTest(NodeCase):
 
     def test_backup_crash_mid_64m_upload(self):
         self.upload_64m_across_crash("backup", "primary", "backup.before_relay:15000")
+
+
+class LargeReplyFailoverOffloadsOffTest(LargeReplyFailoverTest):
+    """The same four failovers with GRO, TSO, GSO, sg and tx checksum off on every veth: the
+    setting the daemon required before issue 11, kept working for hosts that run it."""
+
+    lab_options = {"offloads": False}
 
 
 if __name__ == "__main__":
