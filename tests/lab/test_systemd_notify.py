@@ -8,14 +8,23 @@ message after the first turn of the loop also shows that sd_notify works after t
 Read src/sys/service_notify.hpp first; tests/lab/node_case.py for the fixture.
 """
 import os
+import re
 import shutil
 import socket
 import tempfile
 import time
 
-from tests.lab.node_case import NEEDS_ROOT, NodeCase
+from tests.lab.node_case import BINARY, NEEDS_ROOT, NodeCase
 
 WATCHDOG_USEC = 200000  # the daemon pings every 100 ms
+UNIT = os.path.join(os.path.dirname(__file__), "..", "..", "packaging", "understudy.service")
+
+
+def unit_capabilities():
+    """The unit's CapabilityBoundingSet= as setpriv names them: ['net_admin', ...]."""
+    with open(UNIT) as f:
+        m = re.search(r"^CapabilityBoundingSet=(.*)$", f.read(), re.M)
+    return [c.removeprefix("CAP_").lower() for c in m.group(1).split()]
 
 
 class ManagerSocket:
@@ -110,6 +119,36 @@ class SystemdNotifyTest(NodeCase):
         self.assertEqual(self.status("backup")["mode"], "simplex")
         self.assert_quiet_log("backup")
         self.assert_quiet_log("primary")
+
+    def start_bounded(self, node, caps, manager):
+        """Start ``node``'s daemon as systemd would with the unit's CapabilityBoundingSet=
+        ``caps`` and NoNewPrivileges= (util-linux setpriv; systemd need not be PID 1 here)."""
+        bounding = ",".join(["-all"] + ["+" + c for c in caps])
+        args = ["setpriv", "--bounding-set", bounding, "--inh-caps", "-all", "--no-new-privs",
+                BINARY, "run", "--config", self.lab.config_path(node)]
+        return self.lab.processes.spawn(node, "daemon", args, "understudy.log", env=manager.env())
+
+    def test_pair_starts_within_the_units_capability_bounding_set(self):
+        caps = unit_capabilities()
+        self.assertIn("net_admin", caps)
+        # The control: one capability fewer (CAP_SETPCAP: the daemon shrinks its own bounding set
+        # at the drop) and the node cannot start, so the bounding set really is applied.
+        self.lab.write_config("primary", node_startup_wait_ms=300)
+        manager = ManagerSocket(self, "control")
+        p = self.start_bounded("primary", [c for c in caps if c != "setpcap"], manager)
+        self.assertEqual(p.wait(timeout=20), 1)
+        self.assertIn("cannot drop privileges", self.log("primary"))
+        self.assertFalse(any(is_ready(m) for m in manager.messages))
+
+        self.lab.write_config("primary")
+        managers = {node: ManagerSocket(self, node) for node in ("primary", "backup")}
+        for node in ("primary", "backup"):
+            self.start_bounded(node, caps, managers[node])
+        for node, manager in managers.items():
+            ready = manager.await_message(is_ready, f"{node}: READY=1 within the unit's caps")
+            self.assertIn("mode duplex", fields(ready)["STATUS"], ready)
+        self.lab.wait_status("backup", mode="duplex", front=True)
+        self.assert_quiet_log("backup")
 
     def test_node_alone_ready_in_simplex_then_stopping(self):
         self.lab.write_config("primary", node_startup_wait_ms=300)
