@@ -14,7 +14,8 @@ libtomlplusplus-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libssl-dev
 libgtest-dev nginx-light nftables curl wrk ethtool iproute2 python3
 clang-format procps psmisc haproxy keepalived python3-matplotlib tcpdump
 python3-pyflakes hping3 slowhttptest python3-scapy libseccomp-dev libcap-dev clang-14
-libclang-rt-14-dev linux-perf"
+libclang-rt-14-dev linux-perf
+libsystemd-dev man-db"
 
 export DEBIAN_FRONTEND=noninteractive
 

@@ -31,6 +31,7 @@
 #include "peer/replication.hpp"
 #include "sys/event_loop.hpp"
 #include "sys/netdev.hpp"
+#include "sys/service_notify.hpp"
 
 namespace us::node {
 
@@ -100,6 +101,9 @@ struct Node::Impl {
   std::function<void()> ticker;
   std::function<void()> protector;  // after a rejoin, while connections are unprotected
   bool protecting = false;
+  // systemd's Type=notify (inactive without $NOTIFY_SOCKET): READY, STATUS, STOPPING, WATCHDOG.
+  sys::ServiceNotify notify = sys::ServiceNotify::from_environment(role);
+  std::function<void()> watchdog;
 
   explicit Impl(config::Config c) : cfg(std::move(c)), role(cfg.node.role), rx(65536) {}
 
@@ -196,6 +200,7 @@ Result<Ok, std::string> Node::Impl::init() {
 
   sigfd = on_stop_signals(loop, [this] {
     if (mm->handed_over()) return;  // a second signal while handing over changes nothing
+    notify.stopping(mm->mode() == Mode::Duplex ? "handing over to the peer" : "signal");
     Action a = mm->leave();
     if (a == Action::None) return loop.stop();
     act(a);
@@ -222,6 +227,13 @@ Result<Ok, std::string> Node::Impl::init() {
     loop.after(interval, ticker);
   };
   loop.after(0ms, ticker);
+  if (auto every = notify.watchdog_every()) {
+    watchdog = [this, every = *every] {
+      notify.watchdog();
+      loop.after(every, watchdog);
+    };
+    loop.after(0ms, watchdog);
+  }
   protector = [this] {
     size_t left = protect_again();
     protecting = mm->mode() == Mode::Duplex && !mm->handed_over() && left > 0;
@@ -231,6 +243,7 @@ Result<Ok, std::string> Node::Impl::init() {
                to_string(role), cfg.service.interface, dev->link.mac.to_string(),
                cfg.service.advertised.to_string(), cfg.node.server.to_string(),
                cfg.peer.address.to_string(), cfg.peer.port, boot_id);
+  notify.on_state(mm->mode(), mm->front());
   return Ok{};
 }
 
@@ -318,6 +331,8 @@ void Node::Impl::tick() {
 
 void Node::Impl::act(Action a) {
   auto now = sys::Clock::now();
+  // Every mode change returns here (None included); a stopped node says why in stopping() below.
+  if (!mm->stopped()) notify.on_state(mm->mode(), mm->front());
   switch (a) {
     case Action::None:
       return;
@@ -343,6 +358,7 @@ void Node::Impl::act(Action a) {
       return;
     case Action::Refuse:
       spdlog::error("node: refusing to start: {}", mm->refuse_reason());
+      notify.stopping("refused to start: " + mm->refuse_reason());
       exit_code = 3;
       loop.stop();
       return;
@@ -373,6 +389,7 @@ void Node::Impl::act(Action a) {
       if (role == Role::Backup)
         for (int i = 0; i < 3; ++i) send_heartbeat();
       spdlog::critical("node: fail-stop: {}", mm->refuse_reason());
+      notify.stopping("fail-stop: " + mm->refuse_reason());
       exit_code = 4;
       loop.stop();
       return;

@@ -37,6 +37,9 @@ constexpr std::string_view kAllowed[] = {
     "futex", "sched_yield",
     // the process itself: signals, its own ids, its end
     "rt_sigreturn", "rt_sigprocmask", "restart_syscall", "getpid", "gettid", "exit", "exit_group",
+    // read-only: sd_notify (sys/service_notify) asks them before each message to the service
+    // manager, to decide whether to attach credentials
+    "getuid", "geteuid", "getgid", "getegid",
     // not the node's own: the sanitizer runtimes clear their signal stack on the way out
     "sigaltstack"};
 
