@@ -240,7 +240,9 @@ std::string status_metrics(const StatusInputs& in, const TimingHistograms& timin
     const Histogram& h;
   };
   for (const Timed& t : {
-           Timed{"understudy_packet_seconds", "Time per client packet in the packet layer.",
+           Timed{"understudy_packet_seconds",
+                 "Packet-layer processing of one packet (from a client or from this node's "
+                 "kernel).",
                  timing.packet},
            Timed{"understudy_request_seconds",
                  "From a request's first byte read to its reply's last byte written.",
