@@ -66,14 +66,25 @@ std::string http_reply(int status, std::string_view body, std::string_view conte
   return out;
 }
 
+int answer_status(const ScrapeRequest& req) {
+  if (req.state() != ScrapeRequest::State::Complete) return 400;
+  if (req.path() != "/metrics") return 404;
+  if (!req.is_get_or_head()) return 405;
+  return 200;
+}
+
 std::string answer(const ScrapeRequest& req, const std::function<std::string()>& render) {
   constexpr std::string_view kText = "text/plain; charset=utf-8";
-  if (req.state() != ScrapeRequest::State::Complete)
-    return http_reply(400, "bad request\n", kText, false);
-  if (req.path() != "/metrics") return http_reply(404, "not found: try /metrics\n", kText, false);
-  if (!req.is_get_or_head())
-    return http_reply(405, "use GET or HEAD\n", kText, false, "Allow: GET, HEAD\r\n");
-  return http_reply(200, render(), kContentType, req.is_head());
+  switch (answer_status(req)) {
+    case 200:
+      return http_reply(200, render(), kContentType, req.is_head());
+    case 404:
+      return http_reply(404, "not found: try /metrics\n", kText, false);
+    case 405:
+      return http_reply(405, "use GET or HEAD\n", kText, false, "Allow: GET, HEAD\r\n");
+    default:
+      return http_reply(400, "bad request\n", kText, false);
+  }
 }
 
 }  // namespace us::metrics

@@ -50,6 +50,8 @@ class ScrapeRequest {
   bool headers_done_ = false;
 };
 
+// The status a request in state Complete or Bad gets: 200, 400, 404 or 405.
+int answer_status(const ScrapeRequest& req);
 // The reply to a request in state Complete or Bad; `render` makes the exposition text (only
 // called for a 200).
 std::string answer(const ScrapeRequest& req, const std::function<std::string()>& render);

@@ -72,8 +72,7 @@ void Server::on_event(int fd) {
       if (st == ScrapeRequest::State::NeedMore) continue;
       c.out = answer(c.req, render_);
       c.answered = true;
-      ++(st == ScrapeRequest::State::Complete && c.out.starts_with("HTTP/1.1 200") ? stats_.scrapes
-                                                                                   : stats_.bad);
+      ++(answer_status(c.req) == 200 ? stats_.scrapes : stats_.bad);
       loop_.modify(fd, EPOLLOUT);
       break;
     }

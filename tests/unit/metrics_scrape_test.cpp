@@ -102,6 +102,19 @@ TEST(ScrapeAnswer, OtherMethod_405WithAllow) {
   }
 }
 
+TEST(ScrapeAnswer, StatusForEachKind) {
+  auto status = [](std::string_view request) {
+    ScrapeRequest r;
+    r.feed(bytes(request));
+    return answer_status(r);
+  };
+  EXPECT_EQ(status("GET /metrics HTTP/1.1\r\n\r\n"), 200);
+  EXPECT_EQ(status("HEAD /metrics?x=1 HTTP/1.1\r\n\r\n"), 200);
+  EXPECT_EQ(status("GET /metricsx HTTP/1.1\r\n\r\n"), 404);
+  EXPECT_EQ(status("PATCH /metrics HTTP/1.1\r\n\r\n"), 405);
+  EXPECT_EQ(status("GET /metrics HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400);
+}
+
 TEST(ScrapeAnswer, Malformed_400AndNotRendered) {
   ScrapeRequest r;
   r.feed(bytes("BREW /metrics HTCPCP/1.0\r\n\r\n"));
