@@ -17,9 +17,10 @@ BELOW = {
     "packet": {"common", "wire", "core"},
     "config": {"common", "wire", "core", "crypto"},
     "peer": {"common", "wire", "core", "crypto", "sys"},
+    "metrics": {"common", "wire", "core", "sys"},
     "message": {"common", "wire", "core", "http", "peer", "sys"},
     "node": {"common", "wire", "core", "crypto", "http", "sys", "packet", "config", "peer",
-             "message"},
+             "message", "metrics"},
     "cli": {"common", "wire", "core", "crypto", "config", "node"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/')

@@ -15,7 +15,7 @@ libgtest-dev nginx-light nftables curl wrk ethtool iproute2 python3
 clang-format procps psmisc haproxy keepalived python3-matplotlib tcpdump
 python3-pyflakes hping3 slowhttptest python3-scapy libseccomp-dev libcap-dev clang-14
 libclang-rt-14-dev linux-perf
-libsystemd-dev man-db"
+libsystemd-dev man-db prometheus"
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -35,9 +35,10 @@ else
     echo "install-deps.sh: all packages already installed"
 fi
 
-# Debian's nginx, haproxy and keepalived packages start their service in the root namespace:
-# stop and disable them (the lab runs its own instances inside network namespaces).
-for svc in nginx haproxy keepalived; do
+# Debian's nginx, haproxy, keepalived and prometheus packages start their service in the root
+# namespace: stop and disable them (the lab runs its own instances inside network namespaces;
+# prometheus is here for `promtool check metrics`, tests/lab/test_metrics.py).
+for svc in nginx haproxy keepalived prometheus; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         systemctl disable --now "$svc.service" >/dev/null 2>&1 || true
     else

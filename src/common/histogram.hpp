@@ -28,6 +28,16 @@ class Histogram {
   }
   void reset() { *this = Histogram{}; }
 
+  uint64_t count() const { return count_; }
+  double sum() const { return sum_; }  // microseconds
+  // Calls fn(upper_edge_us, count) for each non-empty bucket, in increasing order: every
+  // observation counted there was below upper_edge_us (for a Prometheus histogram's buckets).
+  template <typename Fn>
+  void for_each_bucket(Fn&& fn) const {
+    for (size_t i = 0; i < buckets_.size(); ++i)
+      if (buckets_[i] != 0) fn(upper(i), buckets_[i]);
+  }
+
   Summary summary() const {
     Summary s;
     s.count = count_;

@@ -30,6 +30,7 @@ struct TableSchema {
 };
 constexpr std::string_view kService = "service", kNode = "node", kPeer = "peer",
                            kHeartbeat = "heartbeat", kTun = "tun", kLimits = "limits", kLog = "log";
+constexpr std::string_view kMetrics = "metrics";
 const TableSchema kSchema[] = {
     {kService, true, {"advertised", "interface"}},
     {kNode, true, {"role", "address", "server", "control_socket", "startup_wait_ms", "user"}},
@@ -44,6 +45,7 @@ const TableSchema kSchema[] = {
       "request_buffer_total_bytes", "half_open_timeout_ms", "flow_idle_timeout_ms",
       "syn_cookie_threshold"}},
     {kLog, false, {"level"}},
+    {kMetrics, false, {"listen"}},
 };
 
 constexpr size_t kMaxIfName = 15;        // IFNAMSIZ - 1
@@ -357,6 +359,19 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
     else
       r.fail("log.level", "must be one of trace, debug, info, warn, error (got " + quote(*v) + ")");
   }
+
+  // metrics.listen: 0.0.0.0 (every address) is allowed here, unlike the other endpoints; empty
+  // is off, as when the key is left out.
+  if (auto v = r.string(kMetrics, "listen", false); v && !v->empty()) {
+    auto e = Endpoint::parse(*v);
+    if (!e)
+      r.fail("metrics.listen",
+             "expected IPv4:port, e.g. \"127.0.0.1:9464\" (got " + quote(*v) + ")");
+    else if (e->ip.v != 0 && !is_unicast(e->ip))
+      r.fail("metrics.listen", "must be a unicast address or 0.0.0.0 (got " + quote(*v) + ")");
+    else
+      c.metrics.listen = *e;
+  }
   if (r.error) return Err{*r.error};
 
   // Cross-key rules.
@@ -394,6 +409,18 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
       return Err{ConfigError{"tun.address",
                              c.tun.address.to_string() + "/" + std::to_string(c.tun.prefix) +
                                  " must not contain " + name + " (" + addr.to_string() + ")"}};
+  }
+
+  if (const auto& m = c.metrics.listen) {
+    // The primary's replication channel listens on node.address:peer.port.
+    if (m->port == c.peer.port && (m->ip.v == 0 || m->ip == c.node.address))
+      return Err{ConfigError{"metrics.listen", "must not use peer.port (" +
+                                                   std::to_string(c.peer.port) + ") on " +
+                                                   c.node.address.to_string()}};
+    // The advertised address moves between the nodes and its traffic is the service's.
+    if (m->ip == c.service.advertised.ip)
+      return Err{ConfigError{"metrics.listen", "IP must differ from service.advertised (both " +
+                                                   m->ip.to_string() + ")"}};
   }
 
   if (c.node.control_socket.empty())

@@ -77,6 +77,10 @@ struct Config {
   struct Log {
     LogLevel level = LogLevel::Info;
   } log;
+  // Prometheus metrics (docs/METRICS.md): served over HTTP on this address; off when unset.
+  struct Metrics {
+    std::optional<wire::Endpoint> listen;
+  } metrics;
   std::filesystem::path source;  // the file loaded (absolute); empty from parse_config
 };
 

@@ -361,6 +361,15 @@ void MessageLayer::discard(const ConnKey& key) {
   after_event();  // destroyed now: the adopted connection is accepted under the same key
 }
 
+MessageLayer::ReplicationLag MessageLayer::replication_lag(TimePoint now) const {
+  ReplicationLag lag;
+  for (const auto& [k, c] : conns_) {
+    lag.bytes += c->session.reply_unacked();
+    if (auto since = c->session.unacked_since()) lag.oldest = std::max(lag.oldest, now - *since);
+  }
+  return lag;
+}
+
 size_t MessageLayer::unprotected_connections() const {
   return static_cast<size_t>(std::count_if(
       conns_.begin(), conns_.end(), [](const auto& e) { return e.second->session.unprotected(); }));
@@ -376,6 +385,7 @@ void MessageLayer::read_client(Conn& c, TimePoint now) {
     if (!s.may_read_client()) return;  // the request cache is full: update_interest() pauses it
     ssize_t n = ::read(c.fd.get(), buf_.data(), s.client_read_budget(buf_.size()));
     if (n > 0) {
+      counters_.request_bytes += static_cast<uint64_t>(n);
       s.on_client_bytes({buf_.data(), static_cast<size_t>(n)}, now);
       drive(c, now);
       continue;
@@ -424,6 +434,7 @@ void MessageLayer::write_client(Conn& c, TimePoint now) {
   for (auto out = s.client_output(); !out.empty(); out = s.client_output()) {
     ssize_t n = ::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL);
     if (n > 0) {
+      counters_.reply_bytes += static_cast<uint64_t>(n);
       s.on_client_written(static_cast<size_t>(n), now);
       continue;
     }

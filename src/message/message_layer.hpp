@@ -73,6 +73,14 @@ class MessageLayer : private SessionHost {
   size_t protected_connections() const { return connections() - unprotected_connections(); }
   const Counters& counters() const { return counters_; }
   uint64_t request_bytes_waiting() const { return budget_.bytes(); }  // RequestBudget
+  // Primary in duplex: reply bytes sent to the backup that it has not acknowledged yet (I2 holds
+  // them from the client), and how long the oldest of them has waited. One walk over the
+  // connections: for a scrape, not for the packet path.
+  struct ReplicationLag {
+    uint64_t bytes = 0;
+    Clock::duration oldest{};
+  };
+  ReplicationLag replication_lag(TimePoint now) const;
 
   // Where a request's time goes (docs/PERFORMANCE.md), in microseconds.
   using Timing = message::Timing;

@@ -173,6 +173,13 @@ class Session {
   bool reset() const { return end_ == End::Reset; }
   uint64_t reply_total() const { return reply_.total; }
   uint64_t reply_written() const { return reply_.written; }
+  // Serving: reply bytes replicated and not yet acknowledged by the peer; when the oldest Reply
+  // frame still unacknowledged was sent.
+  uint64_t reply_unacked() const { return serving_ ? reply_.total - reply_.acked : 0; }
+  std::optional<TimePoint> unacked_since() const {
+    if (stamps_.repl_sent.empty()) return std::nullopt;
+    return stamps_.repl_sent.front().second;
+  }
   uint64_t replies_done() const { return reply_.replies_done; }
   size_t cached_bytes() const { return client_.cache.size(); }
   size_t held_bytes() const { return client_.held.size() + up_.out.size(); }

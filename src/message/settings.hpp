@@ -43,6 +43,9 @@ struct Counters {
   // per-source cap; reads skipped because the node's request budget was spent.
   uint64_t discarded_bytes = 0, head_timeouts = 0, body_timeouts = 0, close_timeouts = 0;
   uint64_t send_timeouts = 0, refused_per_source = 0, budget_pauses = 0;
+  // Bytes of the client streams through the client sockets: read from them (requests), written
+  // into them (replies). On a backup in duplex, its mirror of both streams.
+  uint64_t request_bytes = 0, reply_bytes = 0;
 };
 
 // Where a request's time goes (docs/PERFORMANCE.md), in microseconds.

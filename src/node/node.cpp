@@ -16,6 +16,7 @@
 #include "crypto/isn.hpp"
 #include "crypto/key.hpp"
 #include "message/message_layer.hpp"
+#include "metrics/server.hpp"
 #include "node/arp_responder.hpp"
 #include "node/control.hpp"
 #include "node/datagram_socket.hpp"
@@ -90,6 +91,9 @@ struct Node::Impl {
                                 ml->reset_timing();
                               });
                         }};
+  // Built only with [metrics] listen (docs/METRICS.md).
+  std::optional<metrics::Server> metrics_server;
+  uint64_t takeovers = 0, peer_losses = 0, rejoins = 0;
   std::vector<uint8_t> rx;
   int exit_code = 0;
   sys::TimePoint started = sys::Clock::now();
@@ -119,7 +123,9 @@ struct Node::Impl {
   size_t protect_again();  // the connections still unprotected
   void adopt(const Adoption& a);
   Role peer_role() const { return role == Role::Primary ? Role::Backup : Role::Primary; }
-  nlohmann::json status() const;
+  StatusInputs status_inputs() const;
+  nlohmann::json status() const { return status_json(status_inputs()); }
+  std::string metrics_text() const;
 };
 
 Result<Ok, std::string> Node::Impl::init() {
@@ -197,6 +203,11 @@ Result<Ok, std::string> Node::Impl::init() {
   replication->attach(*channel_link);
   if (auto c = channel->start(); !c) return Err{c.error()};
   if (auto c = control.open(cfg.node.control_socket); !c) return c;
+  if (cfg.metrics.listen) {
+    metrics_server.emplace(loop, [this] { return metrics_text(); });
+    if (auto m = metrics_server->open(*cfg.metrics.listen); !m) return m;
+    spdlog::info("node: metrics on http://{}/metrics", cfg.metrics.listen->to_string());
+  }
 
   sigfd = on_stop_signals(loop, [this] {
     if (mm->handed_over()) return;  // a second signal while handing over changes nothing
@@ -344,6 +355,7 @@ void Node::Impl::act(Action a) {
       return;
     case Action::TakeOver:
       spdlog::warn("node: primary lost: taking over {} connection(s)", pl->open_flows());
+      ++takeovers;
       announce();
       pl->take_over(now);
       ml->take_over();
@@ -351,6 +363,7 @@ void Node::Impl::act(Action a) {
       return;
     case Action::PeerLost:
       spdlog::warn("node: backup lost: serving alone");
+      ++peer_losses;
       announce();  // first: the packet layer's probes must be answered to this node
       pl->peer_lost(now);
       ml->peer_lost();
@@ -369,6 +382,7 @@ void Node::Impl::act(Action a) {
       // The joiner knows none of the connections open here: they stay this node's alone until
       // their next request boundary (protect_again() then hands them over) or their end. A
       // primary is no longer the front: the joining backup announces the address.
+      ++rejoins;
       pl->mark_unprotected();
       ml->mark_unprotected();
       if (!protecting) {
@@ -453,9 +467,11 @@ void Node::Impl::hand_over() {
   loop.after(kHandoverGrace, [this] { loop.stop(); });
 }
 
-nlohmann::json Node::Impl::status() const {
+StatusInputs Node::Impl::status_inputs() const {
   const auto& t = ml->timing();
-  return status_json({
+  auto now = sys::Clock::now();
+  auto lag = ml->replication_lag(now);
+  return {
       .role = role,
       .mode = mm->mode(),
       .front = mm->front(),
@@ -468,9 +484,7 @@ nlohmann::json Node::Impl::status() const {
       .failovers = mm->failovers(),
       .boot_id = boot_id,
       .advertised = cfg.service.advertised.to_string(),
-      .uptime_ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(sys::Clock::now() - started)
-              .count(),
+      .uptime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count(),
       .fault_armed = fault::armed(),
       .channel_up = channel->up(),
       .packet = pl->counters(),
@@ -487,7 +501,19 @@ nlohmann::json Node::Impl::status() const {
       .request_time = t.request.summary(),
       .server_time = t.server.summary(),
       .replication_time = t.replication.summary(),
-  });
+      .takeovers = takeovers,
+      .peer_losses = peer_losses,
+      .rejoins = rejoins,
+      .replication_unacked_bytes = lag.bytes,
+      .replication_lag_seconds = std::chrono::duration<double>(lag.oldest).count(),
+      .replication_queued_bytes = channel->queued(),
+  };
+}
+
+std::string Node::Impl::metrics_text() const {
+  const auto& t = ml->timing();
+  return status_metrics(status_inputs(),
+                        {packets->packet_time(), t.request, t.server, t.replication});
 }
 
 Node::Node(config::Config cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}

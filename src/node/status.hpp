@@ -41,8 +41,26 @@ struct StatusInputs {
   uint64_t kernel_super_segments = 0, lan_super_segments = 0, segments_cut = 0, frames_refused = 0;
   // Microseconds: per packet through the packet layer, then message::MessageLayer::Timing's.
   Histogram::Summary packet_time, request_time, server_time, replication_time;
+
+  // For the metrics only (status_json leaves them out): failovers by kind (they add up to
+  // `failovers`), rejoins of the peer seen here, and the replication lag
+  // (message::MessageLayer::replication_lag; bytes queued on the channel, peer::Channel::queued).
+  uint64_t takeovers = 0, peer_losses = 0, rejoins = 0;
+  uint64_t replication_unacked_bytes = 0;
+  double replication_lag_seconds = 0;
+  uint64_t replication_queued_bytes = 0;
 };
 
 nlohmann::json status_json(const StatusInputs& in);
+
+// The same values in the Prometheus text format (docs/METRICS.md lists every metric), with the
+// timing histograms whole rather than summarised.
+struct TimingHistograms {
+  const Histogram& packet;
+  const Histogram& request;
+  const Histogram& server;
+  const Histogram& replication;
+};
+std::string status_metrics(const StatusInputs& in, const TimingHistograms& timing);
 
 }  // namespace us::node

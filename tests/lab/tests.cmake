@@ -91,6 +91,7 @@ include(${CMAKE_CURRENT_LIST_DIR}/join_guards.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/peer_plane.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/chaos.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/bench_smoke.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/metrics.cmake OPTIONAL)
 understudy_lab_tests(test_regressions regression ChaosRegressionTest
   test_request_answered_before_the_backup_had_all_of_it
   test_new_request_after_takeover_on_idle_connection)

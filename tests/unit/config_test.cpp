@@ -410,6 +410,38 @@ TEST_F(ConfigTest, LogLevels) {
   }
 }
 
+// ---- [metrics] (docs/METRICS.md)
+
+TEST_F(ConfigTest, Metrics_OffByDefaultAndWhenEmpty) {
+  auto r = parse_config(kExample, dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_FALSE(r->metrics.listen.has_value());
+  r = parse_config(std::string(kExample) + "[metrics]\nlisten = \"\"\n", dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_FALSE(r->metrics.listen.has_value());
+}
+
+TEST_F(ConfigTest, Metrics_ListenParsed) {
+  for (const char* text : {"127.0.0.1:9464", "0.0.0.0:9464", "198.18.0.11:9100"}) {
+    auto r = parse_config(std::string(kExample) + "[metrics]\nlisten = \"" + text + "\"\n", dir_);
+    ASSERT_TRUE(r.ok()) << r.error().line();
+    ASSERT_TRUE(r->metrics.listen.has_value());
+    EXPECT_EQ(r->metrics.listen->to_string(), text);
+  }
+}
+
+TEST_F(ConfigTest, Metrics_BadListenNamesTheKey) {
+  for (const char* text :
+       {"9464", "localhost:9464", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "224.0.0.1:9464",
+        "255.255.255.255:9464", "198.18.0.100:9464", "198.18.0.11:7400", "0.0.0.0:7400"}) {
+    auto e = expect_error(std::string(kExample) + "[metrics]\nlisten = \"" + text + "\"\n");
+    EXPECT_EQ(e.key, "metrics.listen") << text << ": " << e.line();
+  }
+  EXPECT_EQ(expect_error(std::string(kExample) + "[metrics]\nlisten = 9464\n").key,
+            "metrics.listen");
+  EXPECT_EQ(expect_error(std::string(kExample) + "[metrics]\nport = 9464\n").key, "metrics.port");
+}
+
 // ---- the settings both nodes must share (peer::Hello carries them; the node compares)
 
 TEST_F(ConfigTest, SharedSettings_ExampleInOrder) {
