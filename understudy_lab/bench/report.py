@@ -422,7 +422,8 @@ def report_md(r, plots):
     out = [f"# Understudy benchmark — {m['date']} ({m['profile']})", "",
            f"Host {m['host']}: {m['cpus']} CPUs ({m['cpu']}), kernel {m['kernel']}; understudy {m['git']}"
            f"{' (with uncommitted changes)' if m.get('git_dirty') else ''}; {m['nginx']}; {m['haproxy']}; "
-           f"{m['wrk']}. Run took {m.get('seconds')} s.", "",
+           f"{m['wrk']}. Veth offloads {'off' if m.get('offloads') is False else 'on'}. "
+           f"Run took {m.get('seconds')} s.", "",
            f"Latency: {p['lat_n']} requests per point (after 3 warm-up requests), timed in the client "
            f"with `time.perf_counter`. Throughput: wrk {p['wrk_seconds']} s per point, concurrency "
            f"{p['concurrency']}. Everything in one lab on one host: all processes share {m['cpus']} CPUs.", "",

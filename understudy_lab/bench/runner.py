@@ -74,8 +74,9 @@ class BenchError(RuntimeError):
 
 class Bench:
     def __init__(self, profile, out, binary, keep_lab=False, only=None, handover_node="primary",
-                 perf=None):
+                 perf=None, offloads=True):
         self.only = only
+        self.offloads = offloads  # the veths' offloads (LabOptions.offloads): every mode alike
         self.perf = perf  # None, or the perf call-graph mode ("fp", "dwarf") of the --profile point
         self.handover_node = handover_node
         self.p = PROFILES[profile]
@@ -173,7 +174,8 @@ class Bench:
     def up(self):
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.lab = BenchLab(NginxTuning(worker_connections=nofile, rlimit_nofile=nofile, access_log=False),
-                            binary=self.binary, lan_listen=True, keep_workdir=self.keep_lab)
+                            binary=self.binary, lan_listen=True, keep_workdir=self.keep_lab,
+                            offloads=self.offloads)
         self.lab.up()
         log(f"lab {self.lab.prefix} up (workdir {self.lab.workdir})")
         self.lab.keygen()
@@ -766,7 +768,7 @@ class Bench:
                 "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
                 "cpu": cpu, "git": git, "git_dirty": dirty, "binary": self.binary,
                 "nginx": ver(["nginx", "-v"]), "haproxy": ver(["haproxy", "-v"]), "wrk": ver(["wrk", "-v"]),
-                "params": self.p, "heartbeat": HEARTBEAT}
+                "params": self.p, "heartbeat": HEARTBEAT, "offloads": self.offloads}
 
     def run(self):
         t_start = time.monotonic()
@@ -815,6 +817,9 @@ def main(argv):
                     ",failover,handover,scale; the run then fails the report check for what it skipped")
     ap.add_argument("--handover-node", choices=("primary", "backup"), default="primary",
                     help="the node the handover scenario stops with SIGTERM (default: the primary)")
+    ap.add_argument("--offloads", choices=("on", "off"), default="on",
+                    help="the lab's veth offloads (TSO, GSO, checksum) for every mode: on (the kernel's "
+                         "defaults) or off (what understudy before issue 11 required)")
     ap.add_argument("--scale-n", type=int, help="connections for the scale test (default: 10000, smoke 200)")
     ap.add_argument("--profile", nargs="?", const="dwarf", choices=("dwarf", "fp"),
                     help="also profile both daemons with `perf record` during one extra duplex point "
@@ -852,7 +857,7 @@ def main(argv):
     binary = os.path.join(tmp, "understudy")
     shutil.copy2(a.binary, binary)
     b = Bench(profile, out, binary, keep_lab=a.keep_lab, only=set(a.only.split(",")) if a.only else None,
-              handover_node=a.handover_node, perf=a.profile)
+              handover_node=a.handover_node, perf=a.profile, offloads=a.offloads == "on")
     if a.scale_n:
         b.p = dict(b.p, scale_n=a.scale_n)
     b_exc = None
