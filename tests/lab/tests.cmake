@@ -94,3 +94,4 @@ include(${CMAKE_CURRENT_LIST_DIR}/bench_smoke.cmake OPTIONAL)
 understudy_lab_tests(test_regressions regression ChaosRegressionTest
   test_request_answered_before_the_backup_had_all_of_it
   test_new_request_after_takeover_on_idle_connection)
+include(${CMAKE_CURRENT_LIST_DIR}/client_identity.cmake OPTIONAL)
