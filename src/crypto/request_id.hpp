@@ -3,7 +3,10 @@
 // client must not be able to compute one. So, like the ISN (isn.hpp), it is a keyed hash of what
 // both nodes see alike: the connection's name (I4), where its streams began, the request's index.
 #pragma once
+#include <openssl/types.h>
+
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/vocabulary.hpp"
@@ -24,7 +27,10 @@ class RequestIdMac {
   std::string operator()(const ConnKey& k, wire::SeqNum start, uint64_t index) const;
 
  private:
-  Key key_;
+  // HMAC state with the key absorbed, reset to it per id (EVP_MAC_init with no key), as
+  // FrameAuth does: HMAC() fetched SHA-256 on every call (2.3 us an id; 0.3 us this way).
+  // Shared by copies: the daemon has one thread.
+  std::shared_ptr<EVP_MAC_CTX> ctx_;
 };
 
 }  // namespace us::crypto
