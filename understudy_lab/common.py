@@ -16,6 +16,7 @@ NODE_IPS = {"client": "198.18.0.2", "primary": "198.18.0.11", "backup": "198.18.
 NODES = ("client", "primary", "backup")
 SERVER_NODES = ("primary", "backup")
 NGINX_PORT = 8080
+NGINX_PROXY_PORT = 8081  # nginx's PROXY protocol listener (LabOptions.nginx_identity)
 ECHO_PORT = 9000
 
 

@@ -24,18 +24,19 @@ import signal
 import tempfile
 import threading
 
-from understudy_lab.common import (ADVERTISED, ADVERTISED_IP, ECHO_PORT, NGINX_PORT, NODE_IPS, NODES,
-                                   PREFIXLEN, REPO_ROOT, SERVER_NODES, SUBNET, BinaryMissing, LabError,
+from understudy_lab.common import (ADVERTISED, ADVERTISED_IP, ECHO_PORT, NGINX_PORT, NGINX_PROXY_PORT, NODE_IPS,
+                                   NODES, PREFIXLEN, REPO_ROOT, SERVER_NODES, SUBNET, BinaryMissing, LabError,
                                    pid_alive, proc_start_time, proc_state, python_module, sh, wait_for)
 from understudy_lab.configs import (CONTENT_SIZES, FIXED_MTIME, Layout, keygen, make_body, make_content,
-                                    nginx_conf, write_daemon_config, write_nginx_conf)
+                                    nginx_conf, read_identity_log, write_daemon_config, write_nginx_conf)
 from understudy_lab.processes import FetchResult, Processes
 from understudy_lab.topology import (PREFIX_RE, STATE_DIR, LossRule, Network, all_lab_prefixes, claim_prefix,
                                      cleanup_orphans, cleanup_stale, fresh_prefix, list_netns, list_states,
                                      ns_pids, read_state, state_path, write_state)
 
 __all__ = [
-    "ADVERTISED", "ADVERTISED_IP", "CONTENT_SIZES", "ECHO_PORT", "FIXED_MTIME", "NGINX_PORT", "NODE_IPS",
+    "ADVERTISED", "ADVERTISED_IP", "CONTENT_SIZES", "ECHO_PORT", "FIXED_MTIME", "NGINX_PORT", "NGINX_PROXY_PORT",
+    "NODE_IPS",
     "NODES", "PREFIXLEN", "PREFIX_RE", "REPO_ROOT", "SERVER_NODES", "STATE_DIR", "SUBNET",
     "BinaryMissing", "FetchResult", "Lab", "LabError", "LabOptions", "LossRule",
     "all_lab_prefixes", "cleanup_orphans", "cleanup_stale", "list_netns", "list_states", "make_content",
@@ -56,6 +57,9 @@ class LabOptions:
     # super-segments itself). False: GRO, TSO, GSO, sg and tx checksum off on both ends, as the
     # daemon needed before issue 11.
     offloads: bool = True
+    # nginx also writes logs/identity.log and listens with proxy_protocol on NGINX_PROXY_PORT
+    # (the client's identity tests, docs/MESSAGE_LAYER.md).
+    nginx_identity: bool = False
 
 
 # --------------------------------------------------------------------------- global cleanup
@@ -128,6 +132,7 @@ class Lab:
         self.persistent = o.persistent
         self.nginx_workers = o.nginx_workers
         self.net = Network(o.prefix or fresh_prefix(), offloads=o.offloads)
+        self.nginx_identity = o.nginx_identity
         self.files = Layout(os.path.abspath(o.workdir) if o.workdir else None)
         self.processes = Processes(self.net, self.files,
                                    binary if os.path.isabs(binary) else os.path.join(REPO_ROOT, binary))
@@ -244,7 +249,13 @@ class Lab:
 
     def nginx_conf(self, node):
         """The text of the node's nginx.conf (a hook for subclasses)."""
-        return nginx_conf(self.files, self.prefix, node, lan_listen=self.lan_listen, workers=self.nginx_workers)
+        identity = {"identity_log": True, "proxy_protocol_port": NGINX_PROXY_PORT} if self.nginx_identity else {}
+        return nginx_conf(self.files, self.prefix, node, lan_listen=self.lan_listen, workers=self.nginx_workers,
+                          **identity)
+
+    def identity_log(self, node):
+        """What the node's nginx logged of each request's client (LabOptions.nginx_identity)."""
+        return read_identity_log(self.files, node)
 
     def start_echo(self, node):
         """Start the node's echo back-end, answering under the node's name (a hook for subclasses)."""

@@ -33,7 +33,10 @@ constexpr std::string_view kService = "service", kNode = "node", kPeer = "peer",
 constexpr std::string_view kMetrics = "metrics";
 const TableSchema kSchema[] = {
     {kService, true, {"advertised", "interface"}},
-    {kNode, true, {"role", "address", "server", "control_socket", "startup_wait_ms", "user"}},
+    {kNode,
+     true,
+     {"role", "address", "server", "control_socket", "startup_wait_ms", "user", "client_address",
+      "request_id_header"}},
     {kPeer, true, {"address", "port", "key_file"}},
     {kHeartbeat, true, {"interval_ms", "timeout_ms"}},
     {kTun, false, {"name", "address", "prefix", "mtu"}},
@@ -51,6 +54,7 @@ const TableSchema kSchema[] = {
 constexpr size_t kMaxIfName = 15;        // IFNAMSIZ - 1
 constexpr size_t kMaxSocketPath = 107;   // sizeof(sockaddr_un::sun_path) - 1
 constexpr uintmax_t kMaxKeyFile = 4096;  // a key file is 65 bytes; refuse to slurp anything big
+constexpr size_t kMaxFieldName = 64;     // the framer matches field names up to this length
 
 const char* type_name(toml::node_type t) {
   switch (t) {
@@ -85,6 +89,20 @@ std::string quote(std::string_view s) {
 bool is_unicast(Ipv4Addr a) {
   const uint32_t v = a.v;
   return v != 0 && v != 0xffffffffu && (v >> 28) != 0xe;  // not 0.0.0.0, broadcast, 224/4
+}
+
+// An HTTP field name: an RFC 7230 3.2.6 token (1*tchar).
+bool is_field_name(std::string_view s) {
+  static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) || kSymbols.find(ch) != kSymbols.npos;
+  });
+}
+
+std::string lower_case(std::string_view s) {
+  std::string out(s);
+  for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return out;
 }
 
 bool in_subnet(Ipv4Addr a, Ipv4Addr net, unsigned prefix) {
@@ -305,6 +323,34 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
              "must be a user name (letters, digits, '_', '-', '.'; got " + quote(*v) + ")");
   }
 
+  if (auto v = r.string(kNode, "client_address", false)) {
+    if (*v == "none")
+      c.node.client_address = ClientAddress::None;
+    else if (*v == "x-forwarded-for")
+      c.node.client_address = ClientAddress::XForwardedFor;
+    else if (*v == "proxy-v2")
+      c.node.client_address = ClientAddress::ProxyV2;
+    else
+      r.fail("node.client_address",
+             "must be \"none\", \"x-forwarded-for\" or \"proxy-v2\" (got " + quote(*v) + ")");
+  }
+  if (auto v = r.string(kNode, "request_id_header", false)) {
+    // A token (RFC 7230 3.2.6) that is none of the fields the framing or x-forwarded-for own.
+    std::string lower = lower_case(*v);
+    static constexpr std::string_view kReserved[] = {
+        "host", "content-length", "transfer-encoding", "connection", "expect", "upgrade",
+        "te",   "trailer",        "x-forwarded-for",   "x-real-ip"};
+    if (!v->empty() && (!is_field_name(*v) || v->size() > kMaxFieldName))
+      r.fail("node.request_id_header",
+             "must be a header field name: 1 to 64 letters, digits or !#$%&'*+-.^_`|~ (got " +
+                 quote(*v) + ")");
+    else if (std::find(std::begin(kReserved), std::end(kReserved), lower) != std::end(kReserved))
+      r.fail("node.request_id_header",
+             "must not be a field the proxy or HTTP framing owns (got " + quote(*v) + ")");
+    else
+      c.node.request_id_header = *v;
+  }
+
   if (auto v = r.ip(kPeer, "address", true, true)) c.peer.address = *v;
   if (auto v = r.integer(kPeer, "port", false, 1, 65535)) c.peer.port = static_cast<uint16_t>(*v);
   if (auto v = r.string(kPeer, "key_file", true)) {
@@ -469,6 +515,18 @@ const char* to_string(LogLevel l) {
   return "unknown";
 }
 
+const char* to_string(ClientAddress a) {
+  switch (a) {
+    case ClientAddress::None:
+      return "none";
+    case ClientAddress::XForwardedFor:
+      return "x-forwarded-for";
+    case ClientAddress::ProxyV2:
+      return "proxy-v2";
+  }
+  return "unknown";
+}
+
 std::string ConfigError::line() const {
   return key + ": " + message;
 }
@@ -506,8 +564,13 @@ Result<Config, ConfigError> parse_config(std::string_view toml_text, const fs::p
 //                              node alone, unprotected without anyone knowing.
 //   limits.max_body_bytes      decides a 413 from the bytes: a backup that takes over must answer
 //                              a request exactly as the primary would have.
-// Each node's own (not compared): node.* and service.interface, tun.name, peer.address and
-// peer.key_file (the key is checked by every frame's authentication), log.level, and
+//   node.client_address,       change the bytes sent to the web server: a backup that takes over
+//   node.request_id_header     must send a request as the primary did (a regenerated reply is
+//                              compared with the one begun; an exactly-once back-end must see the
+//                              same id), so these two node.* keys are shared, unlike the others.
+// Each node's own (not compared): the other node.* keys and service.interface, tun.name,
+// peer.address and peer.key_file (the key is checked by every frame's authentication), log.level,
+// and
 //   tun.address, tun.prefix    the made-up client addresses are picked by each node's packet layer
 //                              and never cross the wire (ConnKey is the real client's).
 //   limits.replication_window_bytes, limits.idle_timeout_ms, limits.request_buffer_bytes,
@@ -533,6 +596,8 @@ SharedSettings shared_settings(const Config& c) {
       {"tun.mtu", std::to_string(c.tun.mtu)},
       {"limits.max_connections", std::to_string(c.limits.max_connections)},
       {"limits.max_body_bytes", std::to_string(c.limits.max_body_bytes)},
+      {"node.client_address", to_string(c.node.client_address)},
+      {"node.request_id_header", quote(c.node.request_id_header)},
   };
 }
 

@@ -19,6 +19,10 @@ namespace us::config {
 enum class LogLevel { Trace, Debug, Info, Warn, Error };
 const char* to_string(LogLevel);
 
+// node.client_address: how the web server learns the client's address (docs/CONFIG.md).
+enum class ClientAddress { None, XForwardedFor, ProxyV2 };
+const char* to_string(ClientAddress);  // as written in the config: "none", ...
+
 struct Config {
   struct Service {
     wire::Endpoint advertised;  // the IP:port clients use
@@ -33,6 +37,10 @@ struct Config {
     // Who the node runs as once its sockets and devices are open ("root": no drop, no syscall
     // filter; docs/CONFIG.md).
     std::string user = "nobody";
+    // What the web server learns of each request (docs/CONFIG.md; both shared with the peer):
+    // the client's address, and the name of a header carrying a request id ("": none).
+    ClientAddress client_address = ClientAddress::None;
+    std::string request_id_header;
   } node;
   struct Peer {
     wire::Ipv4Addr address;

@@ -188,11 +188,33 @@ int RequestFramer::on_message_begin(http_parser* p) {
   self->scan_.reset();
   self->body_seen_ = 0;
   self->headers_done_ = false;
+  self->line_start_.reset();
   return 0;
+}
+
+void RequestFramer::end_field_line(uint64_t end) {
+  if (!line_start_) return;
+  auto& s = scan_;
+  if (!s.name_long) {
+    for (const auto& name : limits_.strip) {
+      if (name == s.lower_name()) {
+        partial_->strip.push_back({*line_start_, end});
+        break;
+      }
+    }
+  }
+  line_start_.reset();
 }
 
 int RequestFramer::on_header_field(http_parser* p, const char* at, size_t len) {
   auto* self = static_cast<RequestFramer*>(p->data);
+  // A field's name may come in pieces (one per feed); only the first one starts its line. The
+  // line before it, continuations included, ends here. Trailers are in the body: not edited.
+  if (!self->headers_done_ && (self->scan_.in_value || !self->line_start_)) {
+    const uint64_t here = self->stream_offset(at);
+    self->end_field_line(here);
+    self->line_start_ = here;
+  }
   self->scan_.field(at, len);
   if (self->scan_.bad_name) return self->reject(400, "whitespace in a header field name");
   return 0;
@@ -229,6 +251,9 @@ int RequestFramer::on_headers_complete(http_parser* p) {
   if ((p->flags & F_CONTENTLENGTH) && p->content_length > self->limits_.max_body) {
     return self->reject(413, "Content-Length over the body limit");
   }
+  // The parser stands on the blank line's LF: feed() reads the offset from where it stopped.
+  self->head_paused_ = true;
+  http_parser_pause(p, 1);
   return 0;
 }
 
@@ -299,10 +324,24 @@ Result<Ok, FrameError> RequestFramer::feed(std::span<const uint8_t> bytes,
       if (pos == bytes.size()) break;
       next_begin_ = offset_;
     }
+    exec_data_ = data + pos;
+    exec_base_ = offset_;
     const size_t n = http_parser_execute(&parser_, &kSettings, data + pos, bytes.size() - pos);
     pos += n;
     offset_ += n;
+    if (n > 0) last_byte_ = data[pos - 1];
     const auto err = HTTP_PARSER_ERRNO(&parser_);
+    if (err == HPE_PAUSED && head_paused_) {
+      // offset_ is the blank line's LF, not consumed yet (execute() resumes on it). Every line
+      // of a head ends in LF or CRLF (http-parser wants LF after CR), so a CR just before this
+      // LF is the blank line's own.
+      head_paused_ = false;
+      partial_->head_end = offset_ + 1;
+      partial_->fields_end = last_byte_ == '\r' ? offset_ - 1 : offset_;
+      end_field_line(partial_->fields_end);
+      http_parser_pause(&parser_, 0);
+      continue;
+    }
     if (err == HPE_PAUSED) {
       partial_->end = offset_;
       partial_->complete = true;

@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -35,6 +36,16 @@ inline constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
 
 struct RequestLimits {
   uint64_t max_body = UINT64_MAX;  // a larger Content-Length or chunked total => 413
+  // Header fields (lower-case names) whose lines RequestInfo::strip reports, so that a proxy can
+  // remove what a client must not set (the fields the proxy itself vouches for). The names are
+  // not copied: they must outlive the framer.
+  std::span<const std::string> strip = {};
+};
+
+// [begin, end) in the request stream.
+struct StreamRange {
+  uint64_t begin = 0, end = 0;
+  bool operator==(const StreamRange&) const = default;
 };
 
 struct RequestInfo {
@@ -44,6 +55,12 @@ struct RequestInfo {
   bool keep_alive = true;
   bool expect_continue = false;
   bool complete = false;
+  // Once the headers are complete: the head is [begin, head_end); the blank line that ends it
+  // starts at fields_end, where a proxy adds fields of its own; strip holds the whole lines
+  // (continuations included) of the fields named in RequestLimits::strip, in stream order.
+  uint64_t head_end = 0;
+  uint64_t fields_end = 0;
+  std::vector<StreamRange> strip;
   bool operator==(const RequestInfo&) const = default;
 };
 
@@ -60,7 +77,7 @@ namespace detail {
 // What the framers need to know about header fields; names and a few short values only.
 struct HeaderScan {
   enum class Kind : uint8_t { Other, ContentLength, TransferEncoding, Expect };
-  std::array<char, 24> name{};  // lower-cased; longer names are not interesting
+  std::array<char, 64> name{};  // lower-cased; longer names are not interesting
   size_t name_len = 0;
   bool name_long = false;
   bool in_value = false;  // the last callback was a value: the next field starts a new header
@@ -77,6 +94,7 @@ struct HeaderScan {
   void field(const char* at, size_t len);
   void value(const char* at, size_t len);
   void classify();  // the current name is complete
+  std::string_view lower_name() const { return {name.data(), name_len}; }
 };
 }  // namespace detail
 
@@ -112,6 +130,8 @@ class RequestFramer {
 
   int reject(int status, std::string reason);  // from a callback: stop the parser
   FrameError map_error();
+  uint64_t stream_offset(const char* at) const { return exec_base_ + (at - exec_data_); }
+  void end_field_line(uint64_t end);  // the header field begun at line_start_ ends at `end`
 
   http_parser parser_{};
   RequestLimits limits_;
@@ -120,6 +140,13 @@ class RequestFramer {
   uint64_t completed_ = 0;
   uint64_t body_seen_ = 0;  // chunked bytes announced so far, for max_body
   bool headers_done_ = false;
+  // The parser pauses at the end of the head too (on_headers_complete), on the blank line's LF:
+  // that is how the head's exact end is known.
+  bool head_paused_ = false;
+  const char* exec_data_ = nullptr;     // the bytes given to the running http_parser_execute,
+  uint64_t exec_base_ = 0;              // and their stream offset
+  char last_byte_ = 0;                  // the last byte the parser consumed
+  std::optional<uint64_t> line_start_;  // where the header field being parsed began
   std::optional<RequestInfo> partial_;
   std::optional<FrameError> pending_;  // set by a callback that rejected
   std::optional<FrameError> error_;

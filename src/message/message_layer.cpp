@@ -36,7 +36,8 @@ MessageLayer::MessageLayer(sys::EventLoop& loop, Flows& flows, peer::ConnSender&
       s_(std::move(s)),
       cache_(s_.cache_limit),
       budget_(s_.request_buffer_total),
-      ctx_{s_, flows, link, *this, cache_, counters_, timing_, budget_},
+      identity_(s_),
+      ctx_{s_, flows, link, *this, cache_, counters_, timing_, budget_, identity_},
       buf_(64 * 1024) {}
 
 MessageLayer::~MessageLayer() = default;

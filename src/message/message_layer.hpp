@@ -31,6 +31,7 @@
 #include "message/flows.hpp"
 #include "message/request_budget.hpp"
 #include "message/request_cache.hpp"
+#include "message/request_identity.hpp"
 #include "message/session.hpp"
 #include "message/settings.hpp"
 #include "peer/messages.hpp"
@@ -118,6 +119,7 @@ class MessageLayer : private SessionHost {
   RequestBudget budget_;
   Counters counters_;
   Timing timing_;
+  RequestIdentity identity_;
   SessionContext ctx_;
   std::unordered_map<ConnKey, std::unique_ptr<Conn>, ConnKeyHash> conns_;
   std::unordered_set<ConnKey, ConnKeyHash> ack_dirty_;

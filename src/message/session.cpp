@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "http/error_reply.hpp"
+#include "http/head_edit.hpp"
 
 namespace us::message {
 namespace {
@@ -27,7 +28,11 @@ std::span<const uint8_t> bytes_of(const std::string& s, size_t from, size_t n) {
 
 Session::Session(const ConnKey& key, SessionContext& ctx, TimePoint now)
     : key_(key), ctx_(ctx), client_start_(key.isn + 1), last_active_(now), partial_began_(now) {
-  client_.framer = http::RequestFramer(http::RequestLimits{ctx.settings.max_body});
+  client_.framer = new_framer();
+}
+
+http::RequestFramer Session::new_framer() const {
+  return http::RequestFramer(http::RequestLimits{ctx_.settings.max_body, ctx_.identity.strip()});
 }
 
 Mode Session::effective_mode() const {
@@ -259,11 +264,15 @@ void Session::forward_requests(TimePoint now) {
     limit = c.framer.partial()->begin;
   }
   if (limit <= c.forwarded) return;
-  size_t n = static_cast<size_t>(std::min<uint64_t>(limit - c.forwarded, c.held.size()));
-  up_.out.append(c.held, 0, n);
+  if (ctx_.identity.edits_heads()) {
+    forward_edited(limit);
+  } else {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(limit - c.forwarded, c.held.size()));
+    up_.out.append(c.held, 0, n);
+    c.held.erase(0, n);
+    c.forwarded += n;
+  }
   account_upstream();
-  c.held.erase(0, n);
-  c.forwarded += n;
   auto stamp = [&](const http::RequestInfo& ri) {
     if (ri.index >= stamps_.server_stamped && ri.begin < c.forwarded) {
       stamps_.server_started.emplace_back(ri.index, now);
@@ -272,6 +281,37 @@ void Session::forward_requests(TimePoint now) {
   };
   for (const auto& ri : c.unanswered) stamp(ri);
   if (c.framer.partial()) stamp(*c.framer.partial());
+}
+
+// Every head in [forwarded, limit) is complete (forward_requests never stops inside one) and
+// belongs to a request not yet answered, or to the one in progress: the framer's view of those
+// is where the edits are. Both nodes frame the same stream and start it at the same client seq,
+// so the bytes sent upstream are the same on both (request_identity.hpp).
+void Session::forward_edited(uint64_t limit) {
+  auto& c = client_;
+  limit = std::min<uint64_t>(limit, c.forwarded + c.held.size());
+  size_t used = 0;  // bytes of `held` consumed
+  auto edit = [&](const http::RequestInfo& ri) {
+    if (ri.begin < c.forwarded + used || ri.begin >= limit) return;
+    if (ri.head_end == 0 || ri.head_end > limit) {
+      limit = ri.begin;  // never a head unedited: it waits (unreachable, see above)
+      return;
+    }
+    size_t at = static_cast<size_t>(ri.begin - c.forwarded);
+    up_.out.append(c.held, used, at - used);
+    std::string fields;
+    ctx_.identity.append_fields(key_, client_start_, ri.index, fields);
+    std::string_view held(c.held);
+    http::append_edited_head(ri, held.substr(at, static_cast<size_t>(ri.head_end - ri.begin)),
+                             fields, up_.out);
+    used = static_cast<size_t>(ri.head_end - c.forwarded);
+  };
+  for (const auto& ri : c.unanswered) edit(ri);
+  if (const auto& p = c.framer.partial()) edit(*p);
+  size_t n = static_cast<size_t>(limit - c.forwarded);
+  up_.out.append(c.held, used, n - used);
+  c.held.erase(0, n);
+  c.forwarded += n;
 }
 
 void Session::expect_new_requests() {
@@ -301,6 +341,8 @@ bool Session::open_upstream() {
   }
   up_.open = true;
   up_.connecting = true;
+  ctx_.identity.append_preface(key_, up_.out);
+  account_upstream();
   return true;
 }
 
@@ -772,7 +814,7 @@ void Session::protect_again(TimePoint now) {
   wire::Endpoint fake = client_.fake;
   close_upstream();
   client_ = ClientSide{};
-  client_.framer = http::RequestFramer(http::RequestLimits{ctx_.settings.max_body});
+  client_.framer = new_framer();
   client_.fake = fake;
   client_.accepted = true;
   up_ = Upstream{};

@@ -30,6 +30,7 @@
 #include "message/regeneration.hpp"
 #include "message/request_budget.hpp"
 #include "message/request_cache.hpp"
+#include "message/request_identity.hpp"
 #include "message/settings.hpp"
 #include "peer/messages.hpp"
 
@@ -56,7 +57,8 @@ struct SessionContext {
   RequestCache& cache;
   Counters& counters;
   Timing& timing;
-  RequestBudget& budget;  // serving: request bytes waiting for the server, node-wide
+  RequestBudget& budget;            // serving: request bytes waiting for the server, node-wide
+  const RequestIdentity& identity;  // what the server learns of the client and the request
 };
 
 class Session {
@@ -192,6 +194,8 @@ class Session {
   bool open_upstream();
   void close_upstream();
   void forward_requests(TimePoint now);
+  void forward_edited(uint64_t limit);  // held bytes up to `limit`, heads edited, into up_.out
+  http::RequestFramer new_framer() const;
   void expect_new_requests();
   void emit_until(std::span<const uint8_t> data, uint64_t up_start, size_t& pos, uint64_t up_end,
                   TimePoint now);

@@ -3,10 +3,14 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 
+#include <string>
 #include "common/histogram.hpp"
+
 #include "core/vocabulary.hpp"
 #include "wire/address.hpp"
+#include "wire/seq.hpp"
 
 namespace us::message {
 
@@ -33,6 +37,16 @@ struct Settings {
   std::chrono::milliseconds send_timeout{60000};
   uint64_t request_buffer_total = 256u << 20;
   FaultHook fault;  // named fault points (docs/FAULTS.md)
+  // What the web server learns of the client (docs/MESSAGE_LAYER.md, "The client's identity";
+  // node.client_address, node.request_id_header). Both must be the same on both nodes: they
+  // change the bytes sent upstream, which a takeover sends again.
+  enum class ClientAddress { None, XForwardedFor, ProxyV2 };
+  ClientAddress client_address = ClientAddress::None;
+  std::string request_id_header;  // empty: no request ids
+  // The id of request `index` of the stream that began at client seq `start` (the node gives
+  // crypto::RequestIdMac); needed when request_id_header is set.
+  std::function<std::string(const ConnKey&, wire::SeqNum start, uint64_t index)> request_id;
+  wire::Endpoint advertised;  // the PROXY header's destination
 };
 
 struct Counters {

@@ -15,6 +15,7 @@
 
 #include "crypto/isn.hpp"
 #include "crypto/key.hpp"
+#include "crypto/request_id.hpp"
 #include "message/message_layer.hpp"
 #include "metrics/server.hpp"
 #include "node/arp_responder.hpp"
@@ -73,6 +74,7 @@ struct Node::Impl {
   std::optional<Devices> dev;
   sys::Fd sigfd;
   std::optional<crypto::ServerIsn> server_isn;
+  std::optional<crypto::RequestIdMac> request_ids;  // node.request_id_header set
   std::optional<DatagramSocket> udp;
   std::optional<ArpResponder> arp;
   FaultHook fault_point = [](std::string_view point) { fault::hit(point); };
@@ -170,6 +172,25 @@ Result<Ok, std::string> Node::Impl::init() {
   message::Settings ms = message_settings(cfg);
   ms.mode = [this] { return mm->mode(); };
   ms.fault = fault_point;
+  switch (cfg.node.client_address) {
+    case config::ClientAddress::None:
+      ms.client_address = message::Settings::ClientAddress::None;
+      break;
+    case config::ClientAddress::XForwardedFor:
+      ms.client_address = message::Settings::ClientAddress::XForwardedFor;
+      break;
+    case config::ClientAddress::ProxyV2:
+      ms.client_address = message::Settings::ClientAddress::ProxyV2;
+      break;
+  }
+  ms.request_id_header = cfg.node.request_id_header;
+  if (!cfg.node.request_id_header.empty()) {
+    request_ids.emplace(master);
+    ms.request_id = [this](const ConnKey& k, wire::SeqNum start, uint64_t index) {
+      return (*request_ids)(k, start, index);
+    };
+  }
+  ms.advertised = cfg.service.advertised;
   ml = std::make_unique<message::MessageLayer>(loop, *packets, *replication, ms);
   if (auto s = ml->start(); !s) return Err{"message layer: " + s.error()};
 

@@ -96,3 +96,4 @@ understudy_lab_tests(test_regressions regression ChaosRegressionTest
   test_request_answered_before_the_backup_had_all_of_it
   test_new_request_after_takeover_on_idle_connection)
 include(${CMAKE_CURRENT_LIST_DIR}/systemd_notify.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/client_identity.cmake OPTIONAL)

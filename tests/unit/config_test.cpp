@@ -363,7 +363,27 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"UserEmpty", kNode, kNode + "user = \"\"\n", "node.user",
              "must be a user name (letters, digits, '_', '-', '.'; got \"\")"},
         Case{"UserNotAName", kNode, kNode + "user = \"root:x\"\n", "node.user",
-             "must be a user name (letters, digits, '_', '-', '.'; got \"root:x\")"}),
+             "must be a user name (letters, digits, '_', '-', '.'; got \"root:x\")"},
+        // The client's identity (issue 12).
+        Case{"ClientAddressUnknown", kNode, kNode + "client_address = \"forwarded\"\n",
+             "node.client_address",
+             "must be \"none\", \"x-forwarded-for\" or \"proxy-v2\" (got \"forwarded\")"},
+        Case{"ClientAddressNotAString", kNode, kNode + "client_address = 1\n",
+             "node.client_address", "expected a string (got an integer)"},
+        Case{"RequestIdHeaderNotAToken", kNode, kNode + "request_id_header = \"Request Id\"\n",
+             "node.request_id_header",
+             "must be a header field name: 1 to 64 letters, digits or !#$%&'*+-.^_`|~ (got "
+             "\"Request Id\")"},
+        Case{"RequestIdHeaderWithColon", kNode, kNode + "request_id_header = \"Id:\"\n",
+             "node.request_id_header", "must be a header field name: *"},
+        Case{"RequestIdHeaderTooLong", kNode,
+             kNode + "request_id_header = \"" + std::string(65, 'X') + "\"\n",
+             "node.request_id_header", "must be a header field name: *"},
+        Case{"RequestIdHeaderIsHost", kNode, kNode + "request_id_header = \"HOST\"\n",
+             "node.request_id_header",
+             "must not be a field the proxy or HTTP framing owns (got \"HOST\")"},
+        Case{"RequestIdHeaderIsXRealIp", kNode, kNode + "request_id_header = \"X-Real-IP\"\n",
+             "node.request_id_header", "must not be a field the proxy or HTTP framing owns*"}),
     [](const ::testing::TestParamInfo<Case>& p) { return std::string(p.param.name); });
 
 TEST_F(ConfigTest, BadKeyContents) {
@@ -455,8 +475,44 @@ TEST_F(ConfigTest, SharedSettings_ExampleInOrder) {
       {"tun.mtu", "1400"},
       {"limits.max_connections", "16384"},
       {"limits.max_body_bytes", "134217728"},
+      {"node.client_address", "none"},
+      {"node.request_id_header", "\"\""},
   };
   EXPECT_EQ(shared_settings(*r), expected);
+}
+
+// Issue 12: off by default; both values and every mode parse.
+TEST_F(ConfigTest, ClientIdentity_DefaultsOffAndValuesParse) {
+  auto d = parse_config(kExample, dir_);
+  ASSERT_TRUE(d.ok()) << d.error().line();
+  EXPECT_EQ(d->node.client_address, ClientAddress::None);
+  EXPECT_EQ(d->node.request_id_header, "");
+  for (const char* mode : {"none", "x-forwarded-for", "proxy-v2"}) {
+    auto r = parse_config(example_with("[node]\n", std::string("[node]\nclient_address = \"") +
+                                                       mode + "\"\nrequest_id_header = \"X-Id\"\n"),
+                          dir_);
+    ASSERT_TRUE(r.ok()) << r.error().line();
+    EXPECT_STREQ(to_string(r->node.client_address), mode);
+    EXPECT_EQ(r->node.request_id_header, "X-Id");
+  }
+  auto empty = parse_config(example_with("[node]\n", "[node]\nrequest_id_header = \"\"\n"), dir_);
+  ASSERT_TRUE(empty.ok()) << empty.error().line();
+  EXPECT_EQ(empty->node.request_id_header, "");
+}
+
+// Both keys change the bytes sent upstream, which a takeover sends again: a pair that differs in
+// either never forms.
+TEST_F(ConfigTest, SharedSettings_ClientIdentityKeysMustMatch) {
+  auto ours = parse_config(kExample, dir_);
+  auto peers = parse_config(example_with("[node]\n",
+                                         "[node]\nclient_address = \"proxy-v2\"\n"
+                                         "request_id_header = \"Idempotency-Key\"\n"),
+                            dir_);
+  ASSERT_TRUE(ours.ok()) << ours.error().line();
+  ASSERT_TRUE(peers.ok()) << peers.error().line();
+  EXPECT_EQ(settings_mismatch(shared_settings(*ours), shared_settings(*peers)),
+            "the peer's config differs from ours: node.client_address (ours none, peer's "
+            "proxy-v2), node.request_id_header (ours \"\", peer's \"Idempotency-Key\")");
 }
 
 // The backup's config of the example pair, with every setting that is each node's own changed:

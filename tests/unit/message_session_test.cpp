@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "crypto/request_id.hpp"
 #include "http/error_reply.hpp"
 
 namespace us::message {
@@ -184,7 +185,8 @@ class SessionTest : public ::testing::Test {
   Counters counters;
   Timing timing;
   RequestBudget budget{256u << 20};
-  SessionContext ctx{settings, flows, link, host, cache, counters, timing, budget};
+  RequestIdentity identity{settings};  // rebuilt by tests that configure it
+  SessionContext ctx{settings, flows, link, host, cache, counters, timing, budget, identity};
   TimePoint t0 = TimePoint{} + 1000s;
   std::unique_ptr<Session> s;
   bool fin = false;
@@ -1381,6 +1383,146 @@ TEST_F(SessionTest, PrimarySimplex_DiscardingAfterA400_BudgetDoesNotApply) {
   ASSERT_TRUE(s->discarding());
   EXPECT_EQ(s->client_read_budget(65536), 65536u);
   EXPECT_FALSE(s->budget_blocked());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client's identity (issue 12): what reaches the server. Both nodes must send the same bytes
+// for the same request, however the client's bytes were cut into reads.
+
+class IdentitySessionTest : public SessionTest {
+ protected:
+  void configure(Settings::ClientAddress address, const std::string& header) {
+    settings.client_address = address;
+    settings.request_id_header = header;
+    settings.request_id = crypto::RequestIdMac(crypto::Key{});
+    settings.advertised = {wire::Ipv4Addr(198, 18, 0, 100), 80};
+    identity = RequestIdentity(settings);
+  }
+  std::string id(uint64_t index) const {
+    return identity.request_id(kKey, wire::SeqNum(kKey.isn + 1), index);
+  }
+  std::string preface() const {
+    std::string p;
+    identity.append_preface(kKey, p);
+    return p;
+  }
+  // The adapter's part: the connect completes, then everything offered is written.
+  std::string upstream() {
+    if (s->server_connecting()) s->on_server_connected();
+    return to_server();
+  }
+  // The client's bytes in reads of `n` bytes.
+  void client_in_reads(const std::string& data, size_t n) {
+    for (size_t at = 0; at < data.size(); at += n) client(data.substr(at, n));
+  }
+};
+
+const std::string kForgedA = "GET /a HTTP/1.1\r\nHost: example\r\nRequest-Id: forged\r\n\r\n";
+const std::string kPostB =
+    "POST /b HTTP/1.1\r\nX-Real-IP: 6.6.6.6\r\nContent-Length: 5\r\n\r\nhello";
+
+TEST_F(IdentitySessionTest, PrimaryDuplex_ClientsIdRemovedOursAdded_WhateverTheReads) {
+  configure(Settings::ClientAddress::XForwardedFor, "Request-Id");
+  const std::string want =
+      "GET /a HTTP/1.1\r\nHost: example\r\nX-Forwarded-For: 198.18.0.2\r\n"
+      "X-Real-IP: 198.18.0.2\r\nRequest-Id: " +
+      id(0) +
+      "\r\n\r\n"
+      "POST /b HTTP/1.1\r\nContent-Length: 5\r\nX-Forwarded-For: 198.18.0.2\r\n"
+      "X-Real-IP: 198.18.0.2\r\nRequest-Id: " +
+      id(1) + "\r\n\r\nhello";
+  for (size_t n : {size_t{1}, size_t{7}, size_t{1000}}) {
+    SCOPED_TRACE("reads of " + std::to_string(n));
+    start(Role::Primary, Mode::Duplex);
+    std::string up;
+    for (size_t at = 0; at < kForgedA.size() + kPostB.size(); at += n) {
+      client((kForgedA + kPostB).substr(at, n));
+      up += upstream();  // as the adapter would, between reads
+    }
+    EXPECT_EQ(up, want);
+  }
+}
+
+// Table 2, "primary fails after it acknowledges a complete request but before it sends a full
+// copy of the reply": the backup runs the request again, and its server must see exactly what
+// the primary's saw, id included (DESIGN.md section 3, "Duplicate execution").
+TEST_F(IdentitySessionTest, BackupTakeover_ReRunSendsTheBytesThePrimarySent) {
+  configure(Settings::ClientAddress::XForwardedFor, "Request-Id");
+  start(Role::Primary, Mode::Duplex);
+  s->on_server_connected();
+  client(kForgedA + kPostB);
+  const std::string primary_up = upstream();
+  const std::string ra = reply("A");
+  server(ra);
+  const size_t b_begin = primary_up.find("POST /b");
+  ASSERT_NE(b_begin, std::string::npos);
+
+  backup_with_request(kForgedA.substr(0, 20));
+  client_in_reads(kForgedA.substr(20) + kPostB, 3);
+  peer(peer::Type::Reply, 0, 0, ra);
+  peer(peer::Type::ReplyEnd, ra.size(), 0);
+  primary_dies();
+  s->on_server_connected();
+  EXPECT_EQ(upstream(), primary_up.substr(b_begin));
+}
+
+// The head of the request in progress is edited once, when complete; its body follows unchanged
+// in later reads.
+TEST_F(IdentitySessionTest, PrimaryDuplex_BodyInLaterReadsIsNotEdited) {
+  configure(Settings::ClientAddress::None, "Request-Id");
+  start(Role::Primary, Mode::Duplex);
+  s->on_server_connected();
+  const std::string head = "POST /p HTTP/1.1\r\nContent-Length: 30\r\n\r\n";
+  const std::string body = "Request-Id: x\r\n\r\nRequest-Id: y";  // looks like fields, is not
+  ASSERT_EQ(body.size(), 30u);
+  client(head + body.substr(0, 10));
+  std::string up = upstream();
+  client(body.substr(10));
+  up += upstream();
+  EXPECT_EQ(up,
+            "POST /p HTTP/1.1\r\nContent-Length: 30\r\nRequest-Id: " + id(0) + "\r\n\r\n" + body);
+}
+
+// A bad request after an edited one: the server gets the first, edited, and nothing of the bad.
+TEST_F(IdentitySessionTest, PrimaryDuplex_BadRequestAfterAnEditedOne_NeverForwarded) {
+  configure(Settings::ClientAddress::None, "Request-Id");
+  start(Role::Primary, Mode::Duplex);
+  s->on_server_connected();
+  client(kForgedA + "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+  EXPECT_EQ(counters.bad_requests, 1u);
+  EXPECT_EQ(upstream(), "GET /a HTTP/1.1\r\nHost: example\r\nRequest-Id: " + id(0) + "\r\n\r\n");
+}
+
+TEST_F(IdentitySessionTest, PrimaryDuplex_ProxyV2_PrefaceFirstOnEveryServerConnection) {
+  configure(Settings::ClientAddress::ProxyV2, "");
+  start(Role::Primary, Mode::Duplex);
+  const std::string a = get("/a"), b = get("/b");
+  client(a);
+  s->on_server_connected();
+  EXPECT_EQ(upstream(), preface() + a);
+  server(reply("A"));
+  s->on_server_eof(false, t0);  // the server closes between requests
+  client(b);
+  EXPECT_EQ(host.opens, 2);
+  s->on_server_connected();
+  EXPECT_EQ(upstream(), preface() + b);  // a new connection: the preface again
+}
+
+TEST_F(IdentitySessionTest, BackupTakeover_ProxyV2_PrefaceBeforeTheCachedRequest) {
+  configure(Settings::ClientAddress::ProxyV2, "");
+  const std::string a = get("/a");
+  backup_with_request(a);
+  primary_dies();
+  s->on_server_connected();
+  EXPECT_EQ(upstream(), preface() + a);
+}
+
+// Off (the default): the client's bytes go upstream untouched, its own X-Real-IP and ids too.
+TEST_F(IdentitySessionTest, PrimaryDuplex_Off_BytesUnchanged) {
+  start(Role::Primary, Mode::Duplex);
+  s->on_server_connected();
+  client(kForgedA + kPostB);
+  EXPECT_EQ(upstream(), kForgedA + kPostB);
 }
 
 }  // namespace
