@@ -1,5 +1,6 @@
 #include "node/packet_path.hpp"
 
+#include "wire/bytes.hpp"
 #include "wire/tcp.hpp"
 
 namespace us::node {
@@ -30,15 +31,15 @@ void PacketPath::client_packet(std::span<uint8_t> p, packet::Source source, Time
   packet_time_.add(Clock::now() - t0);
 }
 
-bool PacketPath::split(std::span<uint8_t> frame, bool from_kernel) {
-  auto outcome = segmenter_.split(frame, from_kernel ? 0 : sys::kEthernetHeader);
+bool PacketPath::split(std::span<uint8_t> frame) {
+  auto outcome = segmenter_.split(frame, sys::kEthernetHeader);
   if (outcome != wire::Segmenter::Outcome::Ok) {
     ++offload_.frames_refused;
     return false;
   }
   size_t n = segmenter_.packets().size();
   if (n > 1) {
-    ++(from_kernel ? offload_.kernel_super_segments : offload_.lan_super_segments);
+    ++offload_.lan_super_segments;
     offload_.segments_cut += n;
   }
   return true;
@@ -53,7 +54,7 @@ void PacketPath::on_lan(TimePoint now) {
     // the primary's work waits for it; batches are for when packets queue up.
     eager_relay_ = n == 1;
     for (size_t i = 0; i < lan_batch_.size(); ++i) {
-      if (!split(lan_batch_.frame(i), /*from_kernel=*/false)) continue;
+      if (!split(lan_batch_.frame(i))) continue;
       for (auto p : segmenter_.packets()) client_packet(p, packet::Source::Lan, now);
     }
   }
@@ -70,7 +71,7 @@ void PacketPath::forward_lan_to_peer() {
   for (size_t i = 0; i < kMaxBatch; ++i) {
     auto frame = io_.tap.recv_frame(rx_);
     if (frame.empty()) break;
-    if (!split(frame, /*from_kernel=*/false)) continue;
+    if (!split(frame)) continue;
     for (auto p : segmenter_.packets()) io_.peer.send(peer::Type::Stray, p);
   }
   flush_io();
@@ -80,12 +81,17 @@ void PacketPath::on_tun(TimePoint now) {
   for (size_t i = 0; i < kMaxBatch; ++i) {
     auto frame = io_.tun.read(rx_);
     if (frame.empty()) break;
-    if (!split(frame, /*from_kernel=*/true)) continue;
-    for (auto p : segmenter_.packets()) {
-      auto t0 = Clock::now();
-      pl_.on_kernel_packet(p, now);
-      packet_time_.add(Clock::now() - t0);
+    // A super-segment stays whole through the packet layer: cut (or handed to the LAN's
+    // segmentation) only on its way to the client, so the backup, which keeps it, never cuts.
+    auto k = wire::read_kernel_frame(frame);
+    if (!k) {
+      ++offload_.frames_refused;
+      continue;
     }
+    if (k->segment_size) ++offload_.kernel_super_segments;
+    auto t0 = Clock::now();
+    pl_.on_kernel_packet(k->packet, now, k->segment_size);
+    packet_time_.add(Clock::now() - t0);
   }
   flush_io();
 }
@@ -106,8 +112,18 @@ void PacketPath::to_kernel(std::span<const uint8_t> p) {
   io_.tun.write(p);
 }
 
-void PacketPath::to_client(std::span<const uint8_t> p) {
-  io_.raw.queue(p);
+void PacketPath::to_client(std::span<const uint8_t> p, uint16_t segment_size) {
+  // Every packet's TCP checksum is filled in here: the kernel's are partial (TUN offload).
+  auto plan = wire::plan_segments(p, segment_size);
+  if (!plan) {
+    ++offload_.frames_refused;
+    return;
+  }
+  if (plan->count > 1) offload_.segments_cut += plan->count;
+  wire::Ipv4Addr dst(wire::load_be32(p, 16));
+  for (size_t k = 0; k < plan->count; ++k)
+    io_.raw.queue_built(dst,
+                        [&](std::vector<uint8_t>& out) { wire::append_segment(*plan, p, k, out); });
 }
 
 void PacketPath::to_primary(std::span<const uint8_t> p) {

@@ -65,7 +65,7 @@ class PacketPath final : public packet::Emitter, public message::Flows {
 
   // --- packet::Emitter
   void to_kernel(std::span<const uint8_t> p) override;
-  void to_client(std::span<const uint8_t> p) override;
+  void to_client(std::span<const uint8_t> p, uint16_t segment_size) override;
   void to_primary(std::span<const uint8_t> p) override;
   void to_front(std::span<const uint8_t> p) override;
   void backup_has(const ConnKey& key, const HasReport& r) override;
@@ -80,8 +80,8 @@ class PacketPath final : public packet::Emitter, public message::Flows {
 
  private:
   void client_packet(std::span<uint8_t> p, packet::Source source, TimePoint now);
-  // Cuts a frame of the tap or the TUN into segmenter_.packets(); false if refused (counted).
-  bool split(std::span<uint8_t> frame, bool from_kernel);
+  // Cuts a frame of the tap into segmenter_.packets(); false if refused (counted).
+  bool split(std::span<uint8_t> frame);
 
   Role role_;
   Ports io_;

@@ -41,6 +41,9 @@ struct Flow {
   wire::SeqNum kernel_rcv_nxt;       // client seq: the kernel's latest ACK number
   uint16_t kernel_window = 0;        // raw field
   uint8_t window_shift = 0;          // scale the client applies to our window field
+  // Payload bytes per segment of this kernel's super-segments (its MSS for the client; the
+  // TUN frame's gso_size): how a kept or sent super-segment is cut. 0: none seen yet.
+  uint16_t segment_size = 0;
   bool client_offered_wscale = false;
   // The client's SYN options, handed on with the connection (Adoption).
   std::optional<uint8_t> client_wscale;

@@ -190,7 +190,7 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
     // flow may be the peer's), never on a backup (in a split brain the flow may be the primary's,
     // which serves it again once the partition heals), never to a RST.
     if (s_.role == Role::Primary && mode() == Mode::Simplex && !(fl & tf::RST)) {
-      emit_.to_client(reset_for(p));
+      emit_.to_client(reset_for(p), 0);
       ++counters_.to_client;
       ++counters_.resets_unknown_flow;
     }
@@ -381,7 +381,7 @@ void PacketLayer::send_cookie(const wire::TcpPacket& syn) {
   spec.flags = tf::SYN | tf::ACK;
   spec.window = k.window;
   spec.options = encoded;
-  emit_.to_client(wire::build_tcp_packet(spec));
+  emit_.to_client(wire::build_tcp_packet(spec), 0);
   ++counters_.to_client;
   ++counters_.syn_cookies_sent;
 }
@@ -569,7 +569,7 @@ void PacketLayer::client_to_kernel(Flow& f, wire::TcpPacket& p, bool syn) {
   ++counters_.to_kernel;
 }
 
-void PacketLayer::on_kernel_packet(std::span<uint8_t> bytes, TimePoint now) {
+void PacketLayer::on_kernel_packet(std::span<uint8_t> bytes, TimePoint now, uint16_t segment_size) {
   now_ = now;
   auto parsed = wire::parse_tcp_packet(bytes, /*verify_tcp_checksum=*/false);
   if (!parsed) {
@@ -589,6 +589,7 @@ void PacketLayer::on_kernel_packet(std::span<uint8_t> bytes, TimePoint now) {
   }
   Flow& f = *it->second;
   f.last_seen = now;
+  if (segment_size) f.segment_size = segment_size;
   kernel_to_client(f, p);
 }
 
@@ -674,7 +675,7 @@ void PacketLayer::kernel_to_client(Flow& f, wire::TcpPacket& p) {
       if (!f.right_sent || right > *f.right_sent) f.right_sent = right;
     }
   }
-  emit_.to_client(p.ip.bytes());
+  emit_.to_client(p.ip.bytes(), f.segment_size);
   ++counters_.to_client;
 }
 
@@ -798,7 +799,7 @@ void PacketLayer::release_gate(Flow& f) {
   bool gated = effective_mode(f) == Mode::Duplex && s_.role == Role::Primary;
   if (f.held_syn_ack) {
     if (gated && !(f.backup_has_known && f.backup_has > SeqNum(f.key.isn))) return;
-    emit_.to_client(*f.held_syn_ack);
+    emit_.to_client(*f.held_syn_ack, 0);
     ++counters_.to_client;
     f.held_syn_ack.reset();
     f.ack_sent = SeqNum(f.key.isn + 1);
@@ -824,7 +825,7 @@ void PacketLayer::send_ack_to_client(Flow& f, SeqNum ack, std::optional<SeqNum> 
   uint32_t w = right > ack ? static_cast<uint32_t>(right - ack) >> f.window_shift : 0;
   spec.window = static_cast<uint16_t>(std::min<uint32_t>(w, 0xffff));
   auto pkt = wire::build_tcp_packet(spec);
-  emit_.to_client(pkt);
+  emit_.to_client(pkt, 0);
   ++counters_.to_client;
   ++counters_.acks_fabricated;
   if (!f.ack_sent_known || ack > f.ack_sent) f.ack_sent = ack;
@@ -847,7 +848,7 @@ void PacketLayer::serve_alone(Flow& f, TimePoint now) {
   f.handover_right.reset();
   if (!f.kernel_isn_known || f.reset) return;
   for (auto& seg : f.retained) {
-    emit_.to_client(seg.packet);
+    emit_.to_client(seg.packet, f.segment_size);
     ++counters_.retained_sent;
     ++counters_.to_client;
   }
@@ -877,7 +878,7 @@ void PacketLayer::resend_due(TimePoint now) {
       continue;
     }
     if (now >= *f.resend_at) {
-      emit_.to_client(f.retained.front().packet);
+      emit_.to_client(f.retained.front().packet, f.segment_size);
       ++counters_.takeover_resends;
       ++counters_.to_client;
       f.resend_gap *= 2;

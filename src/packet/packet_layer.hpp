@@ -30,7 +30,10 @@ class Emitter {
  public:
   virtual ~Emitter() = default;
   virtual void to_kernel(std::span<const uint8_t> packet) = 0;
-  virtual void to_client(std::span<const uint8_t> packet) = 0;
+  // `packet` may be a super-segment of this kernel's (a TUN frame with TSO): then segment_size
+  // is the payload bytes per segment the client takes (0: it is one segment). Its TCP checksum
+  // is not valid: the emitter fills it in (or leaves it to the LAN's segmentation).
+  virtual void to_client(std::span<const uint8_t> packet, uint16_t segment_size) = 0;
   virtual void to_primary(std::span<const uint8_t> packet) = 0;  // backup relays client packets
   virtual void backup_has(const ConnKey& key, const HasReport& report) = 0;  // backup -> primary
   virtual void to_front(std::span<const uint8_t> packet) = 0;  // primary: a stray client packet
@@ -105,7 +108,8 @@ class PacketLayer {
   bool front() const;
 
   void on_client_packet(std::span<uint8_t> packet, Source source, TimePoint now);
-  void on_kernel_packet(std::span<uint8_t> packet, TimePoint now);
+  // A packet of this node's kernel (a TUN frame): `segment_size` as for Emitter::to_client.
+  void on_kernel_packet(std::span<uint8_t> packet, TimePoint now, uint16_t segment_size = 0);
 
   // Primary: what the backup holds (its kernel or its message layer has the bytes below `has`).
   void on_backup_has(const ConnKey& key, const HasReport& report, TimePoint now);

@@ -3,11 +3,13 @@
 // kernel's TCP stack (DESIGN.md section 4).
 #pragma once
 #include <linux/if_packet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.hpp"
@@ -87,6 +89,14 @@ class RawSender {
   static Result<RawSender, std::string> open();
   bool send(std::span<const uint8_t> packet);
   void queue(std::span<const uint8_t> packet);
+  // Queues a packet to `to` built in place by `fill` (which appends it to the buffer it is given).
+  template <class Fill>
+  void queue_built(wire::Ipv4Addr to, Fill&& fill) {
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(to.v);
+    queue_.push_built(fd_.get(), sin, std::forward<Fill>(fill));
+  }
   void flush() { queue_.flush(fd_.get()); }
   const SendQueue& send_queue() const { return queue_; }
 

@@ -68,41 +68,83 @@ Segmenter::Outcome Segmenter::split(std::span<uint8_t> frame, size_t link_header
   return Outcome::Ok;
 }
 
-Segmenter::Outcome Segmenter::segment(std::span<uint8_t> ip, uint16_t mss) {
-  if (ip.size() < 40 || (ip[0] >> 4) != 4 || ip[9] != 6 || mss == 0) return Outcome::Malformed;
-  size_t ihl = size_t{ip[0] & 0x0fu} * 4;
+size_t SegmentPlan::size(size_t k) const {
+  size_t off = k * mss;
+  return hdr + (count == 1 ? payload : std::min<size_t>(mss, payload - std::min(payload, off)));
+}
+
+std::optional<SegmentPlan> plan_segments(std::span<const uint8_t> ip, uint16_t mss) {
+  if (ip.size() < 40 || (ip[0] >> 4) != 4 || ip[9] != 6) return std::nullopt;
+  SegmentPlan p;
+  p.ihl = size_t{ip[0] & 0x0fu} * 4;
   size_t total = load_be16(ip, 2);
-  if (ihl < 20 || total > ip.size() || ihl + 20 > total) return Outcome::Malformed;
-  size_t doff = static_cast<size_t>(ip[ihl + 12] >> 4) * 4;
-  size_t hdr = ihl + doff;
-  if (doff < 20 || hdr > total) return Outcome::Malformed;
-  size_t payload = total - hdr;
-  size_t n = payload == 0 ? 1 : (payload + mss - 1) / mss;
-  buf_.resize(n * hdr + payload);
-  uint16_t id = load_be16(ip, 4);
-  uint32_t seq = load_be32(ip, ihl + 4);
-  uint8_t flags = ip[ihl + 13];
+  if (p.ihl < 20 || total > ip.size() || p.ihl + 20 > total) return std::nullopt;
+  size_t doff = static_cast<size_t>(ip[p.ihl + 12] >> 4) * 4;
+  p.hdr = p.ihl + doff;
+  if (doff < 20 || p.hdr > total) return std::nullopt;
+  p.payload = total - p.hdr;
+  p.mss = mss;
+  p.count = (mss == 0 || p.payload <= mss) ? 1 : (p.payload + mss - 1) / mss;
+  return p;
+}
+
+void fill_tcp_checksum(std::span<uint8_t> ip, size_t ihl) {
+  std::span<uint8_t> tcp = ip.subspan(ihl);
+  store_be16(tcp, 16, 0);
+  store_be16(tcp, 16, tcp_checksum(ip, ihl));
+}
+
+void append_segment(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t k,
+                    std::vector<uint8_t>& out) {
+  size_t off = k * plan.mss;
+  size_t len = plan.size(k) - plan.hdr;
+  size_t at = out.size();
+  out.resize(at + plan.hdr + len);
+  std::span<uint8_t> seg(out.data() + at, plan.hdr + len);
+  std::memcpy(seg.data(), ip.data(), plan.hdr);
+  std::memcpy(seg.data() + plan.hdr, ip.data() + plan.hdr + off, len);
+  store_be16(seg, 2, static_cast<uint16_t>(plan.hdr + len));
+  store_be16(seg, 4, static_cast<uint16_t>(load_be16(ip, 4) + k));
+  store_be16(seg, 10, 0);
+  store_be16(seg, 10, internet_checksum(seg.first(plan.ihl)));
+  std::span<uint8_t> tcp = seg.subspan(plan.ihl);
+  store_be32(tcp, 4, load_be32(ip, plan.ihl + 4) + static_cast<uint32_t>(off));
+  uint8_t f = ip[plan.ihl + 13];
+  if (k + 1 < plan.count) f &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
+  if (k > 0) f &= static_cast<uint8_t>(~kTcpCwr);
+  tcp[13] = f;
+  fill_tcp_checksum(seg, plan.ihl);
+}
+
+std::optional<KernelFrame> read_kernel_frame(std::span<uint8_t> frame, FrameError* why) {
+  auto fail = [&](FrameError e) {
+    if (why) *why = e;
+    return std::nullopt;
+  };
+  if (frame.size() < VnetHeader::kLen + 20) return fail(FrameError::Malformed);
+  VnetHeader h = parse_vnet_header(frame.first<VnetHeader::kLen>());
+  uint8_t gso = h.gso_type & static_cast<uint8_t>(~VnetHeader::kGsoEcn);
+  KernelFrame k{frame.subspan(VnetHeader::kLen), 0};
+  if (gso == VnetHeader::kGsoTcpV4) {
+    if (h.gso_size == 0) return fail(FrameError::Malformed);
+    k.segment_size = h.gso_size;
+  } else if (gso != VnetHeader::kGsoNone) {
+    return fail(FrameError::Unsupported);
+  }
+  return k;
+}
+
+Segmenter::Outcome Segmenter::segment(std::span<const uint8_t> ip, uint16_t mss) {
+  if (mss == 0) return Outcome::Malformed;
+  auto plan = plan_segments(ip, mss);
+  if (!plan) return Outcome::Malformed;
+  buf_.clear();
+  buf_.reserve(plan->count * plan->hdr + plan->payload);
+  for (size_t k = 0; k < plan->count; ++k) append_segment(*plan, ip, k, buf_);
   uint8_t* w = buf_.data();
-  for (size_t k = 0; k < n; ++k) {
-    size_t off = k * mss;
-    size_t len = std::min<size_t>(mss, payload - std::min(payload, off));
-    std::memcpy(w, ip.data(), hdr);
-    std::memcpy(w + hdr, ip.data() + hdr + off, len);
-    std::span<uint8_t> seg(w, hdr + len);
-    store_be16(seg, 2, static_cast<uint16_t>(hdr + len));
-    store_be16(seg, 4, static_cast<uint16_t>(id + k));
-    store_be16(seg, 10, 0);
-    store_be16(seg, 10, internet_checksum(seg.first(ihl)));
-    std::span<uint8_t> tcp = seg.subspan(ihl);
-    store_be32(tcp, 4, seq + static_cast<uint32_t>(off));
-    uint8_t f = flags;
-    if (k + 1 < n) f &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
-    if (k > 0) f &= static_cast<uint8_t>(~kTcpCwr);
-    tcp[13] = f;
-    store_be16(tcp, 16, 0);
-    store_be16(tcp, 16, tcp_checksum(seg, ihl));
-    out_.push_back(seg);
-    w += seg.size();
+  for (size_t k = 0; k < plan->count; ++k) {
+    out_.emplace_back(w, plan->size(k));
+    w += plan->size(k);
   }
   return Outcome::Ok;
 }

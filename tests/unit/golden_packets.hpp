@@ -35,13 +35,20 @@ struct Emitted {
 
 struct Recorder : packet::Emitter, Emitted {
   void to_kernel(std::span<const uint8_t> p) override { kernel.emplace_back(p.begin(), p.end()); }
-  void to_client(std::span<const uint8_t> p) override { client.emplace_back(p.begin(), p.end()); }
+  void to_client(std::span<const uint8_t> p, uint16_t segment_size) override {
+    client.emplace_back(p.begin(), p.end());
+    client_segment_sizes.push_back(segment_size);
+  }
   void to_primary(std::span<const uint8_t> p) override { primary.emplace_back(p.begin(), p.end()); }
   void to_front(std::span<const uint8_t> p) override { front.emplace_back(p.begin(), p.end()); }
   void backup_has(const ConnKey& key, const HasReport& r) override { has.emplace_back(key, r); }
   void adoption_refused(const ConnKey& key) override { refused.push_back(key); }
   void adopted(const ConnKey& key) override { confirmed.push_back(key); }
-  void clear() { static_cast<Emitted&>(*this) = Emitted{}; }
+  void clear() {
+    static_cast<Emitted&>(*this) = Emitted{};
+    client_segment_sizes.clear();
+  }
+  std::vector<uint16_t> client_segment_sizes;  // to_client's second argument, per packet
   size_t total() const {
     return kernel.size() + client.size() + primary.size() + front.size() + has.size() +
            refused.size() + confirmed.size();

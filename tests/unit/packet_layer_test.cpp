@@ -251,9 +251,9 @@ class PacketLayerTest : public ::testing::Test {
     std::vector<uint8_t> copy = pkt;  // the layer rewrites in place
     pl->on_client_packet(copy, src, now);
   }
-  void kernel(const std::vector<uint8_t>& pkt) {
+  void kernel(const std::vector<uint8_t>& pkt, uint16_t segment_size = 0) {
     std::vector<uint8_t> copy = pkt;
-    pl->on_kernel_packet(copy, now);
+    pl->on_kernel_packet(copy, now, segment_size);
   }
 
   void run(const Step& s) {
@@ -831,6 +831,38 @@ TEST_F(PacketLayerTest, BackupTakeOver_ResendsTheOldestUnacknowledgedSegment) {
   pl->resend_due(now + 3000ms);
   expect_only({});
   EXPECT_EQ(pl->counters().takeover_resends, 3u);
+}
+
+// Issue 11, offloads: a TSO super-segment of this kernel's is one segment to the layer. The backup
+// keeps it whole until the client has acknowledged all of it (never half-counted), and a takeover
+// sends it whole, with the size the emitter cuts it to.
+TEST_F(PacketLayerTest, BackupDuplexSuperSegment_KeptWholeUntilAllAcked_TakeOverSendsIt) {
+  start(Role::Backup, Mode::Duplex);
+  establish();
+  kernel(from_kernel().seq(K(1)).ack(C(1)).data(3000, 'a'), 1000);
+  expect_only({});                                            // kept, not sent: the primary sends
+  client(from_client().seq(C(1)).ack(S(1001)), Source::Lan);  // a third of it
+  out.clear();
+  run(step::take_over());
+  ASSERT_EQ(out.client.size(), 2u);  // the whole super-segment, then the takeover's ACK
+  EXPECT_EQ(std::vector<uint8_t>(out.client[0]),
+            std::vector<uint8_t>(to_client().seq(S(1)).ack(C(1)).window(400).data(3000, 'a')));
+  EXPECT_EQ(out.client_segment_sizes[0], 1000);
+  EXPECT_EQ(out.client_segment_sizes[1], 0);  // a fabricated ACK is one segment
+  out.clear();
+  client(from_client().seq(C(1)).ack(S(3001)), Source::Lan);  // all of it: released
+  out.clear();
+  pl->resend_due(now + 3000ms);
+  expect_only({});
+  EXPECT_EQ(pl->counters().takeover_resends, 0u);
+}
+
+TEST_F(PacketLayerTest, PrimarySimplexSuperSegment_SentWholeWithItsSegmentSize) {
+  start(Role::Primary, Mode::Simplex);
+  establish();
+  kernel(from_kernel().seq(K(1)).ack(C(1)).data(5000, 'x'), 1348);
+  EXPECT_EQ(out.client_segment_sizes, std::vector<uint16_t>{1348});
+  expect_only({.client = {to_client().seq(S(1)).ack(C(1)).window(400).data(5000, 'x')}});
 }
 
 // Issue 11: a LAN client acknowledges within a millisecond; waiting 200 ms (a fresh connection's
