@@ -78,7 +78,17 @@ Result<Devices, std::string> open_devices(const config::Config& cfg) {
   if (!raw) return Err{raw.error()};
   auto tun = sys::Tun::open(cfg.tun.name, cfg.tun.address, cfg.tun.prefix, cfg.tun.mtu);
   if (!tun) return Err{"tun: " + tun.error()};
-  return Devices{*link, std::move(*tap), std::move(*raw), std::move(*tun)};
+  Devices d{*link, std::move(*tap), std::move(*raw), std::move(*tun), {}, {}};
+  auto sender = sys::LanSender::open(*link);
+  auto hops = sys::NextHops::open(link->index);
+  if (sender && hops) {
+    d.lan_sender.emplace(std::move(*sender));
+    d.next_hops.emplace(std::move(*hops));
+  } else {
+    spdlog::warn("{}: super-segments will be cut here and sent one packet each: {}",
+                 cfg.service.interface, sender ? hops.error() : sender.error());
+  }
+  return d;
 }
 
 Result<sys::Account, std::string> run_as(const config::Config& cfg) {

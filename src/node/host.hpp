@@ -5,6 +5,7 @@
 // And what it gives back once all is open: root, every capability but one, most system calls.
 #pragma once
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "common/result.hpp"
@@ -12,6 +13,7 @@
 #include "sys/event_loop.hpp"
 #include "sys/fd.hpp"
 #include "sys/netdev.hpp"
+#include "sys/next_hops.hpp"
 #include "sys/privileges.hpp"
 
 namespace us::node {
@@ -21,6 +23,9 @@ struct Devices {
   sys::LanTap tap;
   sys::RawSender raw;
   sys::Tun tun;
+  // Super-segments to the client whole (absent: they are cut and sent by the raw socket).
+  std::optional<sys::LanSender> lan_sender;
+  std::optional<sys::NextHops> next_hops;
 };
 
 // Two descriptors per client connection on the serving node: the soft limit goes up to the hard.

@@ -165,7 +165,10 @@ Result<Ok, std::string> Node::Impl::init() {
   ps.mode = [this] { return mm->mode(); };
   ps.server_isn = [this](const ConnKey& k, uint8_t offer) { return (*server_isn)(k, offer); };
   ps.fake_start = std::random_device{}();
-  packets.emplace(ps, PacketPath::Ports{dev->tap, dev->raw, dev->tun, *udp, *replication},
+  packets.emplace(ps,
+                  PacketPath::Ports{dev->tap, dev->raw, dev->tun, *udp, *replication,
+                                    dev->lan_sender ? &*dev->lan_sender : nullptr,
+                                    dev->next_hops ? &*dev->next_hops : nullptr},
                   fault_point);
   pl = &packets->layer();
 
@@ -518,6 +521,9 @@ StatusInputs Node::Impl::status_inputs() const {
       .lan_super_segments = packets->offload().lan_super_segments,
       .segments_cut = packets->offload().segments_cut,
       .frames_refused = packets->offload().frames_refused,
+      .sent_whole = packets->offload().sent_whole,
+      .cut_no_next_hop = packets->offload().cut_no_next_hop,
+      .whole_refused = packets->offload().whole_refused,
       .packet_time = packets->packet_time().summary(),
       .request_time = t.request.summary(),
       .server_time = t.server.summary(),

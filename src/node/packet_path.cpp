@@ -1,5 +1,9 @@
 #include "node/packet_path.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
 #include "wire/bytes.hpp"
 #include "wire/tcp.hpp"
 
@@ -62,9 +66,26 @@ void PacketPath::on_lan(TimePoint now) {
   flush_io();
 }
 
+void PacketPath::use(Out o) {
+  if (out_ == o) return;
+  if (out_ == Out::Raw) io_.raw.flush();
+  if (out_ == Out::Lan) io_.lan->flush();
+  out_ = o;
+}
+
 void PacketPath::flush_io() {
+  use(Out::None);
   io_.raw.flush();
+  if (io_.lan) io_.lan->flush();
   io_.peer.flush();
+  if (io_.lan && io_.lan->send_queue().refused() > offload_.whole_refused) {
+    // A LAN that cannot take them (a driver without GSO for packet sockets): every later one is
+    // cut here; those refused are lost and retransmitted by the kernel.
+    offload_.whole_refused = io_.lan->send_queue().refused();
+    spdlog::warn("offload: the LAN refused a super-segment ({}): cutting them here from now on",
+                 std::strerror(io_.lan->send_queue().last_refusal()));
+    io_.lan = nullptr;
+  }
 }
 
 void PacketPath::forward_lan_to_peer() {
@@ -119,8 +140,18 @@ void PacketPath::to_client(std::span<const uint8_t> p, uint16_t segment_size) {
     ++offload_.frames_refused;
     return;
   }
-  if (plan->count > 1) offload_.segments_cut += plan->count;
   wire::Ipv4Addr dst(wire::load_be32(p, 16));
+  if (plan->count > 1 && io_.lan) {
+    if (auto mac = io_.next_hops->lookup(dst, Clock::now())) {
+      use(Out::Lan);
+      io_.lan->queue(*plan, p, *mac);
+      ++offload_.sent_whole;
+      return;
+    }
+    ++offload_.cut_no_next_hop;
+  }
+  use(Out::Raw);
+  if (plan->count > 1) offload_.segments_cut += plan->count;
   for (size_t k = 0; k < plan->count; ++k)
     io_.raw.queue_built(dst,
                         [&](std::vector<uint8_t>& out) { wire::append_segment(*plan, p, k, out); });

@@ -16,6 +16,7 @@
 #include "packet/packet_layer.hpp"
 #include "peer/replication.hpp"
 #include "sys/netdev.hpp"
+#include "sys/next_hops.hpp"
 #include "wire/offload.hpp"
 
 namespace us::node {
@@ -28,6 +29,10 @@ class PacketPath final : public packet::Emitter, public message::Flows {
     sys::Tun& tun;
     DatagramSocket& peer;            // relays (backup) and strays (primary)
     peer::Replication& replication;  // Has reports (backup)
+    // Super-segments to the client whole, to the next hop NextHops names (both or neither;
+    // absent: cut here and sent by `raw`).
+    sys::LanSender* lan = nullptr;
+    sys::NextHops* next_hops = nullptr;
   };
   PacketPath(const packet::Settings& s, Ports ports, FaultHook fault);
 
@@ -56,6 +61,9 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   struct OffloadCounters {
     uint64_t kernel_super_segments = 0, lan_super_segments = 0, segments_cut = 0;
     uint64_t frames_refused = 0;
+    // Super-segments sent to the client whole (LanSender), cut for want of a next hop's MAC,
+    // and refused by the LAN socket (after which every one is cut).
+    uint64_t sent_whole = 0, cut_no_next_hop = 0, whole_refused = 0;
   };
   const OffloadCounters& offload() const { return offload_; }
 
@@ -82,6 +90,11 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   void client_packet(std::span<uint8_t> p, packet::Source source, TimePoint now);
   // Cuts a frame of the tap into segmenter_.packets(); false if refused (counted).
   bool split(std::span<uint8_t> frame);
+  // Packets to the client leave through two sockets (raw, LanSender); this keeps their order:
+  // what one queued is sent before the other takes a packet.
+  enum class Out { None, Raw, Lan };
+  void use(Out o);
+  Out out_ = Out::None;
 
   Role role_;
   Ports io_;

@@ -38,7 +38,8 @@ struct StatusInputs {
   uint64_t rejected_datagrams = 0;  // peer::Datagrams::rejected()
   uint64_t arp_replies = 0, gratuitous_arps = 0;
   // Frames the kernels handed over whole (node::PacketPath::OffloadCounters).
-  uint64_t kernel_super_segments = 0, lan_super_segments = 0, segments_cut = 0, frames_refused = 0;
+  uint64_t kernel_super_segments = 0, lan_super_segments = 0, segments_cut = 0, frames_refused = 0,
+           sent_whole = 0, cut_no_next_hop = 0, whole_refused = 0;
   // Microseconds: per packet through the packet layer, then message::MessageLayer::Timing's.
   Histogram::Summary packet_time, request_time, server_time, replication_time;
 

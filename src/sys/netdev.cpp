@@ -226,6 +226,34 @@ void RawSender::queue(std::span<const uint8_t> packet) {
   queue_.push(fd_.get(), packet, to);
 }
 
+Result<LanSender, std::string> LanSender::open(const LinkInfo& link) {
+  LanSender s;
+  s.ifindex_ = link.index;
+  s.mac_ = link.mac;
+  // Protocol 0: this socket sends only; it is handed no frame.
+  s.fd_.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!s.fd_) return Err{errno_text("AF_PACKET send socket")};
+  int one = 1;
+  if (::setsockopt(s.fd_.get(), SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) != 0)
+    return Err{errno_text("PACKET_VNET_HDR (send)")};
+  int sndbuf = 8 << 20;
+  ::setsockopt(s.fd_.get(), SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
+  return s;
+}
+
+void LanSender::queue(const wire::SegmentPlan& plan, std::span<const uint8_t> ip,
+                      wire::MacAddr next_hop) {
+  sockaddr_ll to{};
+  to.sll_family = AF_PACKET;
+  to.sll_protocol = htons(ETH_P_IP);
+  to.sll_ifindex = ifindex_;
+  to.sll_halen = 6;
+  std::memcpy(to.sll_addr, next_hop.b.data(), 6);
+  queue_.push_built_to(fd_.get(), &to, sizeof to, [&](std::vector<uint8_t>& out) {
+    wire::append_gso_frame(plan, ip, next_hop, mac_, out);
+  });
+}
+
 Result<Tun, std::string> Tun::open(const std::string& name, wire::Ipv4Addr address, int prefix,
                                    int mtu) {
   Tun t;

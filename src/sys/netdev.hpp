@@ -16,6 +16,7 @@
 #include "sys/fd.hpp"
 #include "sys/send_queue.hpp"
 #include "wire/address.hpp"
+#include "wire/offload.hpp"
 
 namespace us::sys {
 
@@ -102,6 +103,27 @@ class RawSender {
 
  private:
   Fd fd_;
+  SendQueue queue_;
+};
+
+// Sends TCP super-segments to the client whole, through the LAN interface with a virtio_net_hdr
+// (AF_PACKET, PACKET_VNET_HDR): the kernel, or the NIC with TSO, cuts them, and a client on a
+// veth or behind GRO takes them whole. One sendmmsg entry per 64 KiB instead of one raw-socket
+// packet per segment. Bypasses the kernel's IP output (its routing, netfilter OUTPUT and
+// neighbour lookup): the next hop's MAC comes from NextHops.
+class LanSender {
+ public:
+  static Result<LanSender, std::string> open(const LinkInfo& link);
+  // Queues `ip` (an IPv4/TCP packet, its TCP checksum field whatever it is) as one GSO frame of
+  // `plan.mss` payload bytes per segment, to `next_hop`.
+  void queue(const wire::SegmentPlan& plan, std::span<const uint8_t> ip, wire::MacAddr next_hop);
+  void flush() { queue_.flush(fd_.get()); }
+  const SendQueue& send_queue() const { return queue_; }
+
+ private:
+  Fd fd_;
+  int ifindex_ = 0;
+  wire::MacAddr mac_;
   SendQueue queue_;
 };
 

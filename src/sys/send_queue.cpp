@@ -20,7 +20,7 @@ void SendQueue::flush(int fd) {
     iov_[i] = {bytes_.data() + e.offset, e.size};
     msghdr& h = msgs_[i].msg_hdr;
     h.msg_name = &e.to;
-    h.msg_namelen = sizeof e.to;
+    h.msg_namelen = e.to_len;
     h.msg_iov = &iov_[i];
     h.msg_iovlen = 1;
   }
@@ -33,6 +33,8 @@ void SendQueue::flush(int fd) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
         break;  // full: drop the rest
       ++done;   // this one is refused (its destination, its size): drop it alone
+      ++refused_;
+      last_errno_ = errno;
       continue;
     }
     sent_ += static_cast<uint64_t>(n);

@@ -116,6 +116,39 @@ void append_segment(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t
   fill_tcp_checksum(seg, plan.ihl);
 }
 
+void append_gso_frame(const SegmentPlan& plan, std::span<const uint8_t> ip, const MacAddr& dst,
+                      const MacAddr& src, std::vector<uint8_t>& out) {
+  constexpr size_t kEth = 14;
+  size_t total = plan.hdr + plan.payload;
+  size_t at = out.size();
+  out.resize(at + VnetHeader::kLen + kEth + total);
+  uint8_t* w = out.data() + at;
+  uint8_t flags = VnetHeader::kNeedsCsum;
+  uint8_t gso = VnetHeader::kGsoTcpV4;
+  if (ip[plan.ihl + 13] & kTcpCwr) gso |= VnetHeader::kGsoEcn;
+  uint16_t fields[4] = {static_cast<uint16_t>(kEth + plan.hdr), plan.mss,
+                        static_cast<uint16_t>(kEth + plan.ihl), 16};
+  w[0] = flags;
+  w[1] = gso;
+  std::memcpy(w + 2, fields, sizeof fields);  // hdr_len, gso_size, csum_start, csum_offset
+  w += VnetHeader::kLen;
+  std::memcpy(w, dst.b.data(), 6);
+  std::memcpy(w + 6, src.b.data(), 6);
+  w[12] = 0x08;
+  w[13] = 0x00;
+  w += kEth;
+  std::memcpy(w, ip.data(), total);
+  std::span<uint8_t> pkt(w, total);
+  store_be16(pkt, 10, 0);
+  store_be16(pkt, 10, internet_checksum(pkt.first(plan.ihl)));
+  uint8_t pseudo[12];
+  std::memcpy(pseudo, pkt.data() + 12, 8);
+  pseudo[8] = 0;
+  pseudo[9] = 6;
+  store_be16(pseudo, 10, static_cast<uint16_t>(total - plan.ihl));
+  store_be16(pkt, plan.ihl + 16, static_cast<uint16_t>(~csum_fold(csum_accumulate(pseudo))));
+}
+
 std::optional<KernelFrame> read_kernel_frame(std::span<uint8_t> frame, FrameError* why) {
   auto fail = [&](FrameError e) {
     if (why) *why = e;

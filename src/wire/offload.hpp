@@ -13,6 +13,8 @@
 #include <span>
 #include <vector>
 
+#include "wire/address.hpp"
+
 namespace us::wire {
 
 // struct virtio_net_hdr (linux/virtio_net.h), in the host's byte order (the legacy layout TUN
@@ -39,6 +41,12 @@ std::optional<SegmentPlan> plan_segments(std::span<const uint8_t> ip, uint16_t m
 // Appends segment k of `ip` to `out`.
 void append_segment(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t k,
                     std::vector<uint8_t>& out);
+// Appends `ip` to `out` as a frame for a PACKET_VNET_HDR socket: a virtio_net_hdr asking for
+// TCP segmentation of plan.mss and a partial checksum, an Ethernet header (dst, src, IPv4),
+// then the packet with its IP checksum and its TCP checksum field set as the kernel's own TSO
+// packets have them (the pseudo-header's sum over the whole length).
+void append_gso_frame(const SegmentPlan& plan, std::span<const uint8_t> ip, const MacAddr& dst,
+                      const MacAddr& src, std::vector<uint8_t>& out);
 // Sets the TCP checksum of a whole IPv4/TCP packet (checked by plan_segments) from scratch.
 void fill_tcp_checksum(std::span<uint8_t> ip, size_t ihl);
 

@@ -40,7 +40,8 @@ const std::set<std::string> kKeys = {
     "arp.gratuitous",
     // added with offloads (issue 11)
     "offload.kernel_super_segments", "offload.lan_super_segments", "offload.segments_cut",
-    "offload.frames_refused",
+    "offload.frames_refused", "offload.sent_whole", "offload.cut_no_next_hop",
+    "offload.whole_refused",
     // timing histograms, microseconds
     "timing.packet_us.count", "timing.packet_us.mean", "timing.packet_us.p50",
     "timing.packet_us.p99", "timing.packet_us.max", "timing.request_us.count",
