@@ -229,11 +229,13 @@ void Channel::on_hello(std::span<const uint8_t> frame) {
   const auto& backup_nonce = s_.role == Role::Primary ? h->nonce : my_nonce_;
   ctx.insert(ctx.end(), primary_nonce.begin(), primary_nonce.end());
   ctx.insert(ctx.end(), backup_nonce.begin(), backup_nonce.end());
-  auto p2b = crypto::derive_key(s_.key, "understudy channel p2b v1", ctx);
-  auto b2p = crypto::derive_key(s_.key, "understudy channel b2p v1", ctx);
+  auto p2b = crypto::derive_key(s_.key, "understudy channel p2b v2", ctx);
+  auto b2p = crypto::derive_key(s_.key, "understudy channel b2p v2", ctx);
   bool primary = s_.role == Role::Primary;
-  send_auth_.emplace(primary ? p2b : b2p);
-  recv_auth_.emplace(primary ? b2p : p2b);
+  // GMAC is safe here: each session's keys are new (our nonce is fresh per connection) and its
+  // counters count from 1 without repeating.
+  send_auth_.emplace(primary ? p2b : b2p, crypto::Mac::Gmac);
+  recv_auth_.emplace(primary ? b2p : p2b, crypto::Mac::Gmac);
   send_counter_ = recv_counter_ = 1;
   send_auth_->seal(out_, static_cast<uint8_t>(Type::Confirm), send_counter_++, {});
   peer_hello_ = std::move(*h);

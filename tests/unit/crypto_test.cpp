@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <openssl/evp.h>
+
 #include "crypto/frame_auth.hpp"
 #include "crypto/key.hpp"
 
@@ -149,6 +151,57 @@ TEST(FrameAuthTest, SuccessiveTags_EachMatchesTheDefinition) {
     EXPECT_EQ(0, std::memcmp(mac.data(), frame.data() + body, kFrameTag)) << payload;
     EXPECT_TRUE(auth.open(frame).ok()) << payload;
   }
+}
+
+// The GMAC tag, from its definition: AES-256-GCM with IV = 4 zero bytes + the counter (big
+// endian), the frame without its tag as associated data, nothing encrypted.
+std::vector<uint8_t> gmac_definition(const Key& k, uint64_t counter, std::span<const uint8_t> aad) {
+  uint8_t iv[12] = {};
+  for (int i = 0; i < 8; ++i) iv[4 + i] = static_cast<uint8_t>(counter >> (56 - 8 * i));
+  EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
+  int n = 0;
+  std::vector<uint8_t> tag(16);
+  EXPECT_EQ(EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), nullptr, k.data(), iv), 1);
+  EXPECT_EQ(EVP_EncryptUpdate(c, nullptr, &n, aad.data(), static_cast<int>(aad.size())), 1);
+  EXPECT_EQ(EVP_EncryptFinal_ex(c, nullptr, &n), 1);
+  EXPECT_EQ(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag.data()), 1);
+  EVP_CIPHER_CTX_free(c);
+  return tag;
+}
+
+TEST(FrameAuthTest, Gmac_SuccessiveTagsMatchTheDefinitionAndOpen) {
+  const Key k = key_of(6);
+  FrameAuth auth(k, Mac::Gmac);
+  uint64_t counter = 1;
+  for (const char* payload : {"a much longer first payload", "b", "", "c"}) {
+    std::vector<uint8_t> frame;
+    auth.seal(frame, 3, counter, bytes(payload));
+    const size_t body = frame.size() - kFrameTag;
+    auto want = gmac_definition(k, counter, std::span<const uint8_t>(frame).first(body));
+    EXPECT_EQ(0, std::memcmp(want.data(), frame.data() + body, kFrameTag)) << payload;
+    auto opened = auth.open(frame);
+    ASSERT_TRUE(opened.ok()) << payload;
+    EXPECT_EQ(opened->counter, counter);
+    EXPECT_EQ(std::string(opened->payload.begin(), opened->payload.end()), payload);
+    ++counter;
+  }
+}
+
+TEST(FrameAuthTest, Gmac_RejectsEveryBitFlipAnotherKeyAndAnHmacFrame) {
+  FrameAuth auth(key_of(1), Mac::Gmac);
+  std::vector<uint8_t> frame;
+  auth.seal(frame, 7, 99, bytes("payload bytes"));
+  for (size_t i = 0; i < frame.size() * 8; ++i) {
+    std::vector<uint8_t> bad = frame;
+    bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    ASSERT_FALSE(auth.open(bad).ok()) << "bit " << i;
+  }
+  EXPECT_FALSE(FrameAuth(key_of(2), Mac::Gmac).open(frame).ok());
+  std::vector<uint8_t> hmac;
+  FrameAuth(key_of(1)).seal(hmac, 7, 99, bytes("payload bytes"));
+  EXPECT_FALSE(auth.open(hmac).ok());
+  FrameAuth copy = auth;
+  EXPECT_TRUE(copy.open(frame).ok());
 }
 
 TEST(FrameAuthTest, EveryBitFlipRejected) {
