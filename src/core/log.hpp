@@ -49,6 +49,11 @@ class ScopedFields {
   const Fields* saved_;
 };
 
+// For lines on the per-request path: their arguments (a key's text) are not made at info.
+inline bool enabled(spdlog::level::level_enum level) {
+  return spdlog::default_logger_raw()->should_log(level);
+}
+
 template <typename... Args>
 void at(spdlog::level::level_enum level, const Fields& f, spdlog::format_string_t<Args...> fmt,
         Args&&... args) {

@@ -115,7 +115,8 @@ void MessageLayer::on_accept() {
       ++per_source_[key.ip.v];
     }
     loop_.add(c.fd.get(), EPOLLIN, [this, key](uint32_t ev) { on_client_event(key, ev); });
-    log::debug({.event = "conn_open", .conn = key}, "message: accepted {}", key.to_string());
+    if (log::enabled(spdlog::level::debug))
+      log::debug({.event = "conn_open", .conn = key}, "message: accepted {}", key.to_string());
     // Accepted only after the peer rejoined, but its flow dates from before (chaos cycles found a
     // request acknowledged and never answered when the session turned into a mirror here).
     if (ctx_.flows.unprotected(fake)) c.session.mark_unprotected();

@@ -135,9 +135,10 @@ void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
     // answered before this node had all of it) is not waiting for anything.
     if (ri.index >= reply_.replies_done) c.unanswered.push_back(ri);
     ++ctx_.counters.requests;
-    log::debug({.event = "request", .conn = key_, .request = ri.index},
-               "message: {}: request {} framed ({} bytes)", key_.to_string(), ri.index,
-               ri.end - ri.begin);
+    if (log::enabled(spdlog::level::debug))
+      log::debug({.event = "request", .conn = key_, .request = ri.index},
+                 "message: {}: request {} framed ({} bytes)", key_.to_string(), ri.index,
+                 ri.end - ri.begin);
     if (!serving_) fault("backup.request_complete");
   }
   expect_new_requests();
@@ -470,8 +471,9 @@ void Session::on_final_reply(const http::ResponseInfo& r, TimePoint now) {
   settle_request_timing(now);
   reply_.replies_done = r.index + 1;
   ++ctx_.counters.replies;
-  log::debug({.event = "reply", .conn = key_, .request = r.index},
-             "message: {}: reply {} from the server: {}", key_.to_string(), r.index, r.status);
+  if (log::enabled(spdlog::level::debug))
+    log::debug({.event = "reply", .conn = key_, .request = r.index},
+               "message: {}: reply {} from the server: {}", key_.to_string(), r.index, r.status);
   auto& unanswered = client_.unanswered;
   while (!unanswered.empty() && unanswered.front().index <= r.index) unanswered.pop_front();
   if (replicating()) ctx_.link.send({peer::Type::ReplyEnd, key_, end_offset, r.index, {}});
@@ -600,9 +602,10 @@ void Session::end(bool reset, bool tell_peer) {
   client_.cache.clear();
   ctx_.cache.forget(key_);
   end_ = reset ? End::Reset : End::Closed;
-  log::debug({.event = "conn_close", .conn = key_, .reason = reset ? "reset" : "closed"},
-             "message: {}: {} after {} replies", key_.to_string(), reset ? "reset" : "closed",
-             reply_.replies_done);
+  if (log::enabled(spdlog::level::debug))
+    log::debug({.event = "conn_close", .conn = key_, .reason = reset ? "reset" : "closed"},
+               "message: {}: {} after {} replies", key_.to_string(), reset ? "reset" : "closed",
+               reply_.replies_done);
   ctx_.host.finished(key_);
 }
 

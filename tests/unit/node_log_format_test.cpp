@@ -157,6 +157,8 @@ class LogThroughLogger : public ::testing::Test {
 };
 
 TEST_F(LogThroughLogger, DebugLinesAreDroppedAtInfo) {
+  EXPECT_FALSE(log::enabled(spdlog::level::debug));
+  EXPECT_TRUE(log::enabled(spdlog::level::info));
   log::debug({.event = "request", .conn = kKey, .request = 0}, "message: {}: request {}",
              kKey.to_string(), 0);
   EXPECT_TRUE(out_.str().empty()) << out_.str();
