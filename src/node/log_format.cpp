@@ -91,13 +91,20 @@ spdlog::level::level_enum to_spdlog(config::LogLevel l) {
   return spdlog::level::info;
 }
 
+// Fetched once: an implicit fetch per digest (EVP_sha256()) cost as much as the digest itself.
+const EVP_MD* sha256() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
 }  // namespace
 
 std::string conn_id(const ConnKey& key) {
   std::string text = key.to_string();
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;
-  if (EVP_Digest(text.data(), text.size(), md.data(), &len, EVP_sha256(), nullptr) != 1)
+  if (sha256() == nullptr ||
+      EVP_Digest(text.data(), text.size(), md.data(), &len, sha256(), nullptr) != 1)
     std::abort();  // SHA-256 is always there: OpenSSL itself is broken
   std::string id;
   id.reserve(12);
@@ -126,6 +133,7 @@ void setup_logging(const config::Config& cfg) {
                                                                   : text_formatter());
   spdlog::set_level(to_spdlog(cfg.log.level));
   spdlog::flush_on(spdlog::level::info);
+  (void)sha256();  // now, as root and before the seccomp filter: OpenSSL may read its config
 }
 
 }  // namespace us::node
