@@ -1,7 +1,6 @@
 // understudy: command-line entry point. `run` a node, `check` a config, ask a running node its
 // `status`, make a `keygen`; `fault` and `crash` drive the fault points for tests (docs/FAULTS.md).
 // `run` opens everything as root, then gives root up (node/host.hpp, give_up_privileges).
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -17,6 +16,7 @@
 #include "crypto/key.hpp"
 #include "node/control.hpp"
 #include "node/host.hpp"
+#include "node/log_format.hpp"
 #include "node/node.hpp"
 
 namespace {
@@ -35,22 +35,6 @@ std::optional<Config> load_or_report(const std::string& path) {
   return std::move(*cfg);
 }
 
-spdlog::level::level_enum to_spdlog(us::config::LogLevel l) {
-  switch (l) {
-    case us::config::LogLevel::Trace:
-      return spdlog::level::trace;
-    case us::config::LogLevel::Debug:
-      return spdlog::level::debug;
-    case us::config::LogLevel::Info:
-      return spdlog::level::info;
-    case us::config::LogLevel::Warn:
-      return spdlog::level::warn;
-    case us::config::LogLevel::Error:
-      return spdlog::level::err;
-  }
-  return spdlog::level::info;
-}
-
 int cmd_run(const std::string& path) {
   auto cfg = load_or_report(path);
   if (!cfg) return kExitConfig;
@@ -59,11 +43,7 @@ int cmd_run(const std::string& path) {
     std::cerr << account.error() << "\n";
     return kExitConfig;
   }
-  auto logger = spdlog::stderr_color_mt(us::to_string(cfg->node.role));
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
-  spdlog::set_level(to_spdlog(cfg->log.level));
-  spdlog::flush_on(spdlog::level::info);
+  us::node::setup_logging(*cfg);
   us::node::Node node(std::move(*cfg));
   if (auto r = node.init(); !r) {
     spdlog::error("cannot start: {}", r.error());

@@ -47,7 +47,7 @@ const TableSchema kSchema[] = {
       "close_timeout_ms", "max_connections_per_source", "send_timeout_ms",
       "request_buffer_total_bytes", "half_open_timeout_ms", "flow_idle_timeout_ms",
       "syn_cookie_threshold"}},
-    {kLog, false, {"level"}},
+    {kLog, false, {"level", "format"}},
     {kMetrics, false, {"listen"}},
 };
 
@@ -405,6 +405,14 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
     else
       r.fail("log.level", "must be one of trace, debug, info, warn, error (got " + quote(*v) + ")");
   }
+  if (auto v = r.string(kLog, "format", false)) {
+    if (*v == "text")
+      c.log.format = LogFormat::Text;
+    else if (*v == "json")
+      c.log.format = LogFormat::Json;
+    else
+      r.fail("log.format", "must be text or json (got " + quote(*v) + ")");
+  }
 
   // metrics.listen: 0.0.0.0 (every address) is allowed here, unlike the other endpoints; empty
   // is off, as when the key is left out.
@@ -515,6 +523,16 @@ const char* to_string(LogLevel l) {
   return "unknown";
 }
 
+const char* to_string(LogFormat f) {
+  switch (f) {
+    case LogFormat::Text:
+      return "text";
+    case LogFormat::Json:
+      return "json";
+  }
+  return "unknown";
+}
+
 const char* to_string(ClientAddress a) {
   switch (a) {
     case ClientAddress::None:
@@ -570,7 +588,7 @@ Result<Config, ConfigError> parse_config(std::string_view toml_text, const fs::p
 //                              same id), so these two node.* keys are shared, unlike the others.
 // Each node's own (not compared): the other node.* keys and service.interface, tun.name,
 // peer.address and peer.key_file (the key is checked by every frame's authentication), log.level,
-// and
+// log.format, and
 //   tun.address, tun.prefix    the made-up client addresses are picked by each node's packet layer
 //                              and never cross the wire (ConnKey is the real client's).
 //   limits.replication_window_bytes, limits.idle_timeout_ms, limits.request_buffer_bytes,

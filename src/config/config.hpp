@@ -19,6 +19,10 @@ namespace us::config {
 enum class LogLevel { Trace, Debug, Info, Warn, Error };
 const char* to_string(LogLevel);
 
+// log.format: today's text lines, or one JSON object a line (docs/LOGS.md).
+enum class LogFormat { Text, Json };
+const char* to_string(LogFormat);  // as written in the config: "text", "json"
+
 // node.client_address: how the web server learns the client's address (docs/CONFIG.md).
 enum class ClientAddress { None, XForwardedFor, ProxyV2 };
 const char* to_string(ClientAddress);  // as written in the config: "none", ...
@@ -84,6 +88,7 @@ struct Config {
   } limits;
   struct Log {
     LogLevel level = LogLevel::Info;
+    LogFormat format = LogFormat::Text;
   } log;
   // Prometheus metrics (docs/METRICS.md): served over HTTP on this address; off when unset.
   struct Metrics {

@@ -4,7 +4,6 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -13,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/log.hpp"
 #include "sys/socket_address.hpp"
 
 namespace us::message {
@@ -80,12 +80,14 @@ void MessageLayer::on_accept() {
     wire::Endpoint fake = sys::from_sockaddr(a);
     auto known = ctx_.flows.key_for(fake);
     if (!known) {
-      spdlog::warn("message: accepted {} with no flow; closing", fake.to_string());
+      log::warn({.event = "refused", .reason = "no flow"},
+                "message: accepted {} with no flow; closing", fake.to_string());
       continue;
     }
     if (conns_.size() >= s_.max_connections && !find(*known)) {
-      spdlog::warn("message: connection limit {} reached; refusing {}", s_.max_connections,
-                   known->to_string());
+      log::warn({.event = "refused", .conn = *known, .reason = "limits.max_connections"},
+                "message: connection limit {} reached; refusing {}", s_.max_connections,
+                known->to_string());
       continue;
     }
     int one = 1;
@@ -113,18 +115,19 @@ void MessageLayer::on_accept() {
       ++per_source_[key.ip.v];
     }
     loop_.add(c.fd.get(), EPOLLIN, [this, key](uint32_t ev) { on_client_event(key, ev); });
-    SPDLOG_DEBUG("message: accepted {}", key.to_string());
+    if (log::enabled(spdlog::level::debug))
+      log::debug({.event = "conn_open", .conn = key}, "message: accepted {}", key.to_string());
     // Accepted only after the peer rejoined, but its flow dates from before (chaos cycles found a
     // request acknowledged and never answered when the session turned into a mirror here).
     if (ctx_.flows.unprotected(fake)) c.session.mark_unprotected();
     c.session.on_accepted(fake, now);
     if (over) {
       if (counters_.refused_per_source == 0 || counters_.refused_per_source % 1000 == 0)
-        spdlog::warn(
-            "message: {} connections from {}: refusing {} (limits.max_connections_per_"
-            "source; {} refused so far)",
-            per_source_[key.ip.v], key.ip.to_string(), key.to_string(),
-            counters_.refused_per_source);
+        log::warn({.event = "refused", .conn = key, .reason = "limits.max_connections_per_source"},
+                  "message: {} connections from {}: refusing {} (limits.max_connections_per_"
+                  "source; {} refused so far)",
+                  per_source_[key.ip.v], key.ip.to_string(), key.to_string(),
+                  counters_.refused_per_source);
       c.session.refuse(now);
     }
     drive(c, now);
@@ -152,8 +155,9 @@ void MessageLayer::on_upstream_event(const ConnKey& key, uint32_t events) {
     socklen_t len = sizeof err;
     ::getsockopt(c->up.get(), SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) {
-      spdlog::error("message: server {} for {}: {}", s_.server.to_string(), key.to_string(),
-                    std::strerror(err));
+      log::error({.event = "server_error", .conn = key, .reason = std::strerror(err)},
+                 "message: server {} for {}: {}", s_.server.to_string(), key.to_string(),
+                 std::strerror(err));
       ++counters_.upstream_errors;
       s.on_server_eof(true, now);
       drive(*c, now);
@@ -186,8 +190,8 @@ void MessageLayer::on_peer_message(const peer::ConnMessage& m) {
     // The connection ended here first (a client reset reaches both nodes; frames the primary had
     // already queued follow): nothing to keep. A new connection's stream starts at offset 0
     // (a Close at 0: the primary refused it, or closed it before any reply).
-    SPDLOG_DEBUG("peer: {} for a connection that ended: {}", static_cast<int>(m.type),
-                 m.key.to_string());
+    log::debug({.event = "peer_late", .conn = m.key}, "peer: {} for a connection that ended: {}",
+               static_cast<int>(m.type), m.key.to_string());
     return;
   }
   Conn& c = known ? *known : conn_for(m.key, now);
@@ -229,26 +233,30 @@ void MessageLayer::sweep() {
     Session& s = c->session;
     switch (q) {
       case Session::Quiet::Idle:
-        SPDLOG_DEBUG("message: {} idle; closing", key.to_string());
+        log::debug({.event = "timeout", .conn = key, .reason = "idle"}, "message: {} idle; closing",
+                   key.to_string());
         s.close_idle(now);
         break;
       case Session::Quiet::SlowHead:
       case Session::Quiet::SlowBody: {
         bool head = q == Session::Quiet::SlowHead;
         ++(head ? counters_.head_timeouts : counters_.body_timeouts);
-        SPDLOG_DEBUG("message: {}: request {} too slow; closing", key.to_string(),
-                     head ? "head" : "body");
+        log::debug({.event = "timeout", .conn = key, .reason = head ? "slow head" : "slow body"},
+                   "message: {}: request {} too slow; closing", key.to_string(),
+                   head ? "head" : "body");
         s.time_out(now);
         break;
       }
       case Session::Quiet::SlowRead:
         ++counters_.send_timeouts;
-        SPDLOG_DEBUG("message: {}: the client reads nothing we send; resetting", key.to_string());
+        log::debug({.event = "timeout", .conn = key, .reason = "client reads nothing"},
+                   "message: {}: the client reads nothing we send; resetting", key.to_string());
         s.send_timed_out();
         break;
       case Session::Quiet::CloseExpired:
         ++counters_.close_timeouts;
-        SPDLOG_DEBUG("message: {}: closing took too long; resetting", key.to_string());
+        log::debug({.event = "timeout", .conn = key, .reason = "close too long"},
+                   "message: {}: closing took too long; resetting", key.to_string());
         s.close_expired();
         break;
       case Session::Quiet::Abandoned:
@@ -397,7 +405,8 @@ void MessageLayer::read_client(Conn& c, TimePoint now) {
       return;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    SPDLOG_DEBUG("message: {} reset by client", s.key().to_string());
+    log::debug({.event = "client_reset", .conn = s.key(), .reason = std::strerror(errno)},
+               "message: {} reset by client", s.key().to_string());
     s.on_client_error();
     return;
   }
@@ -443,7 +452,8 @@ void MessageLayer::write_client(Conn& c, TimePoint now) {
       s.on_client_blocked(now);
       break;
     }
-    SPDLOG_DEBUG("message: {} write: {}", s.key().to_string(), std::strerror(errno));
+    log::debug({.event = "client_reset", .conn = s.key(), .reason = std::strerror(errno)},
+               "message: {} write: {}", s.key().to_string(), std::strerror(errno));
     s.on_client_error();
     return;
   }
@@ -475,8 +485,9 @@ void MessageLayer::update_interest(Conn& c) {
     // Every connection left without read interest here must be woken by after_event().
     bool full = s.blocked_by_cache();
     if (full && !s.client_eof() && cache_.pause(s.key()))
-      spdlog::warn("message: request cache full ({} bytes): pausing reads of {}", cache_.bytes(),
-                   s.key().to_string());
+      log::warn({.event = "cache_full", .conn = s.key()},
+                "message: request cache full ({} bytes): pausing reads of {}", cache_.bytes(),
+                s.key().to_string());
     bool budget = s.budget_blocked();
     if (budget && !c.budget_paused) ++counters_.budget_pauses;
     c.budget_paused = budget;
@@ -530,8 +541,9 @@ bool MessageLayer::open_server(const ConnKey& key) {
   sockaddr_in a = sys::to_sockaddr(s_.server);
   if (!c->up || (::connect(c->up.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 &&
                  errno != EINPROGRESS)) {
-    spdlog::error("message: cannot connect to server {}: {}", s_.server.to_string(),
-                  std::strerror(errno));
+    log::error({.event = "server_error", .conn = key, .reason = std::strerror(errno)},
+               "message: cannot connect to server {}: {}", s_.server.to_string(),
+               std::strerror(errno));
     c->up.reset();
     return false;
   }

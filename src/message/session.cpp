@@ -1,10 +1,9 @@
 #include "message/session.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <vector>
 
+#include "core/log.hpp"
 #include "http/error_reply.hpp"
 #include "http/head_edit.hpp"
 
@@ -136,6 +135,10 @@ void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
     // answered before this node had all of it) is not waiting for anything.
     if (ri.index >= reply_.replies_done) c.unanswered.push_back(ri);
     ++ctx_.counters.requests;
+    if (log::enabled(spdlog::level::debug))
+      log::debug({.event = "request", .conn = key_, .request = ri.index},
+                 "message: {}: request {} framed ({} bytes)", key_.to_string(), ri.index,
+                 ri.end - ri.begin);
     if (!serving_) fault("backup.request_complete");
   }
   expect_new_requests();
@@ -153,8 +156,12 @@ void Session::on_client_bytes(std::span<const uint8_t> data, TimePoint now) {
     c.error = r.error();
     c.error_index = c.framer.completed();
     ++ctx_.counters.bad_requests;
-    spdlog::warn("http: client {}: request {}: {}; answering {} and closing", key_.to_string(),
-                 c.error_index, r.error().reason, r.error().status);
+    log::warn({.event = "bad_request",
+               .conn = key_,
+               .request = c.error_index,
+               .reason = r.error().reason},
+              "http: client {}: request {}: {}; answering {} and closing", key_.to_string(),
+              c.error_index, r.error().reason, r.error().status);
     // The bad request and what follows it are never forwarded or replayed: only the requests
     // before it are kept.
     drop_after(error_begin());
@@ -396,8 +403,12 @@ void Session::on_server_bytes(std::span<const uint8_t> data, TimePoint now) {
   auto r = up_.framer.feed(data, done);
   to_stream_indices(done);
   if (!r) {
-    spdlog::error("http: server reply for {}: {}; resetting the connection", key_.to_string(),
-                  r.error().reason);
+    log::error({.event = "server_error",
+                .conn = key_,
+                .request = reply_.replies_done,
+                .reason = r.error().reason},
+               "http: server reply for {}: {}; resetting the connection", key_.to_string(),
+               r.error().reason);
     ++ctx_.counters.upstream_errors;
     end(true);
     return;
@@ -426,16 +437,17 @@ void Session::emit_until(std::span<const uint8_t> data, uint64_t up_start, size_
     size_t skip = static_cast<size_t>(std::min<uint64_t>(piece.size(), regen->remaining));
     if (!regen->consume(piece.first(skip))) {
       ++ctx_.counters.regen_mismatch;
-      spdlog::error(
-          "message: {}: regenerated reply {} differs from the bytes the client may hold ({}); "
-          "resetting the connection (I5)",
-          key_.to_string(), reply_.replies_done, regen->mismatch);
+      log::error({.event = "regen_mismatch", .conn = key_, .request = reply_.replies_done},
+                 "message: {}: regenerated reply {} differs from the bytes the client may hold "
+                 "({}); resetting the connection (I5)",
+                 key_.to_string(), reply_.replies_done, regen->mismatch);
       end(true);
       return;
     }
     if (regen->remaining == 0) {
-      spdlog::info("message: {}: reply {} regenerated; first {} bytes verified", key_.to_string(),
-                   reply_.replies_done, regen->expected.length);
+      log::info({.event = "regenerated", .conn = key_, .request = reply_.replies_done},
+                "message: {}: reply {} regenerated; first {} bytes verified", key_.to_string(),
+                reply_.replies_done, regen->expected.length);
       ++ctx_.counters.regenerated;
       regen.reset();
     }
@@ -448,8 +460,9 @@ void Session::on_final_reply(const http::ResponseInfo& r, TimePoint now) {
   if (up_.regen) {
     // The regenerated reply ended before covering what the client may have: it differs.
     ++ctx_.counters.regen_mismatch;
-    spdlog::error("message: {}: regenerated reply {} is shorter than the original; resetting (I5)",
-                  key_.to_string(), reply_.replies_done);
+    log::error({.event = "regen_mismatch", .conn = key_, .request = reply_.replies_done},
+               "message: {}: regenerated reply {} is shorter than the original; resetting (I5)",
+               key_.to_string(), reply_.replies_done);
     end(true);
     return;
   }
@@ -458,6 +471,9 @@ void Session::on_final_reply(const http::ResponseInfo& r, TimePoint now) {
   settle_request_timing(now);
   reply_.replies_done = r.index + 1;
   ++ctx_.counters.replies;
+  if (log::enabled(spdlog::level::debug))
+    log::debug({.event = "reply", .conn = key_, .request = r.index},
+               "message: {}: reply {} from the server: {}", key_.to_string(), r.index, r.status);
   auto& unanswered = client_.unanswered;
   while (!unanswered.empty() && unanswered.front().index <= r.index) unanswered.pop_front();
   if (replicating()) ctx_.link.send({peer::Type::ReplyEnd, key_, end_offset, r.index, {}});
@@ -509,8 +525,9 @@ void Session::maybe_error_reply(TimePoint now) {
   if (finished()) return;
   if (up_.regen) {
     ++ctx_.counters.regen_mismatch;
-    spdlog::error("message: {}: error reply {} is shorter than the reply begun; resetting (I5)",
-                  key_.to_string(), c.error_index);
+    log::error({.event = "regen_mismatch", .conn = key_, .request = c.error_index},
+               "message: {}: error reply {} is shorter than the reply begun; resetting (I5)",
+               key_.to_string(), c.error_index);
     end(true);
     return;
   }
@@ -532,16 +549,21 @@ void Session::on_server_eof(bool error, TimePoint now) {
   close_upstream();
   if (reply_.close_at) return;
   if (!r && mid_reply) {
-    spdlog::error("message: {}: server closed in the middle of reply {}; resetting (I5)",
-                  key_.to_string(), reply_.replies_done);
+    log::error({.event = "server_error",
+                .conn = key_,
+                .request = reply_.replies_done,
+                .reason = "closed mid-reply"},
+               "message: {}: server closed in the middle of reply {}; resetting (I5)",
+               key_.to_string(), reply_.replies_done);
     ++ctx_.counters.upstream_errors;
     end(true);
     return;
   }
   bool outstanding = !client_.unanswered.empty() || client_.framer.partial().has_value();
   if (outstanding || error) {
-    spdlog::warn("message: {}: server closed with {} request(s) unanswered; closing",
-                 key_.to_string(), client_.unanswered.size());
+    log::warn({.event = "server_error", .conn = key_, .reason = "closed, requests unanswered"},
+              "message: {}: server closed with {} request(s) unanswered; closing", key_.to_string(),
+              client_.unanswered.size());
     start_close(reply_.total, now);
   }
 }
@@ -580,6 +602,10 @@ void Session::end(bool reset, bool tell_peer) {
   client_.cache.clear();
   ctx_.cache.forget(key_);
   end_ = reset ? End::Reset : End::Closed;
+  if (log::enabled(spdlog::level::debug))
+    log::debug({.event = "conn_close", .conn = key_, .reason = reset ? "reset" : "closed"},
+               "message: {}: {} after {} replies", key_.to_string(), reset ? "reset" : "closed",
+               reply_.replies_done);
   ctx_.host.finished(key_);
 }
 
@@ -654,7 +680,8 @@ void Session::on_peer_message(const peer::ConnMessage& m, TimePoint now) {
     case peer::Type::ReplyAck: {
       if (m.value > r.total + 1) {
         ++ctx_.counters.protocol_errors;
-        spdlog::error("peer: ReplyAck beyond the reply stream for {}", m.key.to_string());
+        log::error({.event = "protocol_error", .conn = key_},
+                   "peer: ReplyAck beyond the reply stream for {}", m.key.to_string());
         return;
       }
       if (m.value > r.written && std::min(m.value, r.total) > r.written)
@@ -672,8 +699,9 @@ void Session::on_peer_message(const peer::ConnMessage& m, TimePoint now) {
     case peer::Type::Reply: {
       if (m.value > r.total) {
         ++ctx_.counters.protocol_errors;
-        spdlog::error("peer: gap in the reply stream of {} ({} > {})", m.key.to_string(), m.value,
-                      r.total);
+        log::error({.event = "protocol_error", .conn = key_},
+                   "peer: gap in the reply stream of {} ({} > {})", m.key.to_string(), m.value,
+                   r.total);
         return;
       }
       uint64_t skip = r.total - m.value;
@@ -746,10 +774,11 @@ void Session::serve_alone(TimePoint now) {
   }
   bool partial_pending = c.framer.partial() && c.framer.partial()->index >= reply_.replies_done;
   bool to_server = !c.unanswered.empty() || (partial_pending && !c.error);
-  spdlog::info(
-      "message: {}: taking over: {} replies done, {} request(s) pending, {} reply bytes held",
-      key_.to_string(), reply_.replies_done, c.unanswered.size() + (partial_pending ? 1 : 0),
-      up_.regen ? up_.regen->expected.length : 0);
+  log::info({.event = "conn_takeover", .conn = key_},
+            "message: {}: taking over: {} replies done, {} request(s) pending, {} reply bytes "
+            "held",
+            key_.to_string(), reply_.replies_done, c.unanswered.size() + (partial_pending ? 1 : 0),
+            up_.regen ? up_.regen->expected.length : 0);
   // From here on this node serves: the cached request bytes become the bytes still to forward
   // (`held` always starts at stream offset `forwarded`).
   c.skip_before_index = reply_.replies_done;

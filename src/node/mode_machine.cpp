@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include "core/log.hpp"
+
 namespace us::node {
 
 namespace {
@@ -113,10 +115,10 @@ Action ModeMachine::on_heartbeat(const PeerView& peer, TimePoint now) {
                                         peer.boot_id));
         if (!split_brain_announced_) {
           split_brain_announced_ = true;
-          spdlog::warn(
-              "mode: split brain: backup (boot {}) serves alone too; announcing the "
-              "address again, the backup stops itself",
-              peer.boot_id);
+          log::warn({.event = "split_brain", .mode = to_string(mode_), .peer = "backup"},
+                    "mode: split brain: backup (boot {}) serves alone too; announcing the "
+                    "address again, the backup stops itself",
+                    peer.boot_id);
           return Action::Reannounce;
         }
         return Action::None;
@@ -153,8 +155,9 @@ Action ModeMachine::on_channel_up(const PeerView& peer, TimePoint now) {
     case Mode::Duplex:
       // Ignored: a channel that went down lost replicated replies; coming back does not restore
       // them, so the backup's fail-stop clock keeps running.
-      SPDLOG_DEBUG("mode: duplex: ignoring channel up from {} (boot {})", to_string(peer.role),
-                   peer.boot_id);
+      log::debug({.event = "peer_ignored", .mode = "duplex", .peer = to_string(peer.role)},
+                 "mode: duplex: ignoring channel up from {} (boot {})", to_string(peer.role),
+                 peer.boot_id);
       return Action::None;
 
     case Mode::Simplex:
@@ -183,14 +186,16 @@ Action ModeMachine::on_channel_down(TimePoint now) {
   if (role_ == Role::Primary) {
     // The primary waits for the heartbeat timeout: either the backup died (heartbeats stop) or it
     // fail-stops itself (heartbeats stop too).
-    spdlog::info("mode: duplex: replication channel down; waiting for the backup's heartbeats");
+    log::info({.event = "channel_down", .mode = "duplex", .peer = "backup"},
+              "mode: duplex: replication channel down; waiting for the backup's heartbeats");
     return Action::None;
   }
   if (!channel_down_since_) {
     channel_down_since_ = now;
-    spdlog::info(
-        "mode: duplex: replication channel down; fail-stop in {} ms if the primary stays alive",
-        heartbeat_timeout_.count());
+    log::info({.event = "channel_down", .mode = "duplex", .peer = "primary"},
+              "mode: duplex: replication channel down; fail-stop in {} ms if the primary stays "
+              "alive",
+              heartbeat_timeout_.count());
   }
   return Action::None;
 }
@@ -206,10 +211,11 @@ Action ModeMachine::on_tick(TimePoint now) {
       if (peer_alive_ && last_peer_mode_ == Mode::Simplex) {
         if (!join_wait_logged_) {
           join_wait_logged_ = true;
-          spdlog::warn(
-              "mode: starting: the {} serves alone; waiting for the replication channel "
-              "to join it",
-              to_string(role_ == Role::Primary ? Role::Backup : Role::Primary));
+          const char* peer_role = to_string(role_ == Role::Primary ? Role::Backup : Role::Primary);
+          log::warn({.event = "join_wait", .mode = "starting", .peer = peer_role},
+                    "mode: starting: the {} serves alone; waiting for the replication channel "
+                    "to join it",
+                    peer_role);
         }
         return Action::None;
       }
@@ -278,8 +284,12 @@ Action ModeMachine::on_peer_config_mismatch(const PeerView& peer, const std::str
   // A survivor keeps serving as it was: the joiner refuses itself on the same comparison.
   if (mismatch_boot_ != peer.boot_id) {
     mismatch_boot_ = peer.boot_id;
-    spdlog::warn("mode: {}: not joining the {} (boot {}): {}", to_string(mode_),
-                 to_string(peer.role), peer.boot_id, reason);
+    log::warn({.event = "config_mismatch",
+               .mode = to_string(mode_),
+               .peer = to_string(peer.role),
+               .reason = reason},
+              "mode: {}: not joining the {} (boot {}): {}", to_string(mode_), to_string(peer.role),
+              peer.boot_id, reason);
   }
   return Action::None;
 }
@@ -295,7 +305,8 @@ Action ModeMachine::leave() {
 
 Action ModeMachine::on_peer_leaving() {
   if (stopped_ || mode_ != Mode::Duplex) {
-    SPDLOG_DEBUG("mode: {}: ignoring the peer's Leaving", to_string(mode_));
+    log::debug({.event = "peer_ignored", .mode = to_string(mode_)},
+               "mode: {}: ignoring the peer's Leaving", to_string(mode_));
     return Action::None;
   }
   return fail_over(fmt::format("{} handed over (planned stop), boot {}",
@@ -324,10 +335,10 @@ void ModeMachine::note_ignored_peer(const PeerView& peer, const char* what) {
   // A peer refused for its config will not rejoin: its warning said so already.
   if (ignored_boot_ == peer.boot_id || mismatch_boot_ == peer.boot_id) return;
   ignored_boot_ = peer.boot_id;
-  spdlog::info(
-      "mode: simplex: {} (boot {}, {}) heard ({}); it rejoins once its replication "
-      "channel is up",
-      to_string(peer.role), peer.boot_id, to_string(peer.mode), what);
+  log::info({.event = "peer_ignored", .mode = "simplex", .peer = to_string(peer.role)},
+            "mode: simplex: {} (boot {}, {}) heard ({}); it rejoins once its replication "
+            "channel is up",
+            to_string(peer.role), peer.boot_id, to_string(peer.mode), what);
 }
 
 void ModeMachine::heard(TimePoint now) {
@@ -340,18 +351,16 @@ Action ModeMachine::transition(Mode next, Action action, std::string reason) {
       action == Action::Refuse || action == Action::FailStop || action == Action::HandOver;
   const char* from = to_string(mode_);
   const char* to = stop ? "stopped" : to_string(next);
-  if (action == Action::HandOver) {
-    spdlog::info("mode: {} -> {} ({})", from, to, reason);
-    stopped_ = true;
-  } else if (stop) {
-    spdlog::error("mode: {} -> {} ({})", from, to, reason);
-    stopped_ = true;
-    refuse_reason_ = std::move(reason);
+  auto level = spdlog::level::info;
+  if (stop && action != Action::HandOver) {
+    level = spdlog::level::err;
   } else if (action == Action::TakeOver || action == Action::PeerLost) {
-    spdlog::warn("mode: {} -> {} ({})", from, to, reason);
-  } else {
-    spdlog::info("mode: {} -> {} ({})", from, to, reason);
+    level = spdlog::level::warn;
   }
+  log::at(level, {.event = "mode_change", .mode = to, .reason = reason}, "mode: {} -> {} ({})",
+          from, to, reason);
+  if (stop) stopped_ = true;
+  if (stop && action != Action::HandOver) refuse_reason_ = std::move(reason);
   mode_ = next;
   return action;
 }

@@ -13,6 +13,7 @@
 #include <random>
 #include <unordered_set>
 
+#include "core/log.hpp"
 #include "crypto/isn.hpp"
 #include "crypto/key.hpp"
 #include "crypto/request_id.hpp"
@@ -153,8 +154,9 @@ Result<Ok, std::string> Node::Impl::init() {
   rh.adopt = [this](const Adoption& a) { adopt(a); };
   rh.adopted = [this](const ConnKey& k) { pl->adoption_confirmed(k); };
   rh.adopt_refused = [this](const ConnKey& k) {
-    spdlog::warn("node: the {} refused connection {}: it stays unprotected until it ends",
-                 to_string(peer_role()), k.to_string());
+    log::warn({.event = "adopt_refused", .conn = k, .peer = to_string(peer_role())},
+              "node: the {} refused connection {}: it stays unprotected until it ends",
+              to_string(peer_role()), k.to_string());
     pl->unprotect(k, sys::Clock::now());
     ml->adoption_refused(k);
     refused_keys.insert(k);
@@ -230,7 +232,8 @@ Result<Ok, std::string> Node::Impl::init() {
   if (cfg.metrics.listen) {
     metrics_server.emplace(loop, [this] { return metrics_text(); });
     if (auto m = metrics_server->open(*cfg.metrics.listen); !m) return m;
-    spdlog::info("node: metrics on http://{}/metrics", cfg.metrics.listen->to_string());
+    log::info({.event = "metrics"}, "node: metrics on http://{}/metrics",
+              cfg.metrics.listen->to_string());
   }
 
   sigfd = on_stop_signals(loop, [this] {
@@ -274,10 +277,10 @@ Result<Ok, std::string> Node::Impl::init() {
     protecting = mm->mode() == Mode::Duplex && !mm->handed_over() && left > 0;
     if (protecting) loop.after(kProtectEvery, protector);
   };
-  spdlog::info("node: {} on {} ({}), advertised {}, server {}, peer {}:{}, boot {}",
-               to_string(role), cfg.service.interface, dev->link.mac.to_string(),
-               cfg.service.advertised.to_string(), cfg.node.server.to_string(),
-               cfg.peer.address.to_string(), cfg.peer.port, boot_id);
+  log::info({.event = "start", .mode = to_string(mm->mode())},
+            "node: {} on {} ({}), advertised {}, server {}, peer {}:{}, boot {}", to_string(role),
+            cfg.service.interface, dev->link.mac.to_string(), cfg.service.advertised.to_string(),
+            cfg.node.server.to_string(), cfg.peer.address.to_string(), cfg.peer.port, boot_id);
   notify.on_state(mm->mode(), mm->front());
   return Ok{};
 }
@@ -334,7 +337,8 @@ void Node::Impl::announce() {
       }
     });
   }
-  spdlog::info("node: front for {}: gratuitous ARP sent", cfg.service.advertised.ip.to_string());
+  log::info({.event = "front", .mode = to_string(mm->mode())},
+            "node: front for {}: gratuitous ARP sent", cfg.service.advertised.ip.to_string());
 }
 
 void Node::Impl::send_heartbeat() {
@@ -378,7 +382,8 @@ void Node::Impl::act(Action a) {
       announce();
       return;
     case Action::TakeOver:
-      spdlog::warn("node: primary lost: taking over {} connection(s)", pl->open_flows());
+      log::warn({.event = "takeover", .mode = "simplex", .peer = "primary"},
+                "node: primary lost: taking over {} connection(s)", pl->open_flows());
       ++takeovers;
       announce();
       pl->take_over(now);
@@ -386,7 +391,8 @@ void Node::Impl::act(Action a) {
       channel->reset("the primary is gone");
       return;
     case Action::PeerLost:
-      spdlog::warn("node: backup lost: serving alone");
+      log::warn({.event = "peer_lost", .mode = "simplex", .peer = "backup"},
+                "node: backup lost: serving alone");
       ++peer_losses;
       announce();  // first: the packet layer's probes must be answered to this node
       pl->peer_lost(now);
@@ -394,7 +400,8 @@ void Node::Impl::act(Action a) {
       channel->reset("the backup is gone");
       return;
     case Action::Refuse:
-      spdlog::error("node: refusing to start: {}", mm->refuse_reason());
+      log::error({.event = "refuse_start", .reason = mm->refuse_reason()},
+                 "node: refusing to start: {}", mm->refuse_reason());
       notify.stopping("refused to start: " + mm->refuse_reason());
       exit_code = 3;
       loop.stop();
@@ -413,10 +420,10 @@ void Node::Impl::act(Action a) {
         protecting = true;
         loop.after(0ms, protector);
       }
-      spdlog::warn(
-          "node: {} rejoined: {} connection(s) unprotected until their next request boundary; "
-          "new ones are protected",
-          to_string(peer_role()), ml->unprotected_connections());
+      log::warn({.event = "rejoin", .mode = "duplex", .peer = to_string(peer_role())},
+                "node: {} rejoined: {} connection(s) unprotected until their next request "
+                "boundary; new ones are protected",
+                to_string(peer_role()), ml->unprotected_connections());
       return;
     case Action::HandOver:
       hand_over();
@@ -426,7 +433,8 @@ void Node::Impl::act(Action a) {
       // brain (so never announce the address again): tell it, with a few copies against loss.
       if (role == Role::Backup)
         for (int i = 0; i < 3; ++i) send_heartbeat();
-      spdlog::critical("node: fail-stop: {}", mm->refuse_reason());
+      log::critical({.event = "fail_stop", .reason = mm->refuse_reason()}, "node: fail-stop: {}",
+                    mm->refuse_reason());
       notify.stopping("fail-stop: " + mm->refuse_reason());
       exit_code = 4;
       loop.stop();
@@ -449,12 +457,16 @@ size_t Node::Impl::protect_again() {
     if (!a) continue;
     replication->send_adopt(*a);
     ml->protect_again(h.key);
+    log::debug({.event = "conn_handover", .conn = h.key, .peer = to_string(peer_role())},
+               "node: {} handed to the {} at a request boundary", h.key.to_string(),
+               to_string(peer_role()));
     ++handed;
   }
   left -= handed;
   if (handed > 0)
-    spdlog::info("node: {} connection(s) protected again at a request boundary; {} unprotected",
-                 handed, left);
+    log::info({.event = "protected_again", .peer = to_string(peer_role())},
+              "node: {} connection(s) protected again at a request boundary; {} unprotected",
+              handed, left);
   return left;
 }
 
@@ -467,8 +479,9 @@ void Node::Impl::adopt(const Adoption& a) {
       return;
     }
   }
-  spdlog::warn("node: cannot adopt connection {} from the {}", a.key.to_string(),
-               to_string(peer_role()));
+  log::warn({.event = "adopt_refused", .conn = a.key, .peer = to_string(peer_role())},
+            "node: cannot adopt connection {} from the {}", a.key.to_string(),
+            to_string(peer_role()));
   replication->send_adopt_refused(a.key);
 }
 
@@ -479,13 +492,15 @@ void Node::Impl::adopt(const Adoption& a) {
 // close into a TUN nobody reads. A backup owns the address: the primary announces it at once,
 // and for kHandoverGrace this node passes the client packets that still reach it to the primary.
 void Node::Impl::hand_over() {
-  spdlog::info("node: handing over to the {}: {} connection(s)", to_string(peer_role()),
-               ml->connections());
+  log::info({.event = "handover", .peer = to_string(peer_role())},
+            "node: handing over to the {}: {} connection(s)", to_string(peer_role()),
+            ml->connections());
   pl->flush();  // coalesced Has and ReplyAck notices first: they precede Leaving on the channel
   ml->flush();
   replication->send_leaving();
   if (!channel->drain(kHandoverDrain))
-    spdlog::warn("node: the replication channel did not take everything before the handover");
+    log::warn({.event = "handover", .peer = to_string(peer_role())},
+              "node: the replication channel did not take everything before the handover");
   exit_code = 0;
   if (role == Role::Primary) return loop.stop();
   loop.after(kHandoverGrace, [this] { loop.stop(); });

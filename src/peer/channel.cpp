@@ -5,12 +5,12 @@
 #include <netinet/tcp.h>
 #include <openssl/rand.h>
 #include <poll.h>
-#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <cstring>
 
+#include "core/log.hpp"
 #include "sys/socket_address.hpp"
 
 namespace us::peer {
@@ -21,6 +21,10 @@ constexpr size_t kFlushAt = 256 * 1024;
 constexpr std::chrono::milliseconds kConnectTimeout{300};
 // From a connection to the peer's Confirm: a LAN round trip or two, with room for a loaded host.
 constexpr std::chrono::milliseconds kHandshakeTimeout{2000};
+
+const char* other_role(Role r) {
+  return to_string(r == Role::Primary ? Role::Backup : Role::Primary);
+}
 
 }  // namespace
 
@@ -103,7 +107,8 @@ void Channel::to_idle() {
 void Channel::reset(const std::string& why) {
   to_idle();
   ++attempt_;
-  spdlog::info("peer: channel reset ({}); waiting for the peer to come back", why);
+  log::info({.event = "channel_reset", .peer = other_role(s_.role), .reason = why},
+            "peer: channel reset ({}); waiting for the peer to come back", why);
   if (s_.role == Role::Backup) connect();
 }
 
@@ -117,13 +122,16 @@ void Channel::on_listen() {
     sys::Fd owned(fd);
     wire::Ipv4Addr from = sys::from_sockaddr(a).ip;
     if (from != s_.remote) {
-      spdlog::warn("peer: refused a channel connection from {} (the peer is {})", from.to_string(),
-                   s_.remote.to_string());
+      log::warn({.event = "refused", .reason = "channel connection not from the peer"},
+                "peer: refused a channel connection from {} (the peer is {})", from.to_string(),
+                s_.remote.to_string());
       ++rejected_;
       continue;
     }
     if (state_ != State::Idle) {
-      spdlog::warn("peer: refused a second channel connection from {}", from.to_string());
+      log::warn(
+          {.event = "refused", .peer = other_role(s_.role), .reason = "second channel connection"},
+          "peer: refused a second channel connection from {}", from.to_string());
       ++rejected_;
       continue;
     }
@@ -267,7 +275,8 @@ void Channel::handle_frame(std::span<const uint8_t> frame) {
     ever_up_ = true;
     Hello h = std::move(*peer_hello_);
     peer_hello_.reset();
-    spdlog::info("peer: channel up with {} (boot {})", s_.remote.to_string(), h.boot_id);
+    log::info({.event = "channel_up", .peer = other_role(s_.role)},
+              "peer: channel up with {} (boot {})", s_.remote.to_string(), h.boot_id);
     if (!ev_.up(h)) refuse_peer();
     return;
   }
@@ -334,7 +343,10 @@ void Channel::refuse_peer() {
     (void)::send(fd_.get(), out_.data() + out_pos_, out_.size() - out_pos_,
                  MSG_NOSIGNAL | MSG_DONTWAIT);
   to_idle();
-  spdlog::info("peer: channel with {} closed: this node refused the peer", s_.remote.to_string());
+  log::info({.event = "channel_closed",
+             .peer = other_role(s_.role),
+             .reason = "this node refused the peer"},
+            "peer: channel with {} closed: this node refused the peer", s_.remote.to_string());
   if (s_.role == Role::Backup) loop_.after(std::chrono::milliseconds(100), [this] { connect(); });
 }
 
@@ -343,13 +355,15 @@ void Channel::fail(const std::string& why) {
   close_socket();
   if (was_up || ever_up_) {
     state_ = State::Closed;
-    spdlog::warn("peer: channel down: {}", why);
+    log::warn({.event = "channel_down", .peer = other_role(s_.role), .reason = why},
+              "peer: channel down: {}", why);
     if (was_up) ev_.down(why);
     return;
   }
   // Still starting: the peer may not be up yet; try again.
   state_ = State::Idle;
-  SPDLOG_DEBUG("peer: channel attempt failed: {}", why);
+  log::debug({.event = "channel_attempt", .peer = other_role(s_.role), .reason = why},
+             "peer: channel attempt failed: {}", why);
   if (s_.role == Role::Backup) loop_.after(std::chrono::milliseconds(100), [this] { connect(); });
 }
 

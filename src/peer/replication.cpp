@@ -1,7 +1,6 @@
 #include "peer/replication.hpp"
 
-#include <spdlog/spdlog.h>
-
+#include "core/log.hpp"
 #include "peer/channel.hpp"
 
 namespace us::peer {
@@ -47,7 +46,7 @@ void Replication::on_frame(Type type, std::span<const uint8_t> payload) {
     auto a = decode_adoption(payload);
     if (!a) {
       ++malformed_;
-      spdlog::error("peer: malformed Adopt");
+      log::error({.event = "protocol_error", .reason = "malformed Adopt"}, "peer: malformed Adopt");
       return;
     }
     if (h_.adopt) h_.adopt(*a);
@@ -56,7 +55,8 @@ void Replication::on_frame(Type type, std::span<const uint8_t> payload) {
   auto m = decode_conn(type, payload);
   if (!m) {
     ++malformed_;
-    spdlog::error("peer: malformed channel message type {}", static_cast<int>(type));
+    log::error({.event = "protocol_error", .reason = "malformed message"},
+               "peer: malformed channel message type {}", static_cast<int>(type));
     return;
   }
   if (type == Type::Has) {
@@ -64,7 +64,8 @@ void Replication::on_frame(Type type, std::span<const uint8_t> payload) {
     auto r = decode_has(*m);
     if (!r) {
       ++malformed_;
-      spdlog::error("peer: malformed Has for {}", m->key.to_string());
+      log::error({.event = "protocol_error", .conn = m->key, .reason = "malformed Has"},
+                 "peer: malformed Has for {}", m->key.to_string());
       return;
     }
     h_.has(m->key, *r);

@@ -97,3 +97,4 @@ understudy_lab_tests(test_regressions regression ChaosRegressionTest
   test_new_request_after_takeover_on_idle_connection)
 include(${CMAKE_CURRENT_LIST_DIR}/systemd_notify.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/client_identity.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/logs.cmake OPTIONAL)

@@ -430,6 +430,37 @@ TEST_F(ConfigTest, LogLevels) {
   }
 }
 
+// ---- log.format (docs/LOGS.md)
+
+TEST_F(ConfigTest, LogFormat_TextByDefault) {
+  auto r = parse_config(kExample, dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_EQ(r->log.format, LogFormat::Text);
+  auto level_only = parse_config(std::string(kExample) + "[log]\nlevel = \"debug\"\n", dir_);
+  ASSERT_TRUE(level_only.ok()) << level_only.error().line();
+  EXPECT_EQ(level_only->log.format, LogFormat::Text);
+}
+
+TEST_F(ConfigTest, LogFormat_TextAndJson) {
+  for (auto [text, format] : {std::pair{"text", LogFormat::Text}, {"json", LogFormat::Json}}) {
+    auto r = parse_config(std::string(kExample) + "[log]\nformat = \"" + text + "\"\n", dir_);
+    ASSERT_TRUE(r.ok()) << r.error().line();
+    EXPECT_EQ(r->log.format, format);
+    EXPECT_STREQ(to_string(r->log.format), text);
+  }
+}
+
+TEST_F(ConfigTest, LogFormat_OtherValuesNameTheKey) {
+  for (const char* value : {"\"JSON\"", "\"xml\"", "\"\"", "5", "true"}) {
+    auto r = parse_config(std::string(kExample) + "[log]\nformat = " + value + "\n", dir_);
+    ASSERT_FALSE(r.ok()) << value;
+    EXPECT_EQ(r.error().key, "log.format") << r.error().line();
+  }
+  auto r = parse_config(std::string(kExample) + "[log]\nformat = \"xml\"\n", dir_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().line(), "log.format: must be text or json (got \"xml\")");
+}
+
 // ---- [metrics] (docs/METRICS.md)
 
 TEST_F(ConfigTest, Metrics_OffByDefaultAndWhenEmpty) {
