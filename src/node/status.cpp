@@ -232,6 +232,7 @@ std::string status_metrics(const StatusInputs& in, const TimingHistograms& timin
     e.sample(r.value, {{"layer", "message"}, {"reason", r.name}});
   e.sample(in.rejected_frames, {{"layer", "peer"}, {"reason", "channel_frame"}});
   e.sample(in.rejected_datagrams, {{"layer", "peer"}, {"reason", "datagram"}});
+  e.sample(in.frames_refused, {{"layer", "offload"}, {"reason", "frame"}});
   e.counter("understudy_discarded_bytes_total",
             "Client bytes read and dropped after a refused request or once closing.",
             mc.discarded_bytes);
@@ -241,6 +242,18 @@ std::string status_metrics(const StatusInputs& in, const TimingHistograms& timin
             in.arp_replies);
   e.counter("understudy_gratuitous_arps_total", "Gratuitous ARPs sent on becoming the front.",
             in.gratuitous_arps);
+  e.family("understudy_super_segments_total", Type::Counter,
+           "TCP super-segments the kernels handed over whole (offloads), by where from and what "
+           "became of them on the way to the client.");
+  e.sample(in.kernel_super_segments, {{"event", "from_kernel"}});
+  e.sample(in.lan_super_segments, {{"event", "from_lan"}});
+  e.sample(in.sent_whole, {{"event", "sent_whole"}});
+  e.sample(in.cut_no_next_hop, {{"event", "cut_no_next_hop"}});
+  e.sample(in.whole_refused, {{"event", "refused_by_lan"}});
+  e.counter("understudy_segments_cut_total",
+            "Segments the daemon cut from super-segments itself (LAN input; replies it could "
+            "not send whole).",
+            in.segments_cut);
 
   struct Timed {
     const char* name;
