@@ -128,10 +128,6 @@ std::optional<TimePoint> Scheduler::next_deadline() const {
   return at;
 }
 
-void Scheduler::drop_waiting() {
-  for (Slot& s : slots_) s.waiting.reset();
-}
-
 bool Scheduler::idle() const {
   for (const Slot& s : slots_)
     if (s.running || s.waiting) return false;
@@ -344,11 +340,10 @@ class Runner {
       size_t i = 0;
       if (!daemon_gone) {
         if (n > 0 && fds[0].revents != 0) daemon_gone = !read_events();
-        if (daemon_gone) {
-          scheduler_.drop_waiting();
-          if (!scheduler_.idle())
-            spdlog::info("hooks: the node is gone; waiting for the running hook to end");
-        }
+        // What the node sent before it went still runs: it happened (a front that died at
+        // once is followed by its peer's own on_front).
+        if (daemon_gone && !scheduler_.idle())
+          spdlog::info("hooks: the node is gone; running what it sent, then exiting");
         ++i;
       }
       for (Hook h : polled) {

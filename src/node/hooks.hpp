@@ -12,7 +12,8 @@
 // short line per event with a non-blocking send; a slow or dead runner costs a counted drop,
 // never a blocked loop. The runner starts the hook with the event in its arguments and
 // environment, kills its process group after hooks.timeout_ms, never runs two of the same hook at
-// once (one more event waits and the latest wins), and exits when the daemon's end closes.
+// once (one more event waits and the latest wins), and exits when the daemon's end has closed and
+// every event it received has run.
 //
 // Read order: Event and its line, Trigger (which changes fire which hook), Scheduler (the
 // runner's I/O-free core), then Notifier (daemon side) and run_runner (runner side).
@@ -79,8 +80,6 @@ class Scheduler {
   std::vector<Hook> overdue(TimePoint now);
   // The earliest deadline of a running hook not yet killed.
   std::optional<TimePoint> next_deadline() const;
-  // The daemon is gone: waiting events are dropped (the node that asked for them is dead).
-  void drop_waiting();
   bool running(Hook h) const { return slot(h).running.has_value(); }
   bool idle() const;  // nothing running, nothing waiting
   uint64_t coalesced() const { return coalesced_; }

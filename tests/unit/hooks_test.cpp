@@ -170,14 +170,5 @@ TEST_F(HookScheduler, Killed_WaitingEvent_StartsWithAFreshDeadline) {
   EXPECT_EQ(s.overdue(t0 + 2000ms), std::vector<Hook>{});
 }
 
-TEST_F(HookScheduler, Running_DaemonGone_WaitingDroppedRunningKept) {
-  s.on_event(event(Hook::Front), t0);
-  s.on_event(event(Hook::Front, Mode::Simplex), t0 + 1ms);
-  s.drop_waiting();
-  EXPECT_FALSE(s.idle());
-  EXPECT_EQ(s.on_exit(Hook::Front, t0 + 2ms), std::nullopt);
-  EXPECT_TRUE(s.idle());
-}
-
 }  // namespace
 }  // namespace us::node::hooks
