@@ -164,7 +164,8 @@ Result<Notifier, std::string> Notifier::start(const config::Config& cfg) {
                                    "--timeout-ms", timeout,
                                    "--role",       to_string(cfg.node.role),
                                    "--advertised", advertised,
-                                   "--peer",       peer};
+                                   "--peer",       peer,
+                                   "--log-format", config::to_string(cfg.log.format)};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -13,6 +13,7 @@ there, the runner's log holds a "started" line for every event before it.
 A hook is an external process: its file is polled with a deadline (ul.wait_for), no fixed sleep.
 Read tests/lab/node_case.py first.
 """
+import json
 import os
 import re
 import signal
@@ -152,6 +153,22 @@ class HooksTest(HookCase):
         os.kill(daemon[0], signal.SIGKILL)
         ul.wait_for(lambda: not any(ul.pid_alive(p) and ul.proc_state(p) != "Z" for p in runners),
                     10, "the backup's hook runner to exit")
+
+    def test_runner_logs_in_the_nodes_format(self):
+        for node in ("primary", "backup"):
+            script = os.path.join(self.lab.node_dir(node), "hook")
+            self.lab.write_config(node, hooks={"on_front": script, "on_alone": script},
+                                  log={"format": "json"})
+        self.start_duplex()
+        self.wait_lines("backup", [("front", "duplex")])
+        ul.wait_for(lambda: "exited 0" in self.log("backup"), 10, "the runner's exit line")
+        lines = [json.loads(x) for x in self.log("backup").splitlines()]  # every line is JSON
+        runner = [x for x in lines if x["msg"].startswith("hooks: on_front")]
+        self.assertEqual(len(runner), 2, runner)
+        self.assertRegex(runner[0]["msg"],
+                         r"^hooks: on_front started: \S+/hook front backup duplex \(pid \d+\)$")
+        self.assertRegex(runner[1]["msg"], r"^hooks: on_front exited 0 after \d+ ms$")
+        self.assertTrue(all(x["role"] == "backup" for x in runner), runner)
 
     def runner_pids(self, node):
         pids = []
