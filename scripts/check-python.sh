@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks of the Python package understudy_lab (no root needed): no sys.path edits, every
-# module imports on its own, and pyflakes (python3-pyflakes) finds nothing in the package or the lab tests.
+# module imports on its own, and pyflakes (python3-pyflakes) finds nothing in the package, the lab tests,
+# the fuzz helpers or the examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=/usr/bin/python3
@@ -25,7 +26,7 @@ echo "check-python: $n modules import"
 "$py" -m doctest understudy_lab/bench/cpuprof.py
 echo "check-python: doctests pass"
 if "$py" -c 'import pyflakes' 2>/dev/null; then
-  "$py" -m pyflakes understudy_lab tests/lab fuzz
+  "$py" -m pyflakes understudy_lab tests/lab fuzz examples
   echo "check-python: pyflakes clean"
 else
   echo "check-python: pyflakes not installed (apt-get install python3-pyflakes); skipped"

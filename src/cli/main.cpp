@@ -1,6 +1,7 @@
 // understudy: command-line entry point. `run` a node, `check` a config, ask a running node its
 // `status`, make a `keygen`; `fault` and `crash` drive the fault points for tests (docs/FAULTS.md).
 // `run` opens everything as root, then gives root up (node/host.hpp, give_up_privileges).
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -15,6 +16,7 @@
 #include "config/config.hpp"
 #include "crypto/key.hpp"
 #include "node/control.hpp"
+#include "node/hooks.hpp"
 #include "node/host.hpp"
 #include "node/log_format.hpp"
 #include "node/node.hpp"
@@ -139,6 +141,22 @@ int main(int argc, char** argv) {
       app.add_subcommand("crash", "Make the running node die now like a failed host (tests)");
   crash->add_option("--config", config, "TOML config file")->required();
 
+  // Hidden: the hook runner the daemon spawns of itself when hooks.* are set (node/hooks.hpp).
+  int runner_fd = 3;
+  std::string on_front, on_alone, runner_role, runner_advertised, runner_peer;
+  std::string runner_log_format = "text";
+  uint64_t runner_timeout_ms = 30000;
+  auto* hook_runner = app.add_subcommand("hook-runner", "");
+  hook_runner->group("");
+  hook_runner->add_option("--fd", runner_fd)->required();
+  hook_runner->add_option("--on-front", on_front);
+  hook_runner->add_option("--on-alone", on_alone);
+  hook_runner->add_option("--timeout-ms", runner_timeout_ms)->required();
+  hook_runner->add_option("--role", runner_role)->required();
+  hook_runner->add_option("--advertised", runner_advertised)->required();
+  hook_runner->add_option("--peer", runner_peer)->required();
+  hook_runner->add_option("--log-format", runner_log_format);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -146,6 +164,21 @@ int main(int argc, char** argv) {
   }
 
   if (*run) return cmd_run(config);
+  if (*hook_runner) {
+    // Its lines go to the daemon's log (the same stderr), under the node's role, in its format.
+    spdlog::set_default_logger(
+        spdlog::stderr_color_mt(runner_role.empty() ? "hooks" : runner_role));
+    spdlog::set_formatter(runner_log_format == "json" ? us::node::json_formatter()
+                                                      : us::node::text_formatter());
+    spdlog::flush_on(spdlog::level::info);
+    auto s = us::node::hooks::runner_settings(runner_fd, on_front, on_alone, runner_timeout_ms,
+                                              runner_role, runner_advertised, runner_peer);
+    if (!s) {
+      spdlog::error("hook-runner: {}", s.error());
+      return kExitConfig;
+    }
+    return us::node::hooks::run_runner(*s);
+  }
   if (*check) {
     auto cfg = us::config::load_config(config);
     if (!cfg) {

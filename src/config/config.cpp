@@ -31,6 +31,7 @@ struct TableSchema {
 constexpr std::string_view kService = "service", kNode = "node", kPeer = "peer",
                            kHeartbeat = "heartbeat", kTun = "tun", kLimits = "limits", kLog = "log";
 constexpr std::string_view kMetrics = "metrics";
+constexpr std::string_view kHooks = "hooks";
 const TableSchema kSchema[] = {
     {kService, true, {"advertised", "interface"}},
     {kNode,
@@ -49,6 +50,7 @@ const TableSchema kSchema[] = {
       "syn_cookie_threshold"}},
     {kLog, false, {"level", "format"}},
     {kMetrics, false, {"listen"}},
+    {kHooks, false, {"on_front", "on_alone", "timeout_ms"}},
 };
 
 constexpr size_t kMaxIfName = 15;        // IFNAMSIZ - 1
@@ -252,6 +254,28 @@ fs::path resolve(const fs::path& base_dir, const fs::path& p) {
   return p.is_absolute() ? p : (base_dir / p).lexically_normal();
 }
 
+// Why `path` cannot be a hook, or nullopt: an absolute path to an executable regular file that
+// only its owner may write.
+std::optional<std::string> hook_problem(const std::string& path) {
+  const fs::path p(path);
+  if (!p.is_absolute()) return "must be an absolute path (got " + quote(path) + ")";
+  std::error_code ec;
+  auto st = fs::status(p, ec);
+  if (ec || !fs::exists(st)) return quote(path) + " does not exist";
+  if (!fs::is_regular_file(st)) return quote(path) + " is not a regular file";
+  const auto perms = st.permissions();
+  if ((perms & (fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec)) ==
+      fs::perms::none)
+    return fmt::format("{} is not executable (mode {:04o}); run: chmod 755 {}", quote(path),
+                       static_cast<unsigned>(perms) & 0777u, path);
+  if ((perms & (fs::perms::group_write | fs::perms::others_write)) != fs::perms::none)
+    return fmt::format(
+        "{} is writable by group or others (mode {:04o}) and runs as root; run: "
+        "chmod go-w {}",
+        quote(path), static_cast<unsigned>(perms) & 0777u, path);
+  return std::nullopt;
+}
+
 std::optional<LogLevel> parse_level(std::string_view s) {
   if (s == "trace") return LogLevel::Trace;
   if (s == "debug") return LogLevel::Debug;
@@ -426,6 +450,18 @@ Result<Config, ConfigError> parse_table(const toml::table& root, const fs::path&
     else
       c.metrics.listen = *e;
   }
+
+  // hooks.*: run as root (docs/SECURITY.md), so a file others could rewrite is refused.
+  for (auto [key, out] :
+       {std::pair{"on_front", &c.hooks.on_front}, std::pair{"on_alone", &c.hooks.on_alone}}) {
+    auto v = r.string(kHooks, key, false);
+    if (!v || v->empty()) continue;
+    if (auto why = hook_problem(*v))
+      r.fail(Reader::dotted(kHooks, key), *why);
+    else
+      *out = *v;
+  }
+  if (auto v = r.integer(kHooks, "timeout_ms", false, 100, 3600000)) c.hooks.timeout_ms = *v;
   if (r.error) return Err{*r.error};
 
   // Cross-key rules.
@@ -588,7 +624,8 @@ Result<Config, ConfigError> parse_config(std::string_view toml_text, const fs::p
 //                              same id), so these two node.* keys are shared, unlike the others.
 // Each node's own (not compared): the other node.* keys and service.interface, tun.name,
 // peer.address and peer.key_file (the key is checked by every frame's authentication), log.level,
-// log.format, and
+// log.format, hooks.* (what a host does when its node becomes the front is its own business),
+// and
 //   tun.address, tun.prefix    the made-up client addresses are picked by each node's packet layer
 //                              and never cross the wire (ConnKey is the real client's).
 //   limits.replication_window_bytes, limits.idle_timeout_ms, limits.request_buffer_bytes,

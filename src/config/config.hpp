@@ -94,6 +94,13 @@ struct Config {
   struct Metrics {
     std::optional<wire::Endpoint> listen;
   } metrics;
+  // Notify hooks (docs/CONFIG.md, docs/DEPLOY.md): commands run as root by a helper process when
+  // this node becomes the front or starts serving alone; empty when unset.
+  struct Hooks {
+    std::filesystem::path on_front;
+    std::filesystem::path on_alone;
+    uint64_t timeout_ms = 30000;  // a hook still running then is killed (its process group)
+  } hooks;
   std::filesystem::path source;  // the file loaded (absolute); empty from parse_config
 };
 

@@ -23,6 +23,7 @@
 #include "node/control.hpp"
 #include "node/datagram_socket.hpp"
 #include "node/fault.hpp"
+#include "node/hooks.hpp"
 #include "node/host.hpp"
 #include "node/layer_settings.hpp"
 #include "node/mode_machine.hpp"
@@ -111,6 +112,8 @@ struct Node::Impl {
   // systemd's Type=notify (inactive without $NOTIFY_SOCKET): READY, STATUS, STOPPING, WATCHDOG.
   sys::ServiceNotify notify = sys::ServiceNotify::from_environment(role);
   std::function<void()> watchdog;
+  // hooks.on_front / hooks.on_alone: events to the hook runner (node/hooks.hpp); inactive if unset.
+  hooks::Notifier hooks;
 
   explicit Impl(config::Config c) : cfg(std::move(c)), role(cfg.node.role), rx(65536) {}
 
@@ -132,6 +135,10 @@ struct Node::Impl {
 };
 
 Result<Ok, std::string> Node::Impl::init() {
+  // First: the runner is spawned while the daemon holds nothing it should not inherit.
+  auto runner = hooks::Notifier::start(cfg);
+  if (!runner) return Err{runner.error()};
+  hooks = std::move(*runner);
   fault::set_interface(cfg.service.interface);
   if (auto f = fault::arm_from_environment(); !f) return f;
   raise_descriptor_limit();
@@ -372,6 +379,7 @@ void Node::Impl::act(Action a) {
   auto now = sys::Clock::now();
   // Every mode change returns here (None included); a stopped node says why in stopping() below.
   if (!mm->stopped()) notify.on_state(mm->mode(), mm->front());
+  hooks.on_state(mm->mode(), mm->front());
   switch (a) {
     case Action::None:
       return;

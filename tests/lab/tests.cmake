@@ -98,3 +98,4 @@ understudy_lab_tests(test_regressions regression ChaosRegressionTest
 include(${CMAKE_CURRENT_LIST_DIR}/systemd_notify.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/client_identity.cmake OPTIONAL)
 include(${CMAKE_CURRENT_LIST_DIR}/logs.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/hooks.cmake OPTIONAL)

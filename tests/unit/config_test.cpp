@@ -493,6 +493,79 @@ TEST_F(ConfigTest, Metrics_BadListenNamesTheKey) {
   EXPECT_EQ(expect_error(std::string(kExample) + "[metrics]\nport = 9464\n").key, "metrics.port");
 }
 
+// ---- [hooks] (docs/CONFIG.md; run by node/hooks)
+
+class HooksConfigTest : public ConfigTest {
+ protected:
+  // A file in the test directory with `mode`; returns its absolute path.
+  std::string script(const std::string& name, fs::perms mode) {
+    std::ofstream(dir_ / name) << "#!/bin/sh\n";
+    fs::permissions(dir_ / name, mode);
+    return (dir_ / name).string();
+  }
+  static std::string hooks(const std::string& body) {
+    return std::string(kExample) + "[hooks]\n" + body;
+  }
+};
+
+constexpr auto kRwxRxRx = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                          fs::perms::others_read | fs::perms::others_exec;
+
+TEST_F(HooksConfigTest, OffByDefault) {
+  auto r = parse_config(kExample, dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_TRUE(r->hooks.on_front.empty());
+  EXPECT_TRUE(r->hooks.on_alone.empty());
+  EXPECT_EQ(r->hooks.timeout_ms, 30000u);
+  r = parse_config(hooks("on_front = \"\"\non_alone = \"\"\n"), dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_TRUE(r->hooks.on_front.empty());
+}
+
+TEST_F(HooksConfigTest, ExecutablesParsed) {
+  auto front = script("front.sh", kRwxRxRx);
+  auto alone = script("alone.sh", fs::perms::owner_all);
+  auto r = parse_config(
+      hooks("on_front = \"" + front + "\"\non_alone = \"" + alone + "\"\ntimeout_ms = 500\n"),
+      dir_);
+  ASSERT_TRUE(r.ok()) << r.error().line();
+  EXPECT_EQ(r->hooks.on_front, front);
+  EXPECT_EQ(r->hooks.on_alone, alone);
+  EXPECT_EQ(r->hooks.timeout_ms, 500u);
+}
+
+TEST_F(HooksConfigTest, BadHookNamesTheKey) {
+  auto plain = script("plain.sh", fs::perms::owner_read | fs::perms::owner_write);
+  auto shared = script("shared.sh", kRwxRxRx | fs::perms::group_write);
+  auto open_to_all = script("open.sh", kRwxRxRx | fs::perms::others_write);
+  fs::create_directories(dir_ / "dir");
+  struct BadHook {
+    std::string value, says;
+  };
+  for (const auto& [value, says] :
+       {BadHook{"front.sh", "absolute"}, BadHook{(dir_ / "missing.sh").string(), "does not exist"},
+        BadHook{(dir_ / "dir").string(), "not a regular file"}, BadHook{plain, "not executable"},
+        BadHook{shared, "writable by group or others"},
+        BadHook{open_to_all, "writable by group or others"}}) {
+    for (const char* key : {"on_front", "on_alone"}) {
+      auto e = expect_error(hooks(std::string(key) + " = \"" + value + "\"\n"));
+      EXPECT_EQ(e.key, std::string("hooks.") + key) << value << ": " << e.line();
+      EXPECT_NE(e.message.find(says), std::string::npos) << e.line();
+    }
+  }
+  EXPECT_EQ(expect_error(hooks("on_front = 1\n")).key, "hooks.on_front");
+  EXPECT_EQ(expect_error(hooks("timeout_ms = 50\n")).key, "hooks.timeout_ms");
+  EXPECT_EQ(expect_error(hooks("on_backup = \"/bin/true\"\n")).key, "hooks.on_backup");
+}
+
+TEST_F(HooksConfigTest, NotSharedWithThePeer) {
+  auto front = script("front.sh", kRwxRxRx);
+  auto with = parse_config(hooks("on_front = \"" + front + "\"\n"), dir_);
+  auto without = parse_config(kExample, dir_);
+  ASSERT_TRUE(with.ok() && without.ok());
+  EXPECT_EQ(settings_mismatch(shared_settings(*with), shared_settings(*without)), std::nullopt);
+}
+
 // ---- the settings both nodes must share (peer::Hello carries them; the node compares)
 
 TEST_F(ConfigTest, SharedSettings_ExampleInOrder) {
