@@ -12,6 +12,11 @@ namespace us::node {
 namespace {
 constexpr size_t kMaxBatch = 256;  // packets read per readable event
 constexpr size_t kLanBatch = 32;   // per recvmmsg
+// At most this many segments per frame sent whole (about 16 KiB). Whole 64 KiB frames kept a
+// client that reads slowly (128 KiB/s) at a zero window for 2.4-3.4 s at a time (its receive
+// buffer grew and its window reopened late), where direct nginx's and per-packet sends keep it
+// under 0.5 s; 12 does too, for 6% more CPU than 64 (docs/PERFORMANCE.md, step 5).
+constexpr size_t kSegmentsPerFrame = 12;
 // Whether an IPv4+TCP packet carries payload bytes (fault points aim at data, not handshakes).
 // Parsing only reads the bytes; the packets here were already accepted by a packet layer.
 bool carries_data(std::span<const uint8_t> p) {
@@ -144,7 +149,8 @@ void PacketPath::to_client(std::span<const uint8_t> p, uint16_t segment_size) {
   if (plan->count > 1 && io_.lan) {
     if (auto mac = io_.next_hops->lookup(dst, Clock::now())) {
       use(Out::Lan);
-      io_.lan->queue(*plan, p, *mac);
+      for (size_t k = 0; k < plan->count; k += kSegmentsPerFrame)
+        io_.lan->queue(*plan, p, k, std::min(kSegmentsPerFrame, plan->count - k), *mac);
       ++offload_.sent_whole;
       return;
     }

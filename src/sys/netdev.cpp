@@ -241,8 +241,8 @@ Result<LanSender, std::string> LanSender::open(const LinkInfo& link) {
   return s;
 }
 
-void LanSender::queue(const wire::SegmentPlan& plan, std::span<const uint8_t> ip,
-                      wire::MacAddr next_hop) {
+void LanSender::queue(const wire::SegmentPlan& plan, std::span<const uint8_t> ip, size_t first,
+                      size_t count, wire::MacAddr next_hop) {
   sockaddr_ll to{};
   to.sll_family = AF_PACKET;
   to.sll_protocol = htons(ETH_P_IP);
@@ -250,7 +250,7 @@ void LanSender::queue(const wire::SegmentPlan& plan, std::span<const uint8_t> ip
   to.sll_halen = 6;
   std::memcpy(to.sll_addr, next_hop.b.data(), 6);
   queue_.push_built_to(fd_.get(), &to, sizeof to, [&](std::vector<uint8_t>& out) {
-    wire::append_gso_frame(plan, ip, next_hop, mac_, out);
+    wire::append_gso_frame(plan, ip, first, count, next_hop, mac_, out);
   });
 }
 

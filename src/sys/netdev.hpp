@@ -114,9 +114,10 @@ class RawSender {
 class LanSender {
  public:
   static Result<LanSender, std::string> open(const LinkInfo& link);
-  // Queues `ip` (an IPv4/TCP packet, its TCP checksum field whatever it is) as one GSO frame of
-  // `plan.mss` payload bytes per segment, to `next_hop`.
-  void queue(const wire::SegmentPlan& plan, std::span<const uint8_t> ip, wire::MacAddr next_hop);
+  // Queues segments [first, first + count) of `ip` (an IPv4/TCP packet, its TCP checksum field
+  // whatever it is) as one GSO frame of `plan.mss` payload bytes per segment, to `next_hop`.
+  void queue(const wire::SegmentPlan& plan, std::span<const uint8_t> ip, size_t first, size_t count,
+             wire::MacAddr next_hop);
   void flush() { queue_.flush(fd_.get()); }
   const SendQueue& send_queue() const { return queue_; }
 

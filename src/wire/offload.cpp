@@ -116,16 +116,24 @@ void append_segment(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t
   fill_tcp_checksum(seg, plan.ihl);
 }
 
-void append_gso_frame(const SegmentPlan& plan, std::span<const uint8_t> ip, const MacAddr& dst,
-                      const MacAddr& src, std::vector<uint8_t>& out) {
+void append_gso_frame(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t first,
+                      size_t count, const MacAddr& dst, const MacAddr& src,
+                      std::vector<uint8_t>& out) {
   constexpr size_t kEth = 14;
-  size_t total = plan.hdr + plan.payload;
+  size_t off = first * plan.mss;
+  size_t len = std::min(plan.payload - std::min(plan.payload, off), count * size_t{plan.mss});
+  if (plan.count == 1) len = plan.payload;
+  size_t total = plan.hdr + len;
+  bool last = first + count >= plan.count;
   size_t at = out.size();
   out.resize(at + VnetHeader::kLen + kEth + total);
   uint8_t* w = out.data() + at;
   uint8_t flags = VnetHeader::kNeedsCsum;
   uint8_t gso = VnetHeader::kGsoTcpV4;
-  if (ip[plan.ihl + 13] & kTcpCwr) gso |= VnetHeader::kGsoEcn;
+  uint8_t tcp_flags = ip[plan.ihl + 13];
+  if (!last) tcp_flags &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
+  if (first > 0) tcp_flags &= static_cast<uint8_t>(~kTcpCwr);
+  if (tcp_flags & kTcpCwr) gso |= VnetHeader::kGsoEcn;
   uint16_t fields[4] = {static_cast<uint16_t>(kEth + plan.hdr), plan.mss,
                         static_cast<uint16_t>(kEth + plan.ihl), 16};
   w[0] = flags;
@@ -137,8 +145,15 @@ void append_gso_frame(const SegmentPlan& plan, std::span<const uint8_t> ip, cons
   w[12] = 0x08;
   w[13] = 0x00;
   w += kEth;
-  std::memcpy(w, ip.data(), total);
+  std::memcpy(w, ip.data(), plan.hdr);
+  std::memcpy(w + plan.hdr, ip.data() + plan.hdr + off, len);
   std::span<uint8_t> pkt(w, total);
+  store_be16(pkt, 2, static_cast<uint16_t>(total));
+  // As the kernel's GSO numbers segments: this frame's first takes the id of the whole's
+  // first + `first`.
+  store_be16(pkt, 4, static_cast<uint16_t>(load_be16(ip, 4) + first));
+  store_be32(pkt, plan.ihl + 4, load_be32(ip, plan.ihl + 4) + static_cast<uint32_t>(off));
+  pkt[plan.ihl + 13] = tcp_flags;
   store_be16(pkt, 10, 0);
   store_be16(pkt, 10, internet_checksum(pkt.first(plan.ihl)));
   uint8_t pseudo[12];

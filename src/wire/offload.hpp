@@ -41,12 +41,14 @@ std::optional<SegmentPlan> plan_segments(std::span<const uint8_t> ip, uint16_t m
 // Appends segment k of `ip` to `out`.
 void append_segment(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t k,
                     std::vector<uint8_t>& out);
-// Appends `ip` to `out` as a frame for a PACKET_VNET_HDR socket: a virtio_net_hdr asking for
-// TCP segmentation of plan.mss and a partial checksum, an Ethernet header (dst, src, IPv4),
-// then the packet with its IP checksum and its TCP checksum field set as the kernel's own TSO
-// packets have them (the pseudo-header's sum over the whole length).
-void append_gso_frame(const SegmentPlan& plan, std::span<const uint8_t> ip, const MacAddr& dst,
-                      const MacAddr& src, std::vector<uint8_t>& out);
+// Appends segments [first, first + count) of `ip` to `out` as one frame for a PACKET_VNET_HDR
+// socket: a virtio_net_hdr asking for TCP segmentation of plan.mss and a partial checksum, an
+// Ethernet header (dst, src, IPv4), then that part of the packet (its own length, IP id,
+// sequence number and flags, as append_segment gives them) with its IP checksum and its TCP
+// checksum field set as the kernel's own TSO packets have them (the pseudo-header's sum).
+void append_gso_frame(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t first,
+                      size_t count, const MacAddr& dst, const MacAddr& src,
+                      std::vector<uint8_t>& out);
 // Sets the TCP checksum of a whole IPv4/TCP packet (checked by plan_segments) from scratch.
 void fill_tcp_checksum(std::span<uint8_t> ip, size_t ihl);
 

@@ -236,5 +236,49 @@ TEST(Segmenter, BadFrames_AreRefusedNotRead) {
   EXPECT_TRUE(s.packets().empty());
 }
 
+// A reply sent whole goes out in frames of a few segments each: segments [3, 6) of a 10-segment
+// packet, as the LAN's segmentation will cut them.
+TEST(GsoFrame, PartOfASuperSegment_HasItsOwnHeaderAndAPartialChecksum) {
+  auto data = pattern(10 * 1000 - 500);
+  auto whole = super_segment(7000, data, tf::PSH | tf::FIN | tf::CWR);
+  auto plan = plan_segments(whole, 1000);
+  ASSERT_TRUE(plan);
+  ASSERT_EQ(plan->count, 10u);
+  const MacAddr dst{{2, 0, 0, 0, 0, 9}}, src{{2, 0, 0, 0, 0, 1}};
+  std::vector<uint8_t> out;
+  append_gso_frame(*plan, whole, 3, 3, dst, src, out);
+  ASSERT_EQ(out.size(), VnetHeader::kLen + 14 + 52 + 3000);
+  VnetHeader h = parse_vnet_header(std::span<const uint8_t>(out).first<VnetHeader::kLen>());
+  EXPECT_EQ(h.flags, VnetHeader::kNeedsCsum);
+  EXPECT_EQ(h.gso_type, VnetHeader::kGsoTcpV4);  // CWR only on the whole's first segment
+  EXPECT_EQ(h.gso_size, 1000);
+  EXPECT_EQ(h.hdr_len, 14 + 52);
+  EXPECT_EQ(h.csum_start, 14 + 20);
+  EXPECT_EQ(h.csum_offset, 16);
+  std::span<const uint8_t> eth = std::span<const uint8_t>(out).subspan(VnetHeader::kLen, 14);
+  EXPECT_TRUE(std::equal(dst.b.begin(), dst.b.end(), eth.begin()));
+  EXPECT_TRUE(std::equal(src.b.begin(), src.b.end(), eth.begin() + 6));
+  EXPECT_EQ(load_be16(eth, 12), 0x0800);
+  std::vector<uint8_t> ip(out.begin() + VnetHeader::kLen + 14, out.end());
+  EXPECT_EQ(load_be16(ip, 2), 52 + 3000);
+  EXPECT_EQ(load_be16(ip, 4), 3);  // the whole's id 0, + 3
+  EXPECT_EQ(internet_checksum(std::span(ip).first(20)), 0);
+  EXPECT_EQ(load_be32(ip, 24), 7000u + 3000u);
+  EXPECT_EQ(ip[33], tf::ACK);  // neither PSH nor FIN (not the last), nor CWR (not the first)
+  // The checksum field holds the pseudo-header's sum over this frame's length: completing it over
+  // the TCP bytes, as the NIC or the kernel does per segment, gives a valid segment.
+  auto completed = ip;
+  store_be16(completed, 36, csum_fold(csum_accumulate(std::span(completed).subspan(20))));
+  EXPECT_TRUE(parse_tcp_packet(completed, /*verify_tcp_checksum=*/true).ok());
+  EXPECT_TRUE(std::equal(ip.begin() + 52, ip.end(), data.begin() + 3000));
+
+  // The last part carries PSH and FIN and the rest of the payload.
+  out.clear();
+  append_gso_frame(*plan, whole, 9, 3, dst, src, out);
+  std::vector<uint8_t> tail(out.begin() + VnetHeader::kLen + 14, out.end());
+  EXPECT_EQ(load_be16(tail, 2), 52 + 500);
+  EXPECT_EQ(tail[33], tf::ACK | tf::PSH | tf::FIN);
+}
+
 }  // namespace
 }  // namespace us::wire
