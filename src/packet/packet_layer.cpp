@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/log.hpp"
 #include "packet/syn_offer.hpp"
 #include "wire/tcp_options.hpp"
 
@@ -156,8 +157,9 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
 
   if (cookie_candidate && valid_cookie(p)) {
     if (f) {
-      SPDLOG_INFO("packet: {} reuses its port for a new connection; old flow {} dropped",
-                  client.to_string(), f->key.to_string());
+      log::info({.event = "conn_replaced", .conn = f->key},
+                "packet: {} reuses its port for a new connection; old flow {} dropped",
+                client.to_string(), f->key.to_string());
       drop_flow(*f);
     }
     if (flow_from_cookie(p, now)) remember_early(p, now);  // replayed once the kernel answers
@@ -170,8 +172,9 @@ void PacketLayer::on_client_packet(std::span<uint8_t> bytes, Source source, Time
       return;
     }
     if (new_isn) {
-      SPDLOG_INFO("packet: {} reuses its port for a new connection; old flow {} dropped",
-                  client.to_string(), f->key.to_string());
+      log::info({.event = "conn_replaced", .conn = f->key},
+                "packet: {} reuses its port for a new connection; old flow {} dropped",
+                client.to_string(), f->key.to_string());
       drop_flow(*f);
       f = nullptr;
     }
@@ -419,7 +422,9 @@ Flow* PacketLayer::flow_from_cookie(const wire::TcpPacket& p, TimePoint now) {
     }
   }
   ++counters_.syn_cookie_flows;
-  SPDLOG_DEBUG("packet: {}: SYN cookie returned; new flow as {}", key.to_string(),
+  if (log::enabled(spdlog::level::debug))
+    log::debug({.event = "flow_open", .conn = key},
+               "packet: {}: SYN cookie returned; new flow as {}", key.to_string(),
                f->fake.to_string());
   send_made_up_syn(*f);
   return f;
@@ -493,7 +498,9 @@ Flow* PacketLayer::insert_flow(const ConnKey& key, const Endpoint& client, TimeP
   by_key_[raw->key] = raw;
   by_client_[raw->client] = std::move(f);
   ++counters_.flows_opened;
-  SPDLOG_DEBUG("packet: new flow {} as {}", raw->key.to_string(), raw->fake.to_string());
+  if (log::enabled(spdlog::level::debug))
+    log::debug({.event = "flow_open", .conn = raw->key}, "packet: new flow {} as {}",
+               raw->key.to_string(), raw->fake.to_string());
   return raw;
 }
 
@@ -989,12 +996,14 @@ bool PacketLayer::adopt(const Adoption& a, TimePoint now) {
     // connection, or its own copy of this one (its SYN reached both nodes at the rejoin), whose
     // state may lack what the survivor alone received. The message layer discarded its session.
     if (it->second->key == a.key)
-      spdlog::info("packet: adopt {}: replacing this node's own copy", a.key.to_string());
+      log::info({.event = "adopt", .conn = a.key},
+                "packet: adopt {}: replacing this node's own copy", a.key.to_string());
     drop_flow(*it->second);
   }
   Flow* f = insert_flow(a.key, client, now);
   if (!f) {
-    spdlog::warn("packet: adopt {}: the flow table is full", a.key.to_string());
+    log::warn({.event = "adopt_refused", .conn = a.key, .reason = "flow table full"},
+              "packet: adopt {}: the flow table is full", a.key.to_string());
     return false;
   }
   f->server_isn = a.server_next - 1;
@@ -1048,11 +1057,13 @@ void PacketLayer::to_kernel_as_client(const Flow& f, wire::TcpSegmentSpec spec) 
 void PacketLayer::refuse_adoption(Flow& f, std::string_view why) {
   if (f.from_cookie) {
     // Nobody else is waiting for it: the client's next packet returns the cookie again.
-    spdlog::warn("packet: {} (SYN cookie): {}; dropped", f.key.to_string(), why);
+    log::warn({.event = "refused", .conn = f.key, .reason = why},
+              "packet: {} (SYN cookie): {}; dropped", f.key.to_string(), why);
     drop_flow(f);
     return;
   }
-  spdlog::warn("packet: adopt {}: {}; refused", f.key.to_string(), why);
+  log::warn({.event = "adopt_refused", .conn = f.key, .reason = why},
+            "packet: adopt {}: {}; refused", f.key.to_string(), why);
   ++counters_.adoptions_refused;
   emit_.adoption_refused(f.key);
   drop_flow(f);
@@ -1102,7 +1113,9 @@ void PacketLayer::finish_adoption(Flow& f) {
   ++counters_.flows_adopted;
   replay_early(f);
   emit_.adopted(f.key);
-  SPDLOG_DEBUG("packet: adopted {} as {}", f.key.to_string(), f.fake.to_string());
+  if (log::enabled(spdlog::level::debug))
+    log::debug({.event = "adopt", .conn = f.key}, "packet: adopted {} as {}", f.key.to_string(),
+               f.fake.to_string());
 }
 
 void PacketLayer::adoption_confirmed(const ConnKey& key) {
@@ -1156,8 +1169,9 @@ void PacketLayer::expire(TimePoint now) {
     forget(*f);
   }
   for (Flow* f : idle) {
-    SPDLOG_INFO("packet: {}: no packet for {} ms; forgotten", f->key.to_string(),
-                std::chrono::duration_cast<std::chrono::milliseconds>(now - f->last_seen).count());
+    log::info({.event = "flow_forgotten", .conn = f->key, .reason = "idle"},
+              "packet: {}: no packet for {} ms; forgotten", f->key.to_string(),
+              std::chrono::duration_cast<std::chrono::milliseconds>(now - f->last_seen).count());
     ++counters_.idle_expired;
     forget(*f);
   }
