@@ -1,6 +1,5 @@
 #include "node/host.hpp"
 
-#include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -47,12 +46,6 @@ Result<sys::LinkInfo, std::string> check_host(const config::Config& cfg) {
 }  // namespace
 
 void raise_descriptor_limit() {
-  // Kept super-segments (64 KiB each) are copied and freed by the thousand a second: by default
-  // glibc hands a freed heap top back to the kernel and the next copy faults it in again (page
-  // faults were 6% of the backup's time under 100 KiB replies). Memory stays bounded by the
-  // limits in docs/CONFIG.md either way.
-  mallopt(M_TRIM_THRESHOLD, 64 << 20);
-  mallopt(M_MMAP_THRESHOLD, 4 << 20);
   rlimit nofile{};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
     nofile.rlim_cur = nofile.rlim_max;

@@ -29,7 +29,6 @@ struct Devices {
 };
 
 // Two descriptors per client connection on the serving node: the soft limit goes up to the hard.
-// Also keeps freed heap memory in the process (tune_allocator below).
 void raise_descriptor_limit();
 
 // SIGTERM and SIGINT are blocked and read from the returned signalfd inside the loop: each is
