@@ -18,15 +18,19 @@ uint16_t host16(const uint8_t* p) {
   return v;
 }
 
-// The TCP checksum of the IPv4 packet `ip` (header length ihl), from scratch.
-uint16_t tcp_checksum(std::span<const uint8_t> ip, size_t ihl) {
-  size_t tcp_len = ip.size() - ihl;
+// The one's-complement sum of the TCP pseudo-header of the IPv4 packet `ip` (RFC 793 3.1).
+uint32_t pseudo_header_sum(std::span<const uint8_t> ip, size_t ihl) {
   uint8_t pseudo[12];
   std::memcpy(pseudo, ip.data() + 12, 8);  // source and destination address
   pseudo[8] = 0;
   pseudo[9] = 6;
-  store_be16(pseudo, 10, static_cast<uint16_t>(tcp_len));
-  uint32_t sum = csum_accumulate(pseudo);
+  store_be16(pseudo, 10, static_cast<uint16_t>(ip.size() - ihl));
+  return csum_accumulate(pseudo);
+}
+
+// The TCP checksum of the IPv4 packet `ip` (header length ihl), from scratch.
+uint16_t tcp_checksum(std::span<const uint8_t> ip, size_t ihl) {
+  uint32_t sum = pseudo_header_sum(ip, ihl);
   return csum_fold(csum_accumulate(ip.subspan(ihl), sum));
 }
 
@@ -156,12 +160,8 @@ void append_gso_frame(const SegmentPlan& plan, std::span<const uint8_t> ip, size
   pkt[plan.ihl + 13] = tcp_flags;
   store_be16(pkt, 10, 0);
   store_be16(pkt, 10, internet_checksum(pkt.first(plan.ihl)));
-  uint8_t pseudo[12];
-  std::memcpy(pseudo, pkt.data() + 12, 8);
-  pseudo[8] = 0;
-  pseudo[9] = 6;
-  store_be16(pseudo, 10, static_cast<uint16_t>(total - plan.ihl));
-  store_be16(pkt, plan.ihl + 16, static_cast<uint16_t>(~csum_fold(csum_accumulate(pseudo))));
+  store_be16(pkt, plan.ihl + 16,
+             static_cast<uint16_t>(~csum_fold(pseudo_header_sum(pkt, plan.ihl))));
 }
 
 std::optional<KernelFrame> read_kernel_frame(std::span<uint8_t> frame, FrameError* why) {
