@@ -46,6 +46,19 @@ class LargeReplyFailoverTest(NodeCase):
         else:
             self.assertEqual(cut["lan_super_segments"], 0, cut)
 
+    def test_reply_leaves_the_primary_in_gso_frames(self):
+        # The primary's kernel hands over 64 KiB super-segments; they go to the client whole, as
+        # GSO frames through AF_PACKET (the LAN's kernel cuts them, in software when offloads are
+        # off), not cut and sent one raw packet each.
+        size, sha = self.lab.manifest["/f/1m.bin"]
+        self.start_duplex()
+        r = self.lab.curl_fetch("/f/1m.bin", max_time=60)
+        self.assertEqual((r.rc, r.size, r.sha256), (0, size, sha), r.stderr)
+        cut = self.status("primary")["offload"]
+        self.assertGreater(cut["kernel_super_segments"], 0, cut)
+        self.assertGreater(cut["sent_whole"], 0, cut)
+        self.assertEqual((cut["segments_cut"], cut["whole_refused"]), (0, 0), cut)
+
     def upload_64m_across_crash(self, victim, survivor, point):
         body, sha = self.lab.make_body(64 << 20)
         self.start_duplex()
