@@ -1,6 +1,6 @@
 # bench.smoke: the benchmark's short version (bench/run --smoke, well under 2 minutes) so the
 # benchmark cannot rot. It brings up its own lab, runs every mode (direct, nginx-proxy, haproxy,
-# null, simplex, duplex), a failover under load and a small scale test, and fails if any mode
+# null, simplex, duplex), a failover under load, one under bulk load and a small scale test, and fails if any mode
 # errors, any reply is not a 200 of the right size and bytes, or the report or plots are missing.
 # Included from tests/lab/tests.cmake. Needs root, nginx, haproxy, wrk and python3-matplotlib.
 get_filename_component(UNDERSTUDY_BENCH_SRC "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)

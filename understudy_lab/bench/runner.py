@@ -13,7 +13,8 @@ Entry point: bench/run, i.e. python3 -m understudy_lab.bench (see docs/PERFORMAN
   simplex      client -> 198.18.0.100:80, both nodes started, then the backup stopped with
                SIGTERM: the primary serves alone after a real failover
 
-Besides the modes: failover (the primary crashes under a keep-alive load), handover (the same
+Besides the modes: failover (the primary crashes under a keep-alive load), failover-bulk (it
+crashes under 16 keep-alive connections fetching 100 KiB back to back), handover (the same
 load, the primary -- or with --handover-node backup the backup -- stopped with SIGTERM: a planned
 handover), scale (how many duplex connections the nodes hold).
 
@@ -43,8 +44,9 @@ import traceback
 from understudy_lab import lab as ul
 from understudy_lab.bench import cpuprof, report
 from understudy_lab.bench.benchlab import BenchLab, NginxTuning
-from understudy_lab.bench.scenarios import (DAEMON_MODES, HAPROXY_PORT, HEARTBEAT, MODE_ORDER, MODES,
-                                            NGINX_PROXY_PORT, PRIMARY_IP, PROFILE_POINT, PROFILES, SIZES)
+from understudy_lab.bench.scenarios import (BULK_MIX, DAEMON_MODES, FAILOVER_MIX, HAPROXY_PORT, HEARTBEAT,
+                                            MODE_ORDER, MODES, NGINX_PROXY_PORT, PRIMARY_IP, PROFILE_POINT,
+                                            PROFILES, SIZES)
 from understudy_lab.topology import ns_pids
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -432,20 +434,28 @@ class Bench:
         handover (issue 9, item 4), which must stall the clients well under a failover."""
         self.res["handover"] = self.stop_under_load("handover", self.handover_node, planned=True)
 
-    def stop_under_load(self, name, victim, planned):
-        """Stop ``victim`` (crash, or SIGTERM if ``planned``) under the load client, failover_runs
-        times; return the runs and their p50/p99 summaries."""
+    def failover_bulk(self):
+        """The primary crashes under issue 11's verifying load: 16 keep-alive connections fetching
+        100 KiB back to back, every reply checked; the measure is the longest request."""
+        self.res["failover_bulk"] = self.stop_under_load(
+            "failover-bulk", "primary", planned=False, mix=BULK_MIX, interval_ms=0,
+            runs=self.p["bulk_runs"])
+
+    def stop_under_load(self, name, victim, planned, mix=None, interval_ms=20, runs=None):
+        """Stop ``victim`` (crash, or SIGTERM if ``planned``) under the load client (``mix``, one
+        request per slot every ``interval_ms``), ``runs`` (default failover_runs) times; return the
+        runs and their p50/p99 summaries."""
         survivor = "backup" if victim == "primary" else "primary"
         what = "the SIGTERM" if planned else "the crash"
+        mix = mix or FAILOVER_MIX
+        n_runs = self.p["failover_runs"] if runs is None else runs
         runs = []
         host, port = MODES["duplex"]
         slots = []
-        mix = [("keep", "1k")] * 4 + [("keep", "10k"), ("keep", "100k"), ("keep", "1m"),
-                                      ("new", "1k"), ("new", "10k")]
         for kind, size in mix:
             nbytes, sha = self.lab.manifest[SIZES[size]]
             slots += ["--slot", f"{kind}:{SIZES[size]}:{nbytes}:{sha}"]
-        for i in range(self.p["failover_runs"]):
+        for i in range(n_runs):
             run = {"run": i}
             try:
                 # the daemons' logs are appended to: this run's lines start here
@@ -455,7 +465,7 @@ class Bench:
                 p = subprocess.Popen(["ip", "netns", "exec", self.lab.ns("client")] + self.client("load_client") +
                                      [host, str(port),
                                       "--duration", str(self.p["failover_seconds"]),
-                                      "--interval-ms", "20", "--ready", ready] + slots,
+                                      "--interval-ms", str(interval_ms), "--ready", ready] + slots,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 try:
                     ul.wait_for(lambda: os.path.exists(ready) or p.poll() is not None, 20,
@@ -525,6 +535,8 @@ class Bench:
                     "max_stall_keep_ms": max(sl["max_gap_ms"] for sl in r["slots"] if sl["kind"] == "keep"),
                     "max_stall_new_ms": max((sl["max_gap_ms"] for sl in r["slots"] if sl["kind"] == "new"),
                                             default=None),
+                    # the longest request, from its send (or connect) to its last byte, verified
+                    "max_request_ms": max((x for sl in r["slots"] for x in sl["lat_ms"]), default=None),
                     "requests": done, "failed": failed,
                     "errors": [e for sl in r["slots"] for e in sl["errors"]][:5],
                     "slots": [{"kind": sl["kind"], "path": sl["path"], "done": sl["done"],
@@ -543,7 +555,7 @@ class Bench:
                 log(f"{name} run {i}: first resumed byte {fmt(run['first_resumed_ms'])} ms after {what}, "
                     f"all resumed {fmt(run['all_resumed_ms'])} ms, longest stall {run['max_stall_ms']:.1f} ms "
                     f"(keep-alive {run['max_stall_keep_ms']:.1f}; across the stop {run['stall_at_stop_ms']:.1f}), "
-                    f"{done} requests, {failed} failed{how}")
+                    f"longest request {fmt(run['max_request_ms'], 1)} ms, {done} requests, {failed} failed{how}")
             except Exception as e:  # noqa: BLE001
                 self.error(f"{name} run {i}: {type(e).__name__}: {e}")
                 run["exception"] = str(e)
@@ -556,7 +568,7 @@ class Bench:
                         self.lab.link_up(victim)
         ok = [r for r in runs if "exception" not in r]
         res = {
-            "runs": runs, "heartbeat": HEARTBEAT, "interval_ms": 20,
+            "runs": runs, "heartbeat": HEARTBEAT, "interval_ms": interval_ms,
             "mix": [f"{k}:{s}" for k, s in mix], "victim": victim, "planned": planned,
             "first_resumed_ms": summarize([r["first_resumed_ms"] for r in ok if r["first_resumed_ms"] is not None]),
             "all_resumed_ms": summarize([r["all_resumed_ms"] for r in ok if r["all_resumed_ms"] is not None]),
@@ -564,6 +576,7 @@ class Bench:
             "stall_at_stop_ms": summarize([r["stall_at_stop_ms"] for r in ok]),
             "max_stall_keep_ms": summarize([r["max_stall_keep_ms"] for r in ok]),
             "max_stall_new_ms": summarize([r["max_stall_new_ms"] for r in ok if r["max_stall_new_ms"] is not None]),
+            "max_request_ms": summarize([r["max_request_ms"] for r in ok if r["max_request_ms"] is not None]),
             "requests": sum(r.get("requests", 0) for r in ok),
             "failed": sum(r.get("failed", 0) for r in ok),
         }
@@ -573,7 +586,9 @@ class Bench:
         if st["n"]:
             sa = res["stall_at_stop_ms"]
             log(f"{name}: longest client stall p50 {fmt(st['p50'], 1)} ms, p99 {fmt(st['p99'], 1)} ms "
-                f"over {st['n']} runs (across the stop: p50 {fmt(sa['p50'], 1)}, p99 {fmt(sa['p99'], 1)}); {res['failed']} of {res['failed'] + res['requests']} requests failed"
+                f"over {st['n']} runs (across the stop: p50 {fmt(sa['p50'], 1)}, p99 {fmt(sa['p99'], 1)}); "
+                f"longest request max {fmt(res['max_request_ms']['max'], 1)} ms; "
+                f"{res['failed']} of {res['failed'] + res['requests']} requests failed"
                 + (f"; handed over in {res['handed_over']} of {len(ok)} runs" if planned else ""))
         return res
 
@@ -782,6 +797,9 @@ class Bench:
         if not only or "failover" in only:
             log("--- failover")
             self.failover()
+        if not only or "failover-bulk" in only:
+            log("--- failover under bulk load (16 x keep-alive 100 KiB)")
+            self.failover_bulk()
         if not only or "handover" in only:
             log(f"--- handover (SIGTERM on the {self.handover_node})")
             self.handover()
@@ -814,7 +832,7 @@ def main(argv):
                                                         os.path.join(REPO, "build", "understudy")))
     ap.add_argument("--keep-lab", action="store_true", help="keep the lab's workdir (logs) after the run")
     ap.add_argument("--only", help="comma-separated subset (development): " + ",".join(MODE_ORDER) +
-                    ",failover,handover,scale; the run then fails the report check for what it skipped")
+                    ",failover,failover-bulk,handover,scale; the run then fails the report check for what it skipped")
     ap.add_argument("--handover-node", choices=("primary", "backup"), default="primary",
                     help="the node the handover scenario stops with SIGTERM (default: the primary)")
     ap.add_argument("--offloads", choices=("on", "off"), default="on",

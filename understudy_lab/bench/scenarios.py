@@ -27,16 +27,24 @@ PROFILES = {
     "full": {
         "lat_n": 300, "lat_sizes": SIZE_ORDER, "wrk_sizes": SIZE_ORDER, "wrk_seconds": 5,
         "concurrency": [1, 16, 64], "failover_runs": 20, "failover_seconds": 3.0,
+        "bulk_runs": 7,
         "scale_n": 10000, "scale_busy": "10k", "scale_rate": 1000,
         "scale_steps": [1000, 2000, 5000, 7500],
     },
     "smoke": {
         "lat_n": 20, "lat_sizes": ["1k", "1m"], "wrk_sizes": ["1k"], "wrk_seconds": 1,
         "concurrency": [1, 16], "failover_runs": 2, "failover_seconds": 2.0,
+        "bulk_runs": 1,
         "scale_n": 200, "scale_busy": "10k", "scale_rate": 1000,
         "scale_steps": [100],
     },
 }
+
+# the failover and handover scenarios' load: (kind, size) per client slot, a request every 20 ms
+FAILOVER_MIX = [("keep", "1k")] * 4 + [("keep", "10k"), ("keep", "100k"), ("keep", "1m"),
+                                       ("new", "1k"), ("new", "10k")]
+# failover-bulk (issue 11's "verifying load"): 16 keep-alive connections, 100 KiB back to back
+BULK_MIX = [("keep", "100k")] * 16
 
 HEARTBEAT = {"interval_ms": 20, "timeout_ms": 100}
 
