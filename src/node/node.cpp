@@ -547,6 +547,8 @@ StatusInputs Node::Impl::status_inputs() const {
       .sent_whole = packets->offload().sent_whole,
       .cut_no_next_hop = packets->offload().cut_no_next_hop,
       .whole_refused = packets->offload().whole_refused,
+      .hook_events_sent = hooks.sent(),
+      .hook_events_dropped = hooks.dropped(),
       .packet_time = packets->packet_time().summary(),
       .request_time = t.request.summary(),
       .server_time = t.server.summary(),

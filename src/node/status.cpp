@@ -98,6 +98,7 @@ nlohmann::json status_json(const StatusInputs& in) {
         {"sent_whole", in.sent_whole},
         {"cut_no_next_hop", in.cut_no_next_hop},
         {"whole_refused", in.whole_refused}}},
+      {"hooks", {{"events_sent", in.hook_events_sent}, {"events_dropped", in.hook_events_dropped}}},
       {"timing",
        {{"packet_us", summary_json(in.packet_time)},
         {"request_us", summary_json(in.request_time)},
@@ -250,6 +251,11 @@ std::string status_metrics(const StatusInputs& in, const TimingHistograms& timin
   e.sample(in.sent_whole, {{"event", "sent_whole"}});
   e.sample(in.cut_no_next_hop, {{"event", "cut_no_next_hop"}});
   e.sample(in.whole_refused, {{"event", "refused_by_lan"}});
+  e.family("understudy_hook_events_total", Type::Counter,
+           "Mode changes sent to the hook runner, and the ones dropped because it was slow or "
+           "gone (that hook did not run).");
+  e.sample(in.hook_events_sent, {{"result", "sent"}});
+  e.sample(in.hook_events_dropped, {{"result", "dropped"}});
   e.counter("understudy_segments_cut_total",
             "Segments the daemon cut from super-segments itself (LAN input; replies it could "
             "not send whole).",

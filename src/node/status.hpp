@@ -40,6 +40,8 @@ struct StatusInputs {
   // Frames the kernels handed over whole (node::PacketPath::OffloadCounters).
   uint64_t kernel_super_segments = 0, lan_super_segments = 0, segments_cut = 0, frames_refused = 0,
            sent_whole = 0, cut_no_next_hop = 0, whole_refused = 0;
+  // Events sent to the hook runner, and dropped (it was slow or gone; node/hooks.hpp).
+  uint64_t hook_events_sent = 0, hook_events_dropped = 0;
   // Microseconds: per packet through the packet layer, then message::MessageLayer::Timing's.
   Histogram::Summary packet_time, request_time, server_time, replication_time;
 

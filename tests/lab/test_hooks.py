@@ -141,6 +141,27 @@ class HooksTest(HookCase):
         self.wait_lines("primary", [("front", "simplex"), ("alone", "simplex")] * 2)
         self.assertEqual(self.started("primary"), {"front": 2, "alone": 2})
 
+    def test_dead_runner_loses_the_event_is_counted_and_the_node_serves_on(self):
+        self.start_duplex()
+        self.wait_lines("backup", [("front", "duplex")])
+        st = self.lab.node_status("backup")
+        self.assertEqual(st["hooks"], {"events_sent": 1, "events_dropped": 0}, st)
+        runners = self.runner_pids("backup")
+        self.assertEqual(len(runners), 1, runners)
+        os.kill(runners[0], signal.SIGKILL)
+
+        # on_alone has nobody to run it: dropped without waiting, counted, logged; the takeover
+        # and the service do not depend on it.
+        self.lab.crash("primary")
+        self.wait_survivor("backup")
+        st = self.lab.wait_status("backup", mode="simplex", front=True, failovers=1)
+        self.assertEqual(st["hooks"], {"events_sent": 1, "events_dropped": 1}, st)
+        self.assertIn("hooks: on_alone not run: the hook runner is gone (1 dropped so far)",
+                      self.log("backup"))
+        self.assertEqual(self.lines("backup"), [self.expect("backup", "front", "duplex")])
+        r = self.lab.curl_fetch("/f/100k.bin")
+        self.assertEqual((r.rc, r.status), (0, 200), r)
+
     def test_runner_exits_with_its_node(self):
         self.start_duplex()
         self.wait_lines("backup", [("front", "duplex")])

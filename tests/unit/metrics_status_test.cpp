@@ -79,6 +79,8 @@ StatusInputs inputs() {
   in.replication_unacked_bytes = 2048;
   in.replication_lag_seconds = 0.004;
   in.uptime_ms = 1500;
+  in.hook_events_sent = 6;
+  in.hook_events_dropped = 1;
   return in;
 }
 
@@ -131,6 +133,8 @@ TEST(StatusMetrics, CountersCarryTheLayersValues) {
   EXPECT_EQ(p.samples["understudy_replication_lag_bytes"], 2048);
   EXPECT_DOUBLE_EQ(p.samples["understudy_replication_lag_seconds"], 0.004);
   EXPECT_DOUBLE_EQ(p.samples["understudy_uptime_seconds"], 1.5);
+  EXPECT_EQ(p.samples["understudy_hook_events_total{result=\"sent\"}"], 6);
+  EXPECT_EQ(p.samples["understudy_hook_events_total{result=\"dropped\"}"], 1);
 }
 
 // Microseconds in, seconds out; each bucket counts every observation at or below its bound, so

@@ -42,6 +42,8 @@ const std::set<std::string> kKeys = {
     "offload.kernel_super_segments", "offload.lan_super_segments", "offload.segments_cut",
     "offload.frames_refused", "offload.sent_whole", "offload.cut_no_next_hop",
     "offload.whole_refused",
+    // hook events (issue 12)
+    "hooks.events_sent", "hooks.events_dropped",
     // timing histograms, microseconds
     "timing.packet_us.count", "timing.packet_us.mean", "timing.packet_us.p50",
     "timing.packet_us.p99", "timing.packet_us.max", "timing.request_us.count",
@@ -94,6 +96,8 @@ StatusInputs sample() {
   in.arp_replies = 401;
   in.gratuitous_arps = 402;
   in.segments_cut = 501;
+  in.hook_events_sent = 601;
+  in.hook_events_dropped = 602;
   in.frames_refused = 502;
   Histogram h;
   h.add(10.0);
@@ -142,6 +146,8 @@ TEST(NodeStatus, ValuesLandUnderTheirKeys) {
   EXPECT_EQ(j["arp"]["gratuitous"], 402);
   EXPECT_EQ(j["offload"]["segments_cut"], 501);
   EXPECT_EQ(j["offload"]["frames_refused"], 502);
+  EXPECT_EQ(j["hooks"]["events_sent"], 601);
+  EXPECT_EQ(j["hooks"]["events_dropped"], 602);
   EXPECT_EQ(j["timing"]["server_us"]["count"], 2);
   EXPECT_EQ(j["timing"]["server_us"]["mean"], 20.0);
   EXPECT_EQ(j["timing"]["server_us"]["max"], 30.0);
