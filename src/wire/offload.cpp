@@ -49,7 +49,6 @@ VnetHeader parse_vnet_header(std::span<const uint8_t, VnetHeader::kLen> b) {
 
 Segmenter::Outcome Segmenter::split(std::span<uint8_t> frame, size_t link_header) {
   out_.clear();
-  verified_ = false;
   if (frame.size() < VnetHeader::kLen + link_header) return Outcome::Malformed;
   VnetHeader h = parse_vnet_header(frame.first<VnetHeader::kLen>());
   std::span<uint8_t> ip = frame.subspan(VnetHeader::kLen + link_header);
@@ -67,7 +66,6 @@ Segmenter::Outcome Segmenter::split(std::span<uint8_t> frame, size_t link_header
     if (end <= field + 1) return Outcome::Malformed;
     store_be16(ip, field, csum_fold(csum_accumulate(ip.subspan(start, end - start))));
   }
-  verified_ = (h.flags & VnetHeader::kDataValid) != 0;
   out_.push_back(ip);
   return Outcome::Ok;
 }

@@ -75,14 +75,11 @@ class Segmenter {
   // this Segmenter's buffer, valid until the next call.
   Outcome split(std::span<uint8_t> frame, size_t link_header = 0);
   std::span<const std::span<uint8_t>> packets() const { return out_; }
-  // The frame's virtio_net_hdr said the kernel had verified its checksum (DATA_VALID).
-  bool verified() const { return verified_; }
 
  private:
   Outcome segment(std::span<const uint8_t> ip, uint16_t mss);
   std::vector<uint8_t> buf_;
   std::vector<std::span<uint8_t>> out_;
-  bool verified_ = false;
 };
 
 VnetHeader parse_vnet_header(std::span<const uint8_t, VnetHeader::kLen> b);
