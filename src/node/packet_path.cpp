@@ -83,13 +83,25 @@ void PacketPath::flush_io() {
   io_.raw.flush();
   if (io_.lan) io_.lan->flush();
   io_.peer.flush();
-  if (io_.lan && io_.lan->send_queue().refused() > offload_.whole_refused) {
+  if (!io_.lan) return;
+  const sys::SendQueue& q = io_.lan->send_queue();
+  if (q.sent() > lan_sent_seen_) lan_drop_logged_ = false;  // it sends again: log the next
+  lan_sent_seen_ = q.sent();
+  if (q.refused() == offload_.whole_refused) return;
+  // Those refused are lost and resent by the kernel, as after a loss on the wire.
+  offload_.whole_refused = q.refused();
+  int err = q.last_refusal();
+  if (sys::LanSender::refuses_gso(err)) {
     // A LAN that cannot take them (a driver without GSO for packet sockets): every later one is
-    // cut here; those refused are lost and retransmitted by the kernel.
-    offload_.whole_refused = io_.lan->send_queue().refused();
+    // cut here.
     spdlog::warn("offload: the LAN refused a super-segment ({}): cutting them here from now on",
-                 std::strerror(io_.lan->send_queue().last_refusal()));
+                 std::strerror(err));
     io_.lan = nullptr;
+  } else if (!lan_drop_logged_) {
+    // The link is down or the device went away: cutting would not help, and it may come back.
+    spdlog::warn("offload: the LAN dropped a super-segment ({}); the kernel will resend it",
+                 std::strerror(err));
+    lan_drop_logged_ = true;
   }
 }
 

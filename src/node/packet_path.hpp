@@ -62,7 +62,7 @@ class PacketPath final : public packet::Emitter, public message::Flows {
     uint64_t kernel_super_segments = 0, lan_super_segments = 0, segments_cut = 0;
     uint64_t frames_refused = 0;
     // Super-segments sent to the client whole (LanSender), cut for want of a next hop's MAC,
-    // and refused by the LAN socket (after which every one is cut).
+    // and refused by the LAN socket (if it refused them as GSO frames, every later one is cut).
     uint64_t sent_whole = 0, cut_no_next_hop = 0, whole_refused = 0;
   };
   const OffloadCounters& offload() const { return offload_; }
@@ -104,6 +104,8 @@ class PacketPath final : public packet::Emitter, public message::Flows {
   sys::RecvBatch lan_batch_;
   wire::Segmenter segmenter_;
   OffloadCounters offload_;
+  uint64_t lan_sent_seen_ = 0;    // the LAN socket's sent() at the last flush
+  bool lan_drop_logged_ = false;  // a drop was logged since it last sent
   bool eager_relay_ = false;
   Histogram packet_time_;
 };

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "wire/offload.hpp"
@@ -252,6 +253,10 @@ void LanSender::queue(const wire::SegmentPlan& plan, std::span<const uint8_t> ip
   queue_.push_built_to(fd_.get(), &to, sizeof to, [&](std::vector<uint8_t>& out) {
     wire::append_gso_frame(plan, ip, first, count, next_hop, mac_, out);
   });
+}
+
+bool LanSender::refuses_gso(int err) {
+  return err == EINVAL || err == EOPNOTSUPP || err == EMSGSIZE || err == EPROTONOSUPPORT;
 }
 
 Result<Tun, std::string> Tun::open(const std::string& name, wire::Ipv4Addr address, int prefix,

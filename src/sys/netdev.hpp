@@ -120,6 +120,9 @@ class LanSender {
              wire::MacAddr next_hop);
   void flush() { queue_.flush(fd_.get()); }
   const SendQueue& send_queue() const { return queue_; }
+  // Whether a send that failed with `err` says this socket or device takes no GSO frames (a bad
+  // virtio_net_hdr for it, or a frame too big), rather than that the link is down or gone.
+  static bool refuses_gso(int err);
 
  private:
   Fd fd_;

@@ -1,9 +1,11 @@
 """A crash in the middle of a 64 MiB reply, each role: the client's one connection still gets
 every byte, verified against the manifest, with no reset and no retry."""
 import json
+import os
 import unittest
 
 from tests.lab.node_case import URL, NodeCase
+from understudy_lab import lab as ul
 
 BIG = "/f/64m.bin"
 
@@ -58,6 +60,46 @@ class LargeReplyFailoverTest(NodeCase):
         self.assertGreater(cut["kernel_super_segments"], 0, cut)
         self.assertGreater(cut["sent_whole"], 0, cut)
         self.assertEqual((cut["segments_cut"], cut["whole_refused"]), (0, 0), cut)
+
+    def test_link_flap_does_not_stop_gso_frames(self):
+        # The primary serves alone under load when its eth0 goes down for a moment: the GSO frames
+        # sent meanwhile fail (ENETDOWN) and the kernel resends them; once the link is back,
+        # super-segments leave whole again (before, any refusal made it cut them for good).
+        self.start_duplex()
+        self.lab.crash("backup")
+        self.wait_survivor("primary")
+        streams = [self.stream(f"load{i}", ["/f/1m.bin"], timeout=60) for i in range(8)]
+        for h in streams:
+            self.wait_replies(h, 1)
+
+        def refused():
+            return self.status("primary")["offload"]["whole_refused"]
+        # A frame fails only if one is on its way when the link goes: nothing new is sent once
+        # ACKs stop, and the kernel resends one segment at a time. So the link goes down again
+        # (after the load flows once more) until one did.
+        for _ in range(5):
+            self.lab.link_down("primary")
+            try:
+                ul.wait_for(lambda: refused() > 0, 2, "a GSO frame to fail while eth0 is down")
+            except TimeoutError:
+                pass
+            self.lab.link_up("primary")
+            if refused() > 0:
+                break
+            done = sum(self.replies(h) for h in streams)
+            ul.wait_for(lambda: sum(self.replies(h) for h in streams) > done + len(streams), 20,
+                        "the load to flow again")
+        self.assertGreater(refused(), 0, "no GSO frame was on its way at any of 5 link-downs")
+        seen = self.status("primary")["offload"]["sent_whole"]
+        ul.wait_for(lambda: self.status("primary")["offload"]["sent_whole"] > seen, 20,
+                    "super-segments to leave whole again",
+                    details=lambda: self.status("primary")["offload"])
+        for h in streams:
+            self.stream_results(h)  # every reply byte-exact, none failed
+        with open(os.path.join(self.lab.node_dir("primary"), "understudy.log"), errors="replace") as f:
+            log = f.read()
+        self.assertIn("offload: the LAN dropped a super-segment (Network is down)", log)
+        self.assertNotIn("cutting them here from now on", log)
 
     def upload_64m_across_crash(self, victim, survivor, point):
         body, sha = self.lab.make_body(64 << 20)

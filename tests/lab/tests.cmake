@@ -57,6 +57,7 @@ understudy_lab_tests(test_lab_baseline baseline LifecycleTest
 understudy_lab_tests(test_failover_large failover LargeReplyFailoverTest
   test_upload_reaches_the_tap_as_super_segments_only_with_offloads_on
   test_reply_leaves_the_primary_in_gso_frames
+  test_link_flap_does_not_stop_gso_frames
   test_primary_crash_mid_64m
   test_backup_crash_mid_64m
   test_primary_crash_mid_64m_upload
@@ -64,6 +65,7 @@ understudy_lab_tests(test_failover_large failover LargeReplyFailoverTest
 understudy_lab_tests(test_failover_large offloads_off LargeReplyFailoverOffloadsOffTest
   test_upload_reaches_the_tap_as_super_segments_only_with_offloads_on
   test_reply_leaves_the_primary_in_gso_frames
+  test_link_flap_does_not_stop_gso_frames
   test_primary_crash_mid_64m
   test_backup_crash_mid_64m
   test_primary_crash_mid_64m_upload
