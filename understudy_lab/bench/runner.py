@@ -192,7 +192,9 @@ class Bench:
 
     def write_configs(self, startup_wait_ms=None):
         for node in ("primary", "backup"):
-            ov = {"heartbeat": dict(HEARTBEAT)}
+            # The client namespace's one address stands for every client (the scale test opens
+            # 10,000 connections from it): no per-source cap.
+            ov = {"heartbeat": dict(HEARTBEAT), "limits": {"max_connections_per_source": 0}}
             if startup_wait_ms is not None and node == "primary":
                 ov["node_startup_wait_ms"] = startup_wait_ms
             self.lab.write_config(node, **ov)
