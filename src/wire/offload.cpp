@@ -96,68 +96,63 @@ void fill_tcp_checksum(std::span<uint8_t> ip, size_t ihl) {
   store_be16(tcp, 16, tcp_checksum(ip, ihl));
 }
 
-void append_segment(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t k,
-                    std::vector<uint8_t>& out) {
-  size_t off = k * plan.mss;
-  size_t len = plan.size(k) - plan.hdr;
+namespace {
+
+// Appends segments [first, first + count) of `ip` to `out` as one IPv4/TCP packet: the headers
+// with its own total length, IP id (the whole's + first, as the kernel's GSO numbers them) and IP
+// checksum, sequence number and flags (FIN and PSH on the last piece only, CWR on the first
+// only), then its payload. The TCP checksum field is left as it was. Returns the packet.
+std::span<uint8_t> append_piece(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t first,
+                                size_t count, std::vector<uint8_t>& out) {
+  size_t off = first * plan.mss;
+  size_t len = plan.count == 1
+                   ? plan.payload
+                   : std::min(plan.payload - std::min(plan.payload, off), count * size_t{plan.mss});
   size_t at = out.size();
   out.resize(at + plan.hdr + len);
-  std::span<uint8_t> seg(out.data() + at, plan.hdr + len);
-  std::memcpy(seg.data(), ip.data(), plan.hdr);
-  std::memcpy(seg.data() + plan.hdr, ip.data() + plan.hdr + off, len);
-  store_be16(seg, 2, static_cast<uint16_t>(plan.hdr + len));
-  store_be16(seg, 4, static_cast<uint16_t>(load_be16(ip, 4) + k));
-  store_be16(seg, 10, 0);
-  store_be16(seg, 10, internet_checksum(seg.first(plan.ihl)));
-  std::span<uint8_t> tcp = seg.subspan(plan.ihl);
-  store_be32(tcp, 4, load_be32(ip, plan.ihl + 4) + static_cast<uint32_t>(off));
+  std::span<uint8_t> pkt(out.data() + at, plan.hdr + len);
+  std::memcpy(pkt.data(), ip.data(), plan.hdr);
+  std::memcpy(pkt.data() + plan.hdr, ip.data() + plan.hdr + off, len);
+  store_be16(pkt, 2, static_cast<uint16_t>(pkt.size()));
+  store_be16(pkt, 4, static_cast<uint16_t>(load_be16(ip, 4) + first));
+  store_be16(pkt, 10, 0);
+  store_be16(pkt, 10, internet_checksum(pkt.first(plan.ihl)));
+  store_be32(pkt, plan.ihl + 4, load_be32(ip, plan.ihl + 4) + static_cast<uint32_t>(off));
   uint8_t f = ip[plan.ihl + 13];
-  if (k + 1 < plan.count) f &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
-  if (k > 0) f &= static_cast<uint8_t>(~kTcpCwr);
-  tcp[13] = f;
-  fill_tcp_checksum(seg, plan.ihl);
+  if (first + count < plan.count) f &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
+  if (first > 0) f &= static_cast<uint8_t>(~kTcpCwr);
+  pkt[plan.ihl + 13] = f;
+  return pkt;
+}
+
+}  // namespace
+
+void append_segment(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t k,
+                    std::vector<uint8_t>& out) {
+  fill_tcp_checksum(append_piece(plan, ip, k, 1, out), plan.ihl);
 }
 
 void append_gso_frame(const SegmentPlan& plan, std::span<const uint8_t> ip, size_t first,
                       size_t count, const MacAddr& dst, const MacAddr& src,
                       std::vector<uint8_t>& out) {
   constexpr size_t kEth = 14;
-  size_t off = first * plan.mss;
-  size_t len = std::min(plan.payload - std::min(plan.payload, off), count * size_t{plan.mss});
-  if (plan.count == 1) len = plan.payload;
-  size_t total = plan.hdr + len;
-  bool last = first + count >= plan.count;
   size_t at = out.size();
-  out.resize(at + VnetHeader::kLen + kEth + total);
+  out.resize(at + VnetHeader::kLen + kEth);
   uint8_t* w = out.data() + at;
-  uint8_t flags = VnetHeader::kNeedsCsum;
-  uint8_t gso = VnetHeader::kGsoTcpV4;
-  uint8_t tcp_flags = ip[plan.ihl + 13];
-  if (!last) tcp_flags &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
-  if (first > 0) tcp_flags &= static_cast<uint8_t>(~kTcpCwr);
-  if (tcp_flags & kTcpCwr) gso |= VnetHeader::kGsoEcn;
+  // Set before the piece is appended: `out` may move then.
+  bool cwr = first == 0 && (ip[plan.ihl + 13] & kTcpCwr);
   uint16_t fields[4] = {static_cast<uint16_t>(kEth + plan.hdr), plan.mss,
                         static_cast<uint16_t>(kEth + plan.ihl), 16};
-  w[0] = flags;
-  w[1] = gso;
+  w[0] = VnetHeader::kNeedsCsum;
+  w[1] = static_cast<uint8_t>(VnetHeader::kGsoTcpV4 | (cwr ? VnetHeader::kGsoEcn : 0));
   std::memcpy(w + 2, fields, sizeof fields);  // hdr_len, gso_size, csum_start, csum_offset
   w += VnetHeader::kLen;
   std::memcpy(w, dst.b.data(), 6);
   std::memcpy(w + 6, src.b.data(), 6);
   w[12] = 0x08;
   w[13] = 0x00;
-  w += kEth;
-  std::memcpy(w, ip.data(), plan.hdr);
-  std::memcpy(w + plan.hdr, ip.data() + plan.hdr + off, len);
-  std::span<uint8_t> pkt(w, total);
-  store_be16(pkt, 2, static_cast<uint16_t>(total));
-  // As the kernel's GSO numbers segments: this frame's first takes the id of the whole's
-  // first + `first`.
-  store_be16(pkt, 4, static_cast<uint16_t>(load_be16(ip, 4) + first));
-  store_be32(pkt, plan.ihl + 4, load_be32(ip, plan.ihl + 4) + static_cast<uint32_t>(off));
-  pkt[plan.ihl + 13] = tcp_flags;
-  store_be16(pkt, 10, 0);
-  store_be16(pkt, 10, internet_checksum(pkt.first(plan.ihl)));
+  std::span<uint8_t> pkt = append_piece(plan, ip, first, count, out);
+  // As the kernel's own TSO packets have it: the pseudo-header's sum, the rest left to the GSO.
   store_be16(pkt, plan.ihl + 16,
              static_cast<uint16_t>(~csum_fold(pseudo_header_sum(pkt, plan.ihl))));
 }

@@ -281,6 +281,15 @@ TEST(GsoFrame, PartOfASuperSegment_HasItsOwnHeaderAndAPartialChecksum) {
   std::vector<uint8_t> tail(out.begin() + VnetHeader::kLen + 14, out.end());
   EXPECT_EQ(load_be16(tail, 2), 52 + 500);
   EXPECT_EQ(tail[33], tf::ACK | tf::PSH | tf::FIN);
+
+  // The first part keeps CWR, and asks the GSO for ECN segmentation.
+  out.clear();
+  append_gso_frame(*plan, whole, 0, 3, dst, src, out);
+  h = parse_vnet_header(std::span<const uint8_t>(out).first<VnetHeader::kLen>());
+  EXPECT_EQ(h.gso_type, VnetHeader::kGsoTcpV4 | VnetHeader::kGsoEcn);
+  std::vector<uint8_t> head(out.begin() + VnetHeader::kLen + 14, out.end());
+  EXPECT_EQ(head[33], tf::ACK | tf::CWR);
+  EXPECT_EQ(load_be32(head, 24), 7000u);
 }
 
 }  // namespace
