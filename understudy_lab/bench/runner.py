@@ -840,7 +840,7 @@ def main(argv):
     ap.add_argument("--offloads", choices=("on", "off"), default="on",
                     help="the lab's veth offloads (TSO, GSO, checksum) for every mode: on (the kernel's "
                          "defaults) or off (what understudy before issue 11 required)")
-    ap.add_argument("--scale-n", type=int, help="connections for the scale test (default: 10000, smoke 200)")
+    ap.add_argument("--scale-n", type=int, help="connections for the scale test (default: 10000, smoke 600)")
     ap.add_argument("--profile", nargs="?", const="dwarf", choices=("dwarf", "fp"),
                     help="also profile both daemons with `perf record` during one extra duplex point "
                          "(100 KiB, wrk -c16) and write OUT/profile/; the value is perf's call-graph "

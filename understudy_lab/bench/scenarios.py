@@ -35,7 +35,8 @@ PROFILES = {
         "lat_n": 20, "lat_sizes": ["1k", "1m"], "wrk_sizes": ["1k"], "wrk_seconds": 1,
         "concurrency": [1, 16], "failover_runs": 2, "failover_seconds": 2.0,
         "bulk_runs": 1,
-        "scale_n": 200, "scale_busy": "10k", "scale_rate": 1000,
+        # above limits.max_connections_per_source's default (512), which the bench lab lifts
+        "scale_n": 600, "scale_busy": "10k", "scale_rate": 1000,
         "scale_steps": [100],
     },
 }
